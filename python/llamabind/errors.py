@@ -1,0 +1,81 @@
+"""The exceptions llamabind raises, defined once for the Python and the native layer.
+
+Every error llamabind raises on its own account derives from :class:`LlamaError`. Errors the
+native layer detects are raised as these classes by one translator in ``csrc/``; their
+structured fields (numbers, paths) are attributes. Bad argument values raise ``ValueError``
+or ``TypeError`` as usual. This module imports nothing compiled.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+class LlamaError(Exception):
+    """Base class of llamabind's errors.
+
+    Args:
+        message: What went wrong and, where known, what to do about it.
+        **details: Structured facts about the failure (e.g. ``path``, ``n_tokens``,
+            ``n_ctx``), also available as attributes.
+    """
+
+    def __init__(self, message: str, **details: Any) -> None:
+        super().__init__(message)
+        self.message = message
+        self.details = details
+        for key, value in details.items():
+            setattr(self, key, value)
+
+
+class ModelLoadError(LlamaError):
+    """A model file could not be loaded: missing, unreadable, not GGUF, truncated, corrupt."""
+
+
+class ModelNotFoundError(LlamaError):
+    """No resolver found the model; ``locations`` lists every place searched."""
+
+    def __init__(self, message: str, locations: list[str] | None = None, **details: Any) -> None:
+        super().__init__(message, locations=list(locations or []), **details)
+
+
+class ContextError(LlamaError):
+    """A context could not be created or used (e.g. a vocab-only model, out of memory)."""
+
+
+class ContextOverflowError(ContextError):
+    """The tokens do not fit in the context window (``n_tokens`` against ``n_ctx``)."""
+
+
+class DecodeError(LlamaError):
+    """llama.cpp failed to evaluate a batch."""
+
+
+class GrammarError(LlamaError, ValueError):
+    """A GBNF grammar or JSON schema could not be parsed or compiled."""
+
+
+class TemplateError(LlamaError):
+    """A chat template failed to render or tried something the sandbox forbids."""
+
+
+class HandleClosedError(LlamaError):
+    """A native handle (model, context, sampler, generator, adapter) was used after close()."""
+
+
+class StateError(LlamaError):
+    """An operation is not allowed in the current state (e.g. a generation is running)."""
+
+
+__all__ = [
+    "ContextError",
+    "ContextOverflowError",
+    "DecodeError",
+    "GrammarError",
+    "HandleClosedError",
+    "LlamaError",
+    "ModelLoadError",
+    "ModelNotFoundError",
+    "StateError",
+    "TemplateError",
+]
