@@ -2,6 +2,9 @@
 
 #include <nanobind/nanobind.h>
 
+#include <optional>
+#include <string>
+
 namespace llamabind {
 
 namespace nb = nanobind;
@@ -19,7 +22,39 @@ struct native_call {
     nb::gil_scoped_release release;
 };
 
+// Runs f with the GIL released, then flushes the log records it produced.
+template <class F>
+auto without_gil(F && f) {
+    native_call guard;
+    return f();
+}
+
+// Between pieces of a long evaluation: lets Ctrl-C (and other signals) stop it.
+void check_signals();
+
+// Reads an optional keyword argument, removing it from kwargs; nullopt when absent or None.
+template <class T>
+std::optional<T> take_kwarg(nb::kwargs & kwargs, const char * name) {
+    if (!kwargs.contains(name)) return std::nullopt;
+    nb::object value = kwargs[name];
+    PyDict_DelItemString(kwargs.ptr(), name);
+    if (value.is_none()) return std::nullopt;
+    try {
+        return nb::cast<T>(value);
+    } catch (const nb::cast_error &) {
+        throw nb::type_error((std::string("argument '") + name + "' has the wrong type (" +
+                              nb::inst_name(value).c_str() + ")").c_str());
+    }
+}
+
+// Raises TypeError naming the first keyword left in kwargs.
+void reject_unknown_kwargs(const nb::kwargs & kwargs, const char * where);
+
 void bind_errors(nb::module_ & m);
 void bind_backend(nb::module_ & m);
+void bind_model(nb::module_ & m);
+void bind_context(nb::module_ & m);
+void bind_sampler(nb::module_ & m);
+void bind_generator(nb::module_ & m);
 
 }  // namespace llamabind

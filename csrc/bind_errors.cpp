@@ -1,7 +1,50 @@
+#include <nanobind/stl/string.h>
+
 #include "bind_common.h"
+#include "errors.h"
 
 namespace llamabind {
 
-void bind_errors(nb::module_ & m) { (void) m; }
+static const char * python_class_name(ErrorKind kind) {
+    switch (kind) {
+        case ErrorKind::ModelLoad: return "ModelLoadError";
+        case ErrorKind::Context: return "ContextError";
+        case ErrorKind::ContextOverflow: return "ContextOverflowError";
+        case ErrorKind::Decode: return "DecodeError";
+        case ErrorKind::Grammar: return "GrammarError";
+        case ErrorKind::HandleClosed: return "HandleClosedError";
+        case ErrorKind::State: return "StateError";
+        case ErrorKind::Value: return nullptr;
+    }
+    return nullptr;
+}
+
+static void translate(const std::exception_ptr & p, void *) {
+    try {
+        std::rethrow_exception(p);
+    } catch (const Error & e) {
+        const char * name = python_class_name(e.kind);
+        if (name == nullptr) {
+            PyErr_SetString(PyExc_ValueError, e.what());
+            return;
+        }
+        nb::object errors = nb::module_::import_("llamabind.errors");
+        nb::dict details;
+        for (const auto & [key, value] : e.ints) {
+            details[key.c_str()] = value;
+        }
+        for (const auto & [key, value] : e.strings) {
+            details[key.c_str()] = value;
+        }
+        nb::object cls = errors.attr(name);
+        nb::object instance = cls(e.what(), **details);
+        PyErr_SetObject(cls.ptr(), instance.ptr());
+    }
+}
+
+void bind_errors(nb::module_ & m) {
+    (void) m;
+    nb::register_exception_translator(translate);
+}
 
 }  // namespace llamabind

@@ -18,6 +18,7 @@ std::string partial_line;
 int partial_level = 20;
 std::atomic<int> threshold{30};
 std::atomic<bool> pending{false};
+thread_local LogCapture * active_capture = nullptr;
 
 int python_level(enum ggml_log_level level) {
     switch (level) {
@@ -47,6 +48,7 @@ void log_callback(enum ggml_log_level level, const char * text, void * /*user_da
     if (text == nullptr) {
         return;
     }
+    capture_line(level == GGML_LOG_LEVEL_CONT ? -1 : python_level(level), text);
     std::lock_guard<std::mutex> lock(queue_mutex);
     // CONT continues the previous fragment at the previous level.
     int lvl = level == GGML_LOG_LEVEL_CONT ? partial_level : python_level(level);
@@ -70,6 +72,41 @@ void log_callback(enum ggml_log_level level, const char * text, void * /*user_da
 }
 
 }  // namespace
+
+// level -1 continues the previous fragment.
+void capture_line(int level, const char * text) {
+    static thread_local int last_level = 0;
+    LogCapture * capture = active_capture;
+    if (capture == nullptr) {
+        return;
+    }
+    if (level >= 0) {
+        last_level = level;
+    }
+    if (last_level >= 40) {
+        capture->text_ += text;
+    }
+}
+
+LogCapture::LogCapture() : previous_(active_capture) { active_capture = this; }
+
+LogCapture::~LogCapture() { active_capture = previous_; }
+
+std::string LogCapture::errors() const {
+    std::string out;
+    size_t start = 0;
+    while (start < text_.size()) {
+        size_t end = text_.find('\n', start);
+        if (end == std::string::npos) end = text_.size();
+        std::string line = text_.substr(start, end - start);
+        if (!line.empty()) {
+            if (!out.empty()) out += "; ";
+            out += line;
+        }
+        start = end + 1;
+    }
+    return out;
+}
 
 void install_log_callback() {
     llama_log_set(log_callback, nullptr);

@@ -25,4 +25,24 @@ int log_threshold();
 std::vector<LogRecord> take_log_records();
 bool has_log_records();
 
+// Feeds a log fragment to this thread's LogCapture, if any (level -1: continuation).
+void capture_line(int level, const char * text);
+
+// While alive, collects the error lines llama.cpp logs on this thread (whatever the
+// threshold), so a failing call can put llama.cpp's own reason into its exception.
+class LogCapture {
+  public:
+    LogCapture();
+    ~LogCapture();
+    LogCapture(const LogCapture &) = delete;
+    LogCapture & operator=(const LogCapture &) = delete;
+    // The captured error text, lines joined by "; ".
+    std::string errors() const;
+
+  private:
+    std::string text_;
+    LogCapture * previous_;
+    friend void capture_line(int level, const char * text);
+};
+
 }  // namespace llamabind

@@ -7,4 +7,8 @@ NB_MODULE(_native, m) {
     llamabind::install_log_callback();
     llamabind::bind_errors(m);
     llamabind::bind_backend(m);
+    llamabind::bind_model(m);
+    llamabind::bind_sampler(m);
+    llamabind::bind_context(m);
+    llamabind::bind_generator(m);
 }

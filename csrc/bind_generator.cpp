@@ -1,0 +1,71 @@
+#include <nanobind/stl/shared_ptr.h>
+#include <nanobind/stl/string.h>
+#include <nanobind/stl/vector.h>
+
+#include "bind_common.h"
+#include "generator.h"
+
+namespace llamabind {
+
+void bind_generator(nb::module_ & m) {
+    nb::class_<Generator>(m, "Generator", R"(The generate loop as a Python iterator of (token_id, piece_bytes).
+
+Each ``next()`` releases the GIL, decodes the previous token, samples and returns one token.
+The first step evaluates the prompt, reusing the prefix the context already holds. It stops at
+an end-of-generation token ("eog"), at max_tokens ("length"), when the context is full
+("context") or after cancel() ("cancelled"): see ``finish_reason``.)")
+        .def("__iter__", [](nb::object self) { return self; })
+        .def("__next__",
+             [](Generator & self) {
+                 std::optional<GeneratedToken> token = without_gil([&] { return self.next(check_signals); });
+                 if (!token) throw nb::stop_iteration();
+                 return nb::make_tuple(token->id, nb::bytes(token->piece.data(), token->piece.size()));
+             })
+        .def("cancel", &Generator::cancel,
+             R"(Stops the generation from any thread; a decode in flight is aborted. The context stays usable.)")
+        .def("close", &Generator::close, R"(Cancels and finishes the generation.)")
+        .def("__enter__", [](nb::object self) { return self; })
+        .def("__exit__", [](Generator & self, nb::args) { self.close(); })
+        .def_prop_ro("finish_reason",
+                     [](const Generator & self) -> nb::object {
+                         if (!self.is_finished()) return nb::none();
+                         return nb::str(self.finish_reason().c_str());
+                     },
+                     R"(None while running; then "eog", "length", "context", "cancelled" or "error".)")
+        .def_prop_ro("n_prompt_tokens", &Generator::n_prompt_tokens)
+        .def_prop_ro("n_reused_tokens", &Generator::n_reused_tokens,
+                     R"(Prompt tokens found already in the context and not evaluated again.)")
+        .def_prop_ro("n_generated_tokens", &Generator::n_generated_tokens)
+        .def_prop_ro("t_prompt_eval_ms", &Generator::t_prompt_eval_ms,
+                     R"(Milliseconds to evaluate the prompt and sample the first token.)")
+        .def_prop_ro("t_generation_ms", &Generator::t_generation_ms,
+                     R"(Milliseconds spent on the tokens after the first.)")
+        .def_prop_ro("token_ids", &Generator::token_ids, R"(The ids generated so far.)");
+
+    nb::class_<Context> context = nb::borrow<nb::class_<Context>>(m.attr("Context"));
+    context.def(
+        "generate",
+        [](std::shared_ptr<Context> self, std::vector<int32_t> prompt_tokens, std::shared_ptr<Sampler> sampler,
+           int32_t max_tokens, int32_t seq_id, bool ignore_eog, bool render_special) {
+            GenerateOptions options{max_tokens, seq_id, ignore_eog, render_special};
+            return without_gil([&] {
+                return std::make_shared<Generator>(self, sampler, std::move(prompt_tokens), options);
+            });
+        },
+        nb::arg("prompt_tokens"), nb::arg("sampler"), nb::arg("max_tokens") = -1, nb::arg("seq_id") = 0,
+        nb::arg("ignore_eog") = false, nb::arg("render_special") = false,
+        R"(Starts a generation; see Generator.
+
+Args:
+    prompt_tokens: The whole prompt; a prefix the context already holds is reused.
+    sampler: The sampler chain (its state advances with each token).
+    max_tokens: The most tokens to generate; -1 for no limit but the context.
+    seq_id: The sequence to generate in.
+    ignore_eog: Keep going past end-of-generation tokens.
+    render_special: Render control tokens into the pieces.
+
+Raises:
+    ContextOverflowError: the prompt is longer than the context.)");
+}
+
+}  // namespace llamabind

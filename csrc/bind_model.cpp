@@ -1,0 +1,137 @@
+#include <nanobind/stl/map.h>
+#include <nanobind/stl/optional.h>
+#include <nanobind/stl/string.h>
+#include <nanobind/stl/variant.h>
+#include <nanobind/stl/vector.h>
+
+#include "bind_common.h"
+#include "model.h"
+
+namespace llamabind {
+
+static ModelOptions model_options(nb::kwargs & kw) {
+    ModelOptions o;
+    o.n_gpu_layers = take_kwarg<int32_t>(kw, "n_gpu_layers");
+    o.split_mode = take_kwarg<int32_t>(kw, "split_mode");
+    o.main_gpu = take_kwarg<int32_t>(kw, "main_gpu");
+    o.tensor_split = take_kwarg<std::vector<float>>(kw, "tensor_split").value_or(std::vector<float>{});
+    o.use_mmap = take_kwarg<bool>(kw, "use_mmap").value_or(true);
+    o.use_mlock = take_kwarg<bool>(kw, "use_mlock").value_or(false);
+    o.vocab_only = take_kwarg<bool>(kw, "vocab_only").value_or(false);
+    o.check_tensors = take_kwarg<bool>(kw, "check_tensors").value_or(false);
+    if (auto overrides = take_kwarg<nb::dict>(kw, "kv_overrides")) {
+        for (auto [key, value] : *overrides) {
+            std::string k = nb::cast<std::string>(key);
+            if (nb::isinstance<nb::bool_>(value)) o.kv_overrides[k] = nb::cast<bool>(value);
+            else if (nb::isinstance<nb::int_>(value)) o.kv_overrides[k] = nb::cast<int64_t>(value);
+            else if (nb::isinstance<nb::float_>(value)) o.kv_overrides[k] = nb::cast<double>(value);
+            else if (nb::isinstance<nb::str>(value)) o.kv_overrides[k] = nb::cast<std::string>(value);
+            else throw nb::type_error(("kv_overrides['" + k + "'] must be bool, int, float or str").c_str());
+        }
+    }
+    reject_unknown_kwargs(kw, "Model");
+    return o;
+}
+
+void bind_model(nb::module_ & m) {
+    nb::class_<Model>(m, "Model", R"(A GGUF model loaded by llama.cpp.
+
+Loading releases the GIL. A model is read-only afterwards and may be shared by many threads
+and contexts; contexts keep the weights alive, so ``close()`` frees them once no context uses
+them. Using a closed model raises ``HandleClosedError``.)")
+        .def("__init__",
+             [](Model * self, const std::string & path, std::optional<nb::callable> progress, nb::kwargs kw) {
+                 ModelOptions options = model_options(kw);
+                 std::shared_ptr<nb::object> error;  // a Python exception raised by `progress`
+                 ProgressFn fn;
+                 if (progress) {
+                     nb::callable cb = *progress;
+                     fn = [cb, &error](float value) {
+                         nb::gil_scoped_acquire acquire;
+                         try {
+                             nb::object result = cb(value);
+                             return result.is_none() || nb::cast<bool>(result);
+                         } catch (nb::python_error & e) {
+                             error = std::make_shared<nb::object>(nb::borrow(e.value()));
+                             return false;
+                         }
+                     };
+                 }
+                 try {
+                     without_gil([&] { new (self) Model(path, options, fn); });
+                 } catch (...) {
+                     if (error) {
+                         PyErr_SetObject((PyObject *) Py_TYPE(error->ptr()), error->ptr());
+                         throw nb::python_error();
+                     }
+                     throw;
+                 }
+             },
+             nb::arg("path"), nb::arg("progress") = nb::none(), nb::arg("kwargs"),
+             R"(Loads a GGUF file.
+
+Args:
+    path: The .gguf file (the first part of a split model).
+    progress: Called with the load progress in [0, 1]; returning False cancels the load
+        (raising ModelLoadError with ``cancelled=1``); an exception it raises is re-raised.
+    **kwargs: llama_model_params: n_gpu_layers (-1: all, the default), split_mode (0 none,
+        1 layer, 2 row, 3 tensor), main_gpu, tensor_split (list of proportions), use_mmap
+        (True), use_mlock (False), vocab_only (False), check_tensors (False), kv_overrides
+        (dict of GGUF key -> bool/int/float/str).
+
+Raises:
+    ModelLoadError: missing file, a directory, an empty, non-GGUF, truncated or corrupt file.)")
+        .def("close", &Model::close, R"(Drops this handle's reference to the weights now.)")
+        .def_prop_ro("is_closed", &Model::is_closed)
+        .def("__enter__", [](nb::object self) { return self; })
+        .def("__exit__", [](Model & self, nb::args) { self.close(); })
+        .def_prop_ro("path", &Model::path)
+        .def_prop_ro("metadata", &Model::metadata, R"(All GGUF key/value metadata as strings (arrays are not expanded).)")
+        .def_prop_ro("description", &Model::description)
+        .def_prop_ro("architecture", &Model::architecture)
+        .def_prop_ro("n_params", &Model::n_params)
+        .def_prop_ro("size_bytes", &Model::size_bytes)
+        .def_prop_ro("n_ctx_train", &Model::n_ctx_train)
+        .def_prop_ro("n_embd", &Model::n_embd)
+        .def_prop_ro("n_layer", &Model::n_layer)
+        .def_prop_ro("n_head", &Model::n_head)
+        .def_prop_ro("n_vocab", &Model::n_vocab)
+        .def_prop_ro("vocab_type", &Model::vocab_type, R"(1 SPM, 2 BPE, 3 WPM, 4 UGM, 5 RWKV, 6 PLaMo-2.)")
+        .def_prop_ro("is_vocab_only", &Model::is_vocab_only)
+        .def_prop_ro("has_encoder", &Model::has_encoder)
+        .def_prop_ro("has_decoder", &Model::has_decoder)
+        .def_prop_ro("is_recurrent", &Model::is_recurrent)
+        .def_prop_ro("special_tokens", &Model::special_tokens, R"(bos, eos, eot, sep, nl, pad, mask, fim_*: token id, -1 when absent.)")
+        .def_prop_ro("add_bos", &Model::add_bos)
+        .def_prop_ro("add_eos", &Model::add_eos)
+        .def("is_eog", &Model::is_eog, nb::arg("token"), R"(Whether the token ends generation (EOS, EOT, ...).)")
+        .def("is_control", &Model::is_control, nb::arg("token"))
+        .def("token_attr", &Model::token_attr, nb::arg("token"), R"(llama_token_attr bit flags of the token.)")
+        .def("token_text", &Model::token_text, nb::arg("token"), R"(The token's vocabulary entry.)")
+        .def("token_score", &Model::token_score, nb::arg("token"))
+        .def("chat_template", &Model::chat_template, nb::arg("name") = nb::none(),
+             R"(The model's chat template (a named one when ``name`` is given), or None.)")
+        .def_prop_ro("chat_templates", &Model::chat_templates, R"(All chat templates by name ("default" for the main one).)")
+        .def("tokenize", &Model::tokenize, nb::arg("text"), nb::arg("add_special") = true,
+             nb::arg("parse_special") = false, nb::call_guard<native_call>(),
+             R"(Text -> token ids. ``add_special`` adds BOS/EOS as the model wants; ``parse_special`` turns special-token text into those tokens.)")
+        .def("detokenize",
+             [](const Model & self, const std::vector<int32_t> & tokens, bool remove_special, bool unparse_special) {
+                 std::string text = without_gil([&] { return self.detokenize(tokens, remove_special, unparse_special); });
+                 return nb::bytes(text.data(), text.size());
+             },
+             nb::arg("tokens"), nb::arg("remove_special") = false, nb::arg("unparse_special") = false,
+             R"(Token ids -> UTF-8 bytes (decode with errors="replace" for partial characters).)")
+        .def("token_to_piece",
+             [](const Model & self, int32_t token, bool special) {
+                 std::string piece = self.token_to_piece(token, special);
+                 return nb::bytes(piece.data(), piece.size());
+             },
+             nb::arg("token"), nb::arg("special") = false, R"(One token's bytes.)")
+        .def("__repr__", [](const Model & self) {
+            if (self.is_closed()) return std::string("Model(closed)");
+            return "Model('" + self.path() + "', " + self.description() + ")";
+        });
+}
+
+}  // namespace llamabind

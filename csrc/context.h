@@ -1,0 +1,120 @@
+#pragma once
+
+#include <atomic>
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "llama.h"
+#include "lora.h"
+#include "model.h"
+
+namespace llamabind {
+
+// llama_context_params a user sets; std::nullopt keeps llama.cpp's default.
+struct ContextOptions {
+    std::optional<int64_t> n_ctx, n_batch, n_ubatch, n_seq_max;
+    std::optional<int32_t> n_threads, n_threads_batch;
+    std::optional<int32_t> flash_attn;  // -1 auto, 0 off, 1 on
+    std::optional<int32_t> type_k, type_v;  // ggml_type
+    std::optional<bool> offload_kqv, op_offload, swa_full, kv_unified;
+    bool embeddings = false;
+    bool no_perf = false;
+    std::optional<int32_t> pooling_type, attention_type, rope_scaling_type;
+    std::optional<float> rope_freq_base, rope_freq_scale;
+    std::optional<float> yarn_ext_factor, yarn_attn_factor, yarn_beta_fast, yarn_beta_slow;
+    std::optional<int64_t> yarn_orig_ctx;
+};
+
+enum class LogitsMode { None, Last, All };
+
+struct PerfData {
+    double t_load_ms, t_prompt_eval_ms, t_eval_ms;
+    int32_t n_prompt_eval, n_eval, n_graph_reused;
+};
+
+// Called between n_batch pieces of a long evaluation (without the context lock); may throw
+// to stop (e.g. on Ctrl-C).
+using InterruptCheck = std::function<void()>;
+
+// One llama_context. Keeps its model alive. One thread uses it at a time: every operation
+// takes the context's mutex (the binding releases the GIL first).
+class Context {
+  public:
+    Context(const Model & model, const ContextOptions & options);
+    ~Context();
+
+    void close();
+    bool is_closed() const;
+
+    uint32_t n_ctx() const;
+    uint32_t n_batch() const;
+    uint32_t n_ubatch() const;
+    uint32_t n_seq_max() const;
+    int32_t n_threads() const;
+    int32_t n_vocab() const { return n_vocab_; }
+    int32_t n_embd() const { return n_embd_; }
+    int32_t pooling_type() const;
+    void set_n_threads(int32_t n_threads, int32_t n_threads_batch);
+
+    // Evaluates tokens for a sequence, appended after what it holds, in n_batch pieces.
+    void decode(const std::vector<int32_t> & tokens, int32_t seq_id, LogitsMode logits,
+                const InterruptCheck & interrupt);
+    std::vector<float> logits(int32_t i) const;
+    std::vector<float> embeddings(int32_t i) const;
+    std::vector<float> sequence_embeddings(int32_t seq_id) const;
+
+    // Memory (KV cache) operations.
+    void memory_clear();
+    bool memory_remove(int32_t seq_id, int32_t p0, int32_t p1);
+    void memory_copy(int32_t src, int32_t dst, int32_t p0, int32_t p1);
+    void memory_keep(int32_t seq_id);
+    void memory_shift(int32_t seq_id, int32_t p0, int32_t p1, int32_t delta);
+    int32_t memory_pos_max(int32_t seq_id) const;
+    int32_t memory_pos_min(int32_t seq_id) const;
+    bool memory_can_shift() const;
+    // The tokens this context knows sequence seq_id holds (used to reuse prompt prefixes).
+    std::vector<int32_t> cached_tokens(int32_t seq_id) const;
+
+    // State.
+    std::vector<uint8_t> state_bytes(std::optional<int32_t> seq_id);
+    void load_state_bytes(const std::vector<uint8_t> & data, std::optional<int32_t> seq_id);
+    void save_state_file(const std::string & path, std::optional<int32_t> seq_id);
+    void load_state_file(const std::string & path, std::optional<int32_t> seq_id);
+
+    PerfData perf() const;
+    void perf_reset();
+
+    void set_lora(const std::vector<std::pair<std::shared_ptr<LoraAdapter>, float>> & adapters);
+    void set_control_vector(const std::vector<float> & data, int32_t n_embd, int32_t il_start, int32_t il_end);
+
+    // For the Generator (and the backend-sampling path): the lock and the raw context.
+    std::unique_lock<std::mutex> lock(const char * operation) const;
+    llama_context * raw(const char * operation) const;
+    std::atomic<bool> & abort_flag() { return abort_; }
+    const std::shared_ptr<llama_model> & model() const { return model_; }
+    std::map<int32_t, std::vector<int32_t>> & tracked_tokens() { return tokens_; }
+
+    // Evaluates one piece (<= n_batch tokens) with the lock held. Returns llama_decode's code.
+    int32_t decode_piece_locked(const int32_t * tokens, size_t n, int32_t seq_id, LogitsMode logits);
+    void check_fits_locked(size_t n_new, int32_t seq_id, const char * operation) const;
+    void sync_tracked_locked(int32_t seq_id);
+
+  private:
+    std::shared_ptr<llama_model> model_;
+    llama_context * ctx_ = nullptr;
+    mutable std::mutex mutex_;
+    std::atomic<bool> abort_{false};
+    llama_batch batch_{};
+    int32_t n_vocab_ = 0;
+    int32_t n_embd_ = 0;
+    std::map<int32_t, std::vector<int32_t>> tokens_;
+    std::vector<std::shared_ptr<LoraAdapter>> adapters_;
+};
+
+}  // namespace llamabind

@@ -1,0 +1,69 @@
+#pragma once
+
+#include <atomic>
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "context.h"
+#include "sampler.h"
+
+namespace llamabind {
+
+struct GenerateOptions {
+    int32_t max_tokens = -1;  // -1: until end of generation or the context is full
+    int32_t seq_id = 0;
+    bool ignore_eog = false;
+    bool render_special = false;  // control tokens appear in the pieces
+};
+
+struct GeneratedToken {
+    int32_t id;
+    std::string piece;  // raw bytes; a UTF-8 character may span several tokens
+};
+
+// The generate loop: evaluates the prompt (reusing the prefix the context already holds) on the
+// first step, then decodes and samples one token per step. Keeps its context and sampler alive.
+class Generator {
+  public:
+    Generator(std::shared_ptr<Context> context, std::shared_ptr<Sampler> sampler,
+              std::vector<int32_t> prompt, GenerateOptions options);
+
+    // The next token, or nullopt once finished (finish_reason says why).
+    std::optional<GeneratedToken> next(const InterruptCheck & interrupt);
+    void cancel();
+    void close();
+
+    const std::string & finish_reason() const { return finish_reason_; }
+    bool is_finished() const { return !finish_reason_.empty(); }
+    int32_t n_prompt_tokens() const { return static_cast<int32_t>(prompt_.size()); }
+    int32_t n_reused_tokens() const { return n_reused_; }
+    int32_t n_generated_tokens() const { return n_generated_; }
+    double t_prompt_eval_ms() const { return t_prompt_us_ / 1000.0; }
+    double t_generation_ms() const { return t_generation_us_ / 1000.0; }
+    const std::vector<int32_t> & token_ids() const { return generated_; }
+
+  private:
+    void evaluate_prompt(const InterruptCheck & interrupt);
+    bool decode_one(int32_t token);
+    std::optional<GeneratedToken> sample_next();
+    void finish(const char * reason);
+
+    std::shared_ptr<Context> context_;
+    std::shared_ptr<Sampler> sampler_;
+    std::vector<int32_t> prompt_;
+    GenerateOptions options_;
+    std::atomic<bool> cancelled_{false};
+    bool started_ = false;
+    std::optional<int32_t> pending_;  // sampled and returned, not yet decoded
+    std::string finish_reason_;
+    int32_t n_reused_ = 0;
+    int32_t n_generated_ = 0;
+    int64_t t_prompt_us_ = 0;
+    int64_t t_generation_us_ = 0;
+    std::vector<int32_t> generated_;
+};
+
+}  // namespace llamabind

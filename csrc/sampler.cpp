@@ -1,0 +1,204 @@
+#include "sampler.h"
+
+#include <regex>
+
+#include "errors.h"
+#include "logging.h"
+
+namespace llamabind {
+namespace {
+
+void check_params(const SamplerParams & p, int32_t n_vocab) {
+    if (p.top_k < 0) throw_value("[Sampler] top_k must be >= 0 (0 disables it)");
+    if (p.top_p < 0 || p.top_p > 1) throw_value("[Sampler] top_p must be in [0, 1]");
+    if (p.min_p < 0 || p.min_p > 1) throw_value("[Sampler] min_p must be in [0, 1]");
+    if (p.typical_p < 0 || p.typical_p > 1) throw_value("[Sampler] typical_p must be in [0, 1]");
+    if (p.xtc_probability < 0 || p.xtc_probability > 1) throw_value("[Sampler] xtc_probability must be in [0, 1]");
+    if (p.repeat_penalty <= 0) throw_value("[Sampler] repeat_penalty must be > 0 (1 disables it)");
+    if (p.penalty_last_n < -1) throw_value("[Sampler] penalty_last_n must be >= -1 (-1: the whole context)");
+    if (p.dry_penalty_last_n < -1) throw_value("[Sampler] dry_penalty_last_n must be >= -1");
+    if (p.mirostat < 0 || p.mirostat > 2) throw_value("[Sampler] mirostat must be 0 (off), 1 or 2");
+    for (const auto & [token, bias] : p.logit_bias) {
+        if (token < 0 || token >= n_vocab) {
+            throw_value("[Sampler] logit_bias token " + std::to_string(token) + " is outside the vocabulary (0.." +
+                        std::to_string(n_vocab - 1) + ")");
+        }
+    }
+    for (int32_t token : p.trigger_tokens) {
+        if (token < 0 || token >= n_vocab) {
+            throw_value("[Sampler] trigger token " + std::to_string(token) + " is outside the vocabulary");
+        }
+    }
+    if (p.grammar_lazy && p.grammar.empty()) throw_value("[Sampler] grammar_lazy needs a grammar");
+    if (p.grammar_lazy && p.trigger_words.empty() && p.trigger_patterns.empty() && p.trigger_tokens.empty()) {
+        throw_value("[Sampler] a lazy grammar needs trigger_words, trigger_patterns or trigger_tokens");
+    }
+}
+
+std::string escape_regex(const std::string & word) {
+    static const std::regex special("[.^$|()*+?\\[\\]{}\\\\]");
+    return std::regex_replace(word, special, "\\$0");
+}
+
+llama_sampler * make_grammar(const llama_vocab * vocab, const SamplerParams & p) {
+    LogCapture capture;
+    llama_sampler * s = nullptr;
+    if (!p.grammar_lazy) {
+        s = llama_sampler_init_grammar(vocab, p.grammar.c_str(), p.grammar_root.c_str());
+    } else {
+        // As llama.cpp's common sampler does: a word triggers wherever it appears.
+        std::vector<std::string> patterns = p.trigger_patterns;
+        for (const std::string & word : p.trigger_words) {
+            patterns.push_back("[\\s\\S]*?(" + escape_regex(word) + ")[\\s\\S]*");
+        }
+        for (const std::string & pattern : patterns) {
+            try {
+                std::regex check(pattern);
+            } catch (const std::regex_error & e) {
+                throw Error(ErrorKind::Grammar, "[Sampler] invalid trigger pattern '" + pattern + "': " + e.what());
+            }
+        }
+        std::vector<const char *> c_patterns;
+        for (const std::string & pattern : patterns) c_patterns.push_back(pattern.c_str());
+        s = llama_sampler_init_grammar_lazy_patterns(vocab, p.grammar.c_str(), p.grammar_root.c_str(),
+                                                     c_patterns.data(), c_patterns.size(),
+                                                     p.trigger_tokens.data(), p.trigger_tokens.size());
+    }
+    if (s == nullptr) {
+        std::string why = capture.errors();
+        throw Error(ErrorKind::Grammar, "[Sampler] invalid grammar" + (why.empty() ? std::string() : ": " + why));
+    }
+    return s;
+}
+
+llama_sampler * build_chain(const llama_model * model, const SamplerParams & p) {
+    const llama_vocab * vocab = llama_model_get_vocab(model);
+    const int32_t n_vocab = llama_vocab_n_tokens(vocab);
+    check_params(p, n_vocab);
+
+    llama_sampler_chain_params cp = llama_sampler_chain_default_params();
+    cp.no_perf = false;
+    llama_sampler * chain = llama_sampler_chain_init(cp);
+    try {
+        if (!p.logit_bias.empty()) {
+            std::vector<llama_logit_bias> bias;
+            for (const auto & [token, value] : p.logit_bias) bias.push_back({token, value});
+            llama_sampler_chain_add(chain, llama_sampler_init_logit_bias(n_vocab, static_cast<int32_t>(bias.size()), bias.data()));
+        }
+        if (!p.grammar.empty()) {
+            llama_sampler_chain_add(chain, make_grammar(vocab, p));
+        }
+        if (p.penalty_last_n != 0 &&
+            (p.repeat_penalty != 1.0f || p.frequency_penalty != 0.0f || p.presence_penalty != 0.0f)) {
+            llama_sampler_chain_add(chain, llama_sampler_init_penalties(n_vocab, p.penalty_last_n, p.repeat_penalty,
+                                                                        p.frequency_penalty, p.presence_penalty));
+        }
+        if (p.dry_multiplier > 0.0f) {
+            std::vector<const char *> breakers;
+            for (const std::string & b : p.dry_sequence_breakers) breakers.push_back(b.c_str());
+            llama_sampler_chain_add(chain, llama_sampler_init_dry(vocab, p.dry_multiplier, p.dry_base, p.dry_allowed_length,
+                                                                  p.dry_penalty_last_n, breakers.data(), breakers.size()));
+        }
+        if (p.is_greedy()) {
+            llama_sampler_chain_add(chain, llama_sampler_init_greedy());
+        } else if (p.mirostat == 1) {
+            llama_sampler_chain_add(chain, llama_sampler_init_temp(p.temperature));
+            llama_sampler_chain_add(chain, llama_sampler_init_mirostat(n_vocab, p.seed, p.mirostat_tau, p.mirostat_eta, 100));
+        } else if (p.mirostat == 2) {
+            llama_sampler_chain_add(chain, llama_sampler_init_temp(p.temperature));
+            llama_sampler_chain_add(chain, llama_sampler_init_mirostat_v2(p.seed, p.mirostat_tau, p.mirostat_eta));
+        } else {
+            if (p.top_n_sigma > 0.0f) llama_sampler_chain_add(chain, llama_sampler_init_top_n_sigma(p.top_n_sigma));
+            if (p.top_k > 0) llama_sampler_chain_add(chain, llama_sampler_init_top_k(p.top_k));
+            if (p.typical_p < 1.0f) llama_sampler_chain_add(chain, llama_sampler_init_typical(p.typical_p, p.min_keep));
+            if (p.top_p < 1.0f) llama_sampler_chain_add(chain, llama_sampler_init_top_p(p.top_p, p.min_keep));
+            if (p.min_p > 0.0f) llama_sampler_chain_add(chain, llama_sampler_init_min_p(p.min_p, p.min_keep));
+            if (p.xtc_probability > 0.0f) {
+                llama_sampler_chain_add(chain, llama_sampler_init_xtc(p.xtc_probability, p.xtc_threshold, p.min_keep, p.seed));
+            }
+            llama_sampler_chain_add(chain, llama_sampler_init_temp_ext(p.temperature, p.dynatemp_range, p.dynatemp_exponent));
+            llama_sampler_chain_add(chain, llama_sampler_init_dist(p.seed));
+        }
+    } catch (...) {
+        llama_sampler_free(chain);
+        throw;
+    }
+    return chain;
+}
+
+}  // namespace
+
+Sampler::Sampler(const Model & model, const SamplerParams & params)
+    : model_(model.handle("Sampler")), params_(params) {
+    chain_ = build_chain(model_.get(), params_);
+}
+
+Sampler::Sampler(std::shared_ptr<llama_model> model, SamplerParams params, llama_sampler * chain)
+    : model_(std::move(model)), params_(std::move(params)), chain_(chain) {}
+
+Sampler::~Sampler() { close(); }
+
+void Sampler::close() {
+    std::lock_guard<std::mutex> lock(mutex_);
+    if (chain_ != nullptr) {
+        llama_sampler_free(chain_);
+        chain_ = nullptr;
+    }
+}
+
+bool Sampler::is_closed() const {
+    std::lock_guard<std::mutex> lock(mutex_);
+    return chain_ == nullptr;
+}
+
+llama_sampler * Sampler::chain(const char * operation) const {
+    if (chain_ == nullptr) throw_closed(operation);
+    return chain_;
+}
+
+std::shared_ptr<Sampler> Sampler::clone() const {
+    std::lock_guard<std::mutex> lock(mutex_);
+    llama_sampler * copy = llama_sampler_clone(chain("Sampler.clone"));
+    return std::shared_ptr<Sampler>(new Sampler(model_, params_, copy));
+}
+
+int32_t Sampler::sample(llama_context * ctx, int32_t i) {
+    std::lock_guard<std::mutex> lock(mutex_);
+    llama_sampler * c = chain("Sampler.sample");
+    try {
+        return llama_sampler_sample(c, ctx, i);
+    } catch (const std::exception & e) {
+        throw Error(params_.grammar.empty() ? ErrorKind::Decode : ErrorKind::Grammar,
+                    std::string("[Sampler.sample] ") + e.what());
+    }
+}
+
+void Sampler::accept(int32_t token) {
+    const int32_t n_vocab = llama_vocab_n_tokens(llama_model_get_vocab(model_.get()));
+    if (token < 0 || token >= n_vocab) {
+        throw_value("[Sampler.accept] token " + std::to_string(token) + " is outside the vocabulary");
+    }
+    std::lock_guard<std::mutex> lock(mutex_);
+    try {
+        llama_sampler_accept(chain("Sampler.accept"), token);
+    } catch (const std::exception & e) {
+        throw Error(ErrorKind::Grammar, std::string("[Sampler.accept] ") + e.what());
+    }
+}
+
+void Sampler::reset() {
+    std::lock_guard<std::mutex> lock(mutex_);
+    llama_sampler_reset(chain("Sampler.reset"));
+}
+
+std::vector<std::string> Sampler::names() const {
+    std::lock_guard<std::mutex> lock(mutex_);
+    llama_sampler * c = chain("Sampler.names");
+    std::vector<std::string> out;
+    for (int32_t i = 0; i < llama_sampler_chain_n(c); ++i) {
+        out.emplace_back(llama_sampler_name(llama_sampler_chain_get(c, i)));
+    }
+    return out;
+}
+
+}  // namespace llamabind

@@ -1,0 +1,87 @@
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <vector>
+
+#include "llama.h"
+#include "model.h"
+
+namespace llamabind {
+
+// The parameters of one sampler chain, with llama.cpp's (common/) defaults. The chain is, in
+// order: logit bias, grammar, penalties, DRY, top-n-sigma, top-k, typical-p, top-p, min-p,
+// XTC, temperature (dynamic when dynatemp_range > 0), then dist; or greedy when
+// temperature <= 0 or greedy is set; or mirostat v1/v2 after temperature.
+struct SamplerParams {
+    uint32_t seed = LLAMA_DEFAULT_SEED;
+    float temperature = 0.8f;
+    float dynatemp_range = 0.0f;
+    float dynatemp_exponent = 1.0f;
+    int32_t top_k = 40;
+    float top_p = 0.95f;
+    float min_p = 0.05f;
+    float typical_p = 1.0f;
+    float top_n_sigma = -1.0f;
+    float xtc_probability = 0.0f;
+    float xtc_threshold = 0.1f;
+    int32_t penalty_last_n = 64;
+    float repeat_penalty = 1.0f;
+    float frequency_penalty = 0.0f;
+    float presence_penalty = 0.0f;
+    float dry_multiplier = 0.0f;
+    float dry_base = 1.75f;
+    int32_t dry_allowed_length = 2;
+    int32_t dry_penalty_last_n = -1;
+    std::vector<std::string> dry_sequence_breakers = {"\n", ":", "\"", "*"};
+    int32_t mirostat = 0;
+    float mirostat_tau = 5.0f;
+    float mirostat_eta = 0.1f;
+    bool greedy = false;
+    std::map<int32_t, float> logit_bias;
+    std::string grammar;
+    std::string grammar_root = "root";
+    bool grammar_lazy = false;
+    std::vector<std::string> trigger_words;
+    std::vector<std::string> trigger_patterns;
+    std::vector<int32_t> trigger_tokens;
+    size_t min_keep = 0;
+
+    bool is_greedy() const { return greedy || (temperature <= 0.0f && mirostat == 0); }
+};
+
+// A llama.cpp sampler chain. Holds the model (its vocabulary backs grammar and DRY).
+class Sampler {
+  public:
+    Sampler(const Model & model, const SamplerParams & params);
+    ~Sampler();
+    Sampler(const Sampler &) = delete;
+    Sampler & operator=(const Sampler &) = delete;
+
+    std::shared_ptr<Sampler> clone() const;
+    void close();
+    bool is_closed() const;
+
+    // Samples from output i of the context's last decode and accepts the token.
+    int32_t sample(llama_context * ctx, int32_t i);
+    void accept(int32_t token);
+    void reset();
+
+    const SamplerParams & params() const { return params_; }
+    std::vector<std::string> names() const;
+    std::mutex & mutex() const { return mutex_; }
+
+  private:
+    Sampler(std::shared_ptr<llama_model> model, SamplerParams params, llama_sampler * chain);
+    llama_sampler * chain(const char * operation) const;
+
+    std::shared_ptr<llama_model> model_;
+    SamplerParams params_;
+    mutable std::mutex mutex_;
+    llama_sampler * chain_ = nullptr;
+};
+
+}  // namespace llamabind
