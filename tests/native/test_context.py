@@ -1,0 +1,209 @@
+import numpy as np
+import pytest
+
+from llamabind import _native
+from llamabind.errors import ContextOverflowError, HandleClosedError
+
+
+@pytest.fixture
+def ctx(smollm2):
+    with _native.Context(smollm2, n_ctx=256, n_batch=64, n_threads=2) as context:
+        yield context
+
+
+def prompt(model, text="The capital of France is"):
+    return model.tokenize(text, add_special=True)
+
+
+def test_parameters_are_applied(ctx):
+    assert ctx.n_ctx == 256
+    assert ctx.n_batch == 64
+    assert ctx.n_threads == 2
+    assert ctx.n_vocab == 49152
+
+
+def test_decode_and_logits(ctx, smollm2):
+    tokens = prompt(smollm2)
+    ctx.decode(tokens)
+    logits = ctx.logits()
+    assert isinstance(logits, np.ndarray) and logits.dtype == np.float32
+    assert logits.shape == (smollm2.n_vocab,)
+    assert np.isfinite(logits).all()
+    assert ctx.memory_pos_max(0) == len(tokens) - 1
+    assert ctx.cached_tokens(0) == tokens
+    assert smollm2.token_to_piece(int(np.argmax(logits))) == b" Paris"
+
+
+def test_decode_in_pieces_matches_one_piece(smollm2):
+    tokens = prompt(smollm2, "one two three four five six seven eight nine ten " * 4)
+    with _native.Context(smollm2, n_ctx=256, n_batch=256) as whole, _native.Context(smollm2, n_ctx=256, n_batch=8) as pieces:
+        whole.decode(tokens)
+        pieces.decode(tokens)
+        np.testing.assert_allclose(whole.logits(), pieces.logits(), rtol=1e-3, atol=1e-3)
+
+
+def test_all_logits(ctx, smollm2):
+    tokens = prompt(smollm2)
+    ctx.decode(tokens, logits="all")
+    first = ctx.logits(0)
+    last = ctx.logits(len(tokens) - 1)
+    assert not np.allclose(first, last)
+    with pytest.raises(ValueError):
+        ctx.decode(tokens, logits="some")
+
+
+def test_greedy_hand_loop_equals_generator(smollm2):
+    tokens = prompt(smollm2)
+    with _native.Context(smollm2, n_ctx=256) as ctx:
+        sampler = _native.Sampler(smollm2, temperature=0)
+        by_generator = [t for t, _ in ctx.generate(tokens, sampler, max_tokens=24)]
+    with _native.Context(smollm2, n_ctx=256) as ctx:
+        sampler = _native.Sampler(smollm2, temperature=0)
+        by_hand = []
+        ctx.decode(tokens)
+        for _ in range(24):
+            token = sampler.sample(ctx)
+            if smollm2.is_eog(token):
+                break
+            by_hand.append(token)
+            ctx.decode([token])
+        argmax = []
+        ctx.memory_clear()
+        ctx.decode(tokens)
+        for _ in range(len(by_hand)):
+            argmax.append(int(np.argmax(ctx.logits())))
+            ctx.decode([argmax[-1]])
+    assert by_generator == by_hand == argmax
+    assert len(by_generator) == 24
+
+
+def test_memory_operations(ctx, smollm2):
+    tokens = prompt(smollm2)
+    ctx.decode(tokens)
+    ctx.memory_copy(0, 1)
+    assert ctx.memory_pos_max(1) == len(tokens) - 1
+    assert ctx.cached_tokens(1) == tokens
+    assert ctx.memory_remove(1, 3, -1)
+    assert ctx.memory_pos_max(1) == 2
+    assert ctx.cached_tokens(1) == tokens[:3]
+    ctx.memory_keep(0)
+    assert ctx.memory_pos_max(1) == -1
+    assert ctx.memory_can_shift
+    ctx.memory_shift(0, 0, -1, 10)
+    assert ctx.memory_pos_max(0) == len(tokens) - 1 + 10
+    ctx.memory_clear()
+    assert ctx.memory_pos_max(0) == -1
+    assert ctx.cached_tokens(0) == []
+
+
+def test_state_round_trip_bytes_and_file(smollm2, tmp_path):
+    tokens = prompt(smollm2)
+    with _native.Context(smollm2, n_ctx=256) as a, _native.Context(smollm2, n_ctx=256) as b:
+        a.decode(tokens)
+        state = a.state_bytes()
+        assert len(state) > 1000
+        b.load_state_bytes(state)
+        assert b.memory_pos_max(0) == len(tokens) - 1
+        a.decode([42])
+        b.decode([42])
+        np.testing.assert_allclose(b.logits(), a.logits(), rtol=1e-4, atol=1e-4)
+        a.memory_remove(0, len(tokens), -1)
+
+        path = tmp_path / "state.bin"
+        a.save_state_file(str(path))
+        b.memory_clear()
+        b.load_state_file(str(path))
+        assert b.cached_tokens(0) == tokens
+        seq_state = a.state_bytes(0)
+        b.memory_clear()
+        b.load_state_bytes(seq_state, 0)
+        assert b.memory_pos_max(0) == len(tokens) - 1
+    with _native.Context(smollm2, n_ctx=256) as c:
+        with pytest.raises(Exception):
+            c.load_state_bytes(b"garbage" * 10)
+        with pytest.raises(Exception, match="cannot read"):
+            c.load_state_file(str(tmp_path / "missing.bin"))
+        c.decode(tokens)  # still usable
+
+
+def test_bad_parameters(smollm2):
+    with pytest.raises(ValueError, match="n_ctx"):
+        _native.Context(smollm2, n_ctx=-5)
+    with pytest.raises(ValueError, match="n_ctx"):
+        _native.Context(smollm2, n_ctx=10**12)
+    with pytest.raises(ValueError, match="n_batch"):
+        _native.Context(smollm2, n_ctx=128, n_batch=512)
+    with pytest.raises(ValueError, match="n_ubatch"):
+        _native.Context(smollm2, n_ctx=128, n_batch=64, n_ubatch=128)
+    with pytest.raises(ValueError, match="n_threads"):
+        _native.Context(smollm2, n_threads=0)
+    with pytest.raises(ValueError, match="flash_attn"):
+        _native.Context(smollm2, flash_attn=7)
+    with pytest.raises(TypeError, match="n_ctxx"):
+        _native.Context(smollm2, n_ctxx=5)
+    with pytest.raises(TypeError, match="n_ctx"):
+        _native.Context(smollm2, n_ctx="big")
+
+
+def test_bad_tokens_and_overflow(ctx, smollm2):
+    with pytest.raises(ValueError, match="outside the vocabulary"):
+        ctx.decode([1, -3])
+    with pytest.raises(ValueError, match="outside the vocabulary"):
+        ctx.decode([smollm2.n_vocab])
+    with pytest.raises(ValueError, match="no tokens"):
+        ctx.decode([])
+    with pytest.raises(ValueError, match="seq_id"):
+        ctx.decode([1], seq_id=5)
+    with pytest.raises(ContextOverflowError) as info:
+        ctx.decode([1] * 300)
+    assert info.value.n_ctx == 256 and info.value.n_tokens == 300
+    ctx.decode(prompt(smollm2))  # still usable
+
+
+def test_logits_before_decode_raise(ctx):
+    with pytest.raises(ValueError, match="no logits"):
+        ctx.logits(5)
+
+
+def test_embeddings(smollm2):
+    tokens = prompt(smollm2)
+    with _native.Context(smollm2, n_ctx=128, embeddings=True, pooling_type=1) as ctx:
+        ctx.decode(tokens, logits="all")
+        pooled = ctx.sequence_embeddings(0)
+        assert pooled.shape == (smollm2.n_embd,)
+        assert np.isfinite(pooled).all()
+
+
+def test_use_after_close(smollm2):
+    ctx = _native.Context(smollm2, n_ctx=64)
+    ctx.close()
+    assert ctx.is_closed
+    for call in (lambda: ctx.decode([1]), lambda: ctx.logits(), lambda: ctx.n_ctx, lambda: ctx.memory_clear()):
+        with pytest.raises(HandleClosedError):
+            call()
+    ctx.close()
+
+
+def test_context_keeps_model_alive(smollm2_path):
+    model = _native.Model(smollm2_path)
+    ctx = _native.Context(model, n_ctx=64)
+    model.close()
+    tokens = [1, 2, 3]
+    ctx.decode(tokens)
+    assert ctx.logits().shape == (49152,)
+    ctx.close()
+
+
+def test_perf_counters(ctx, smollm2):
+    ctx.perf_reset()
+    ctx.decode(prompt(smollm2))
+    perf = ctx.perf()
+    assert perf["n_prompt_eval"] >= 1
+    assert set(perf) >= {"t_load_ms", "t_prompt_eval_ms", "t_eval_ms", "n_eval", "n_graph_reused"}
+
+
+def test_lora_missing_file(smollm2, tmp_path):
+    with pytest.raises(Exception, match="no such file"):
+        _native.LoraAdapter(smollm2, str(tmp_path / "x.gguf"))
+    with _native.Context(smollm2, n_ctx=64) as ctx:
+        ctx.set_lora([])  # removing none is fine

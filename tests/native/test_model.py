@@ -1,0 +1,194 @@
+import subprocess
+import sys
+import textwrap
+
+import pytest
+
+from llamabind import _native
+from llamabind.errors import HandleClosedError, LlamaError, ModelLoadError
+
+
+def test_metadata_and_facts(smollm2):
+    assert smollm2.architecture == "llama"
+    assert smollm2.metadata["general.architecture"] == "llama"
+    assert smollm2.n_vocab == 49152
+    assert 130_000_000 < smollm2.n_params < 140_000_000
+    assert smollm2.size_bytes > 50_000_000
+    assert smollm2.n_ctx_train == 8192
+    assert smollm2.n_embd == 576 and smollm2.n_layer == 30 and smollm2.n_head == 9
+    assert smollm2.vocab_type == 2  # BPE
+    assert "Q4_1" in smollm2.description
+
+
+def test_special_tokens_and_chat_template(smollm2):
+    special = smollm2.special_tokens
+    assert special["eos"] == 2
+    assert smollm2.is_eog(special["eos"])
+    assert not smollm2.is_eog(19556)
+    assert smollm2.token_text(special["eos"]) == "<|im_end|>"
+    assert smollm2.is_control(special["eos"])
+    template = smollm2.chat_template()
+    assert template is not None and "<|im_start|>" in template
+    assert smollm2.chat_templates["default"] == template
+    assert smollm2.chat_template("no-such-name") is None
+
+
+def test_tokenize_detokenize_round_trip(smollm2):
+    text = "Hello, world! Ünïcödé ✓ 你好"
+    tokens = smollm2.tokenize(text, add_special=False)
+    assert tokens and all(isinstance(t, int) for t in tokens)
+    assert smollm2.detokenize(tokens).decode() == text
+    assert b"".join(smollm2.token_to_piece(t) for t in tokens).decode() == text
+
+
+def test_parse_special(smollm2):
+    plain = smollm2.tokenize("<|im_end|>", add_special=False, parse_special=False)
+    special = smollm2.tokenize("<|im_end|>", add_special=False, parse_special=True)
+    assert special == [2]
+    assert len(plain) > 1
+    assert smollm2.detokenize([2], unparse_special=True) == b"<|im_end|>"
+    assert smollm2.detokenize([2], unparse_special=False) == b""
+
+
+def test_tokens_outside_the_vocabulary_raise(smollm2):
+    for bad in (-1, smollm2.n_vocab, 10**9):
+        with pytest.raises(ValueError, match="outside the vocabulary"):
+            smollm2.detokenize([1, bad])
+        with pytest.raises(ValueError):
+            smollm2.token_to_piece(bad)
+        with pytest.raises(ValueError):
+            smollm2.is_eog(bad)
+
+
+def test_missing_file(tmp_path):
+    with pytest.raises(ModelLoadError, match="no such file") as info:
+        _native.Model(str(tmp_path / "missing.gguf"))
+    assert info.value.path.endswith("missing.gguf")
+
+
+def test_directory(tmp_path):
+    with pytest.raises(ModelLoadError, match="is a directory"):
+        _native.Model(str(tmp_path))
+
+
+def test_empty_file(tmp_path):
+    path = tmp_path / "empty.gguf"
+    path.write_bytes(b"")
+    with pytest.raises(ModelLoadError, match="is empty"):
+        _native.Model(str(path))
+
+
+def test_not_gguf(tmp_path):
+    path = tmp_path / "text.gguf"
+    path.write_text("this is not a model\n" * 10)
+    with pytest.raises(ModelLoadError, match="not a GGUF file"):
+        _native.Model(str(path))
+
+
+@pytest.mark.parametrize("keep", [8, 1000, 100_000, 20_000_000])
+def test_truncated_gguf(tmp_path, smollm2_path, keep):
+    path = tmp_path / "truncated.gguf"
+    with open(smollm2_path, "rb") as f:
+        path.write_bytes(f.read(keep))
+    with pytest.raises(ModelLoadError, match="failed to load"):
+        _native.Model(str(path))
+
+
+def test_corrupt_header(tmp_path, smollm2_path):
+    with open(smollm2_path, "rb") as f:
+        data = bytearray(f.read(2_000_000))
+    data[8:16] = b"\xff" * 8  # tensor count: absurd
+    path = tmp_path / "corrupt.gguf"
+    path.write_bytes(bytes(data))
+    with pytest.raises(ModelLoadError):
+        _native.Model(str(path))
+
+
+def test_progress_callback_sees_progress_and_can_cancel(smollm2_path):
+    seen = []
+    model = _native.Model(smollm2_path, progress=lambda p: seen.append(p) or True)
+    model.close()
+    assert seen and seen[-1] == pytest.approx(1.0)
+
+    with pytest.raises(ModelLoadError, match="cancelled") as info:
+        _native.Model(smollm2_path, progress=lambda p: False)
+    assert info.value.cancelled == 1
+
+
+def test_progress_callback_exception_propagates(smollm2_path):
+    def boom(progress):
+        raise KeyError("from callback")
+
+    with pytest.raises(KeyError, match="from callback"):
+        _native.Model(smollm2_path, progress=boom)
+
+
+def test_vocab_only_load_cannot_decode(smollm2_path):
+    model = _native.Model(smollm2_path, vocab_only=True)
+    assert model.is_vocab_only
+    assert model.tokenize("hi", add_special=False)
+    with pytest.raises(LlamaError, match="vocab_only"):
+        _native.Context(model)
+
+
+def test_unknown_keyword_and_bad_values(smollm2_path):
+    with pytest.raises(TypeError, match="n_gpu_layer"):
+        _native.Model(smollm2_path, n_gpu_layer=3)
+    with pytest.raises(ValueError, match="split_mode"):
+        _native.Model(smollm2_path, split_mode=9)
+
+
+def test_kv_overrides_apply(smollm2_path):
+    model = _native.Model(smollm2_path, kv_overrides={"general.name": "renamed"}, vocab_only=True)
+    assert model.n_vocab == 49152
+
+
+def test_use_after_close(smollm2_path):
+    model = _native.Model(smollm2_path, vocab_only=True)
+    with model:
+        assert model.n_vocab > 0
+    assert model.is_closed
+    with pytest.raises(HandleClosedError):
+        model.tokenize("x")
+    with pytest.raises(HandleClosedError):
+        _ = model.n_vocab
+    model.close()  # closing twice is fine
+
+
+LOAD_AND_GENERATE = textwrap.dedent(
+    """
+    import logging, sys
+    from llamabind import _native
+    level = sys.argv[2]
+    if level != "default":
+        logging.basicConfig(level=logging.DEBUG, stream=sys.stdout)
+        _native.set_log_threshold(getattr(logging, level))
+        logging.getLogger("llamabind.native").setLevel(getattr(logging, level))
+    model = _native.Model(sys.argv[1])
+    ctx = _native.Context(model, n_ctx=256, n_threads=1)
+    tokens = model.tokenize("Hello", add_special=True)
+    list(ctx.generate(tokens, _native.Sampler(model, temperature=0), max_tokens=4))
+    print("done")
+    """
+)
+
+
+def test_load_prints_nothing_to_stderr_by_default(smollm2_path):
+    result = subprocess.run(
+        [sys.executable, "-c", LOAD_AND_GENERATE, smollm2_path, "default"],
+        capture_output=True, text=True, timeout=120,
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "done"
+    assert result.stderr == ""
+
+
+def test_info_level_shows_llama_cpp_load_messages_through_logging(smollm2_path):
+    result = subprocess.run(
+        [sys.executable, "-c", LOAD_AND_GENERATE, smollm2_path, "INFO"],
+        capture_output=True, text=True, timeout=120,
+    )
+    assert result.returncode == 0, result.stderr
+    assert "INFO:llamabind.native:" in result.stdout
+    assert "llama_model_loader" in result.stdout or "load_tensors" in result.stdout
+    assert result.stderr == ""
