@@ -21,7 +21,7 @@ from llamabind import _native
 
 
 def ours(model: _native.Model, n_tokens: int, n_threads: int) -> float:
-    with _native.Context(model, n_ctx=n_tokens + 64, n_threads=n_threads, n_batch=512) as ctx:
+    with _native.Context(model, n_ctx=n_tokens + 64, n_threads=n_threads) as ctx:
         prompt = model.tokenize("Once upon a time", add_special=True)
         gen = ctx.generate(prompt, _native.Sampler(model, temperature=0), max_tokens=n_tokens, ignore_eog=True)
         for _ in gen:
