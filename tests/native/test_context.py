@@ -207,3 +207,30 @@ def test_lora_missing_file(smollm2, tmp_path):
         _native.LoraAdapter(smollm2, str(tmp_path / "x.gguf"))
     with _native.Context(smollm2, n_ctx=64) as ctx:
         ctx.set_lora([])  # removing none is fine
+
+
+CTRL_C_DURING_DECODE = """
+import os, signal, sys, threading
+from llamabind import _native
+model = _native.Model(sys.argv[1])
+ctx = _native.Context(model, n_ctx=4096, n_batch=32, n_threads=1)
+tokens = model.tokenize("word " * 3000, add_special=True)
+threading.Timer(0.2, lambda: os.kill(os.getpid(), signal.SIGINT)).start()
+try:
+    ctx.decode(tokens)
+    print("finished")
+except KeyboardInterrupt:
+    held = ctx.memory_pos_max(0) + 1
+    ctx.decode([1, 2, 3])  # still usable
+    print("interrupted", held < len(tokens))
+"""
+
+
+def test_ctrl_c_stops_a_long_decode_between_pieces(smollm2_path):
+    import subprocess
+    import sys
+
+    result = subprocess.run([sys.executable, "-c", CTRL_C_DURING_DECODE, smollm2_path],
+                            capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "interrupted True"
