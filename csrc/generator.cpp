@@ -130,17 +130,7 @@ std::optional<GeneratedToken> Generator::sample_next() {
     ++n_generated_;
     generated_.push_back(token);
     pending_ = token;
-    GeneratedToken out{token, {}};
-    char buf[128];
-    int32_t n = llama_token_to_piece(vocab, token, buf, sizeof(buf), 0, options_.render_special);
-    if (n >= 0) {
-        out.piece.assign(buf, static_cast<size_t>(n));
-    } else {
-        out.piece.resize(static_cast<size_t>(-n));
-        n = llama_token_to_piece(vocab, token, out.piece.data(), -n, 0, options_.render_special);
-        out.piece.resize(static_cast<size_t>(std::max(n, 0)));
-    }
-    return out;
+    return GeneratedToken{token, token_piece(vocab, token, options_.render_special)};
 }
 
 std::optional<GeneratedToken> Generator::next(const InterruptCheck & interrupt) {

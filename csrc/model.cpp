@@ -321,18 +321,21 @@ std::string Model::detokenize(const std::vector<int32_t> & tokens, bool remove_s
     return text;
 }
 
-std::string Model::token_to_piece(int32_t token, bool special) const {
-    check_token(token, "Model.token_to_piece");
-    const llama_vocab * v = vocab("Model.token_to_piece");
+std::string token_piece(const llama_vocab * vocab, int32_t token, bool special) {
     char buf[128];
-    int32_t n = llama_token_to_piece(v, token, buf, sizeof(buf), 0, special);
+    int32_t n = llama_token_to_piece(vocab, token, buf, sizeof(buf), 0, special);
     if (n >= 0) {
         return std::string(buf, static_cast<size_t>(n));
     }
     std::string piece(static_cast<size_t>(-n), '\0');
-    n = llama_token_to_piece(v, token, piece.data(), static_cast<int32_t>(piece.size()), 0, special);
+    n = llama_token_to_piece(vocab, token, piece.data(), static_cast<int32_t>(piece.size()), 0, special);
     piece.resize(static_cast<size_t>(std::max(n, 0)));
     return piece;
+}
+
+std::string Model::token_to_piece(int32_t token, bool special) const {
+    check_token(token, "Model.token_to_piece");
+    return token_piece(vocab("Model.token_to_piece"), token, special);
 }
 
 }  // namespace llamabind

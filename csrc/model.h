@@ -32,6 +32,9 @@ struct ModelOptions {
 // Called with the load progress in [0, 1]; returning false cancels the load.
 using ProgressFn = std::function<bool(float)>;
 
+// One token's bytes as llama.cpp renders them (control tokens only when `special`).
+std::string token_piece(const llama_vocab * vocab, int32_t token, bool special);
+
 // A loaded GGUF model. Read-only after loading and safe to share between threads; contexts,
 // samplers and adapters keep the underlying llama_model alive through shared_ptr, so close()
 // drops only this handle's reference.

@@ -72,7 +72,6 @@ class Sampler {
 
     const SamplerParams & params() const { return params_; }
     std::vector<std::string> names() const;
-    std::mutex & mutex() const { return mutex_; }
 
   private:
     Sampler(std::shared_ptr<llama_model> model, SamplerParams params, llama_sampler * chain);
