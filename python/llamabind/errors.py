@@ -67,6 +67,10 @@ class StateError(LlamaError):
     """An operation is not allowed in the current state (e.g. a generation is running)."""
 
 
+class UnsupportedError(LlamaError):
+    """A feature this build or model does not support (e.g. image input without a projector)."""
+
+
 __all__ = [
     "ContextError",
     "ContextOverflowError",
@@ -78,4 +82,5 @@ __all__ = [
     "ModelNotFoundError",
     "StateError",
     "TemplateError",
+    "UnsupportedError",
 ]

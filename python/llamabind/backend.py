@@ -1,0 +1,212 @@
+"""LlamaBackend: the seed's low-level API, integer handles over ``llamabind._native``.
+
+For integrators who want llamadart's ``LlamaBackend`` shape: models and contexts are integer
+handles, generation yields raw token bytes. A freed (or unknown) handle raises
+``HandleClosedError``. Python code that wants objects can use ``llamabind._native`` directly.
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+import threading
+from collections.abc import Iterator, Sequence
+
+from llamabind import _native
+from llamabind.errors import HandleClosedError, StateError
+from llamabind.params import GenerationParams, ModelParams
+
+
+class LlamaBackend:
+    """Handles for models and contexts, and the raw generate loop.
+
+    ``dispose()`` (or ``with``) frees everything still open.
+    """
+
+    def __init__(self) -> None:
+        self._ids = itertools.count(1)
+        self._models: dict[int, _native.Model] = {}
+        self._contexts: dict[int, tuple[_native.Context, int, ModelParams]] = {}
+        self._loras: dict[int, dict[str, tuple[_native.LoraAdapter, float]]] = {}
+        self._generators: set[_native.Generator] = set()
+        self._lock = threading.Lock()
+        self._disposed = False
+
+    def __enter__(self) -> LlamaBackend:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.dispose()
+
+    @property
+    def is_ready(self) -> bool:
+        return not self._disposed
+
+    def _check(self) -> None:
+        if self._disposed:
+            raise StateError("this LlamaBackend was disposed")
+
+    def _model(self, handle: int) -> _native.Model:
+        self._check()
+        try:
+            return self._models[handle]
+        except KeyError:
+            raise HandleClosedError(f"model handle {handle} is not open (freed or never made)",
+                                    handle=handle) from None
+
+    def _context(self, handle: int) -> tuple[_native.Context, int, ModelParams]:
+        self._check()
+        try:
+            return self._contexts[handle]
+        except KeyError:
+            raise HandleClosedError(f"context handle {handle} is not open (freed or never made)",
+                                    handle=handle) from None
+
+    # --- models and contexts -----------------------------------------------------------------
+
+    def model_load(self, path: str | os.PathLike[str], params: ModelParams | None = None) -> int:
+        """Loads a GGUF file; returns its model handle."""
+        self._check()
+        params = params or ModelParams()
+        model = _native.Model(os.fspath(path), **params.model_kwargs())
+        with self._lock:
+            handle = next(self._ids)
+            self._models[handle] = model
+        return handle
+
+    def model_free(self, model: int) -> None:
+        """Frees a model; contexts made from it are freed too."""
+        native = self._model(model)
+        for handle, (_, owner, _) in list(self._contexts.items()):
+            if owner == model:
+                self.context_free(handle)
+        with self._lock:
+            self._models.pop(model, None)
+        native.close()
+
+    def context_create(self, model: int, params: ModelParams | None = None) -> int:
+        """Makes a context for a model; returns its handle (LoRAs in params are applied)."""
+        native_model = self._model(model)
+        params = params or ModelParams()
+        context = _native.Context(native_model, **params.context_kwargs(native_model.n_ctx_train))
+        with self._lock:
+            handle = next(self._ids)
+            self._contexts[handle] = (context, model, params)
+            self._loras[handle] = {}
+        for lora in params.loras:
+            self.set_lora_adapter(handle, lora.path, lora.scale)
+        return handle
+
+    def context_free(self, context: int) -> None:
+        native, _, _ = self._context(context)
+        with self._lock:
+            self._contexts.pop(context, None)
+            adapters = self._loras.pop(context, {})
+        native.close()
+        for adapter, _ in adapters.values():
+            adapter.close()
+
+    def get_context_size(self, context: int) -> int:
+        return self._context(context)[0].n_ctx
+
+    # --- generation --------------------------------------------------------------------------
+
+    def generate(self, context: int, prompt: str,
+                 params: GenerationParams | None = None) -> Iterator[bytes]:
+        """Yields the bytes of each generated token (pieces may split UTF-8 characters).
+
+        Stop strings are not applied here (that is text policy: see ``LlamaEngine``).
+        """
+        native_ctx, model_handle, model_params = self._context(context)
+        model = self._model(model_handle)
+        params = params or GenerationParams()
+        tokens = model.tokenize(prompt, add_special=True, parse_special=True)
+        sampler = _native.Sampler(model, **params.sampler_kwargs(model_params.seed))
+        generator = native_ctx.generate(
+            tokens, sampler, max_tokens=-1 if params.max_tokens is None else params.max_tokens,
+            ignore_eog=params.ignore_eos)
+        return self._drain(generator)
+
+    def _drain(self, generator: _native.Generator) -> Iterator[bytes]:
+        with self._lock:
+            self._generators.add(generator)
+        try:
+            for _, piece in generator:
+                yield piece
+        finally:
+            generator.close()
+            with self._lock:
+                self._generators.discard(generator)
+
+    def cancel_generation(self) -> None:
+        """Cancels every generation of this backend, from any thread."""
+        with self._lock:
+            running = list(self._generators)
+        for generator in running:
+            generator.cancel()
+
+    # --- tokens and metadata -------------------------------------------------------------------
+
+    def tokenize(self, model: int, text: str, add_special: bool = True) -> list[int]:
+        return self._model(model).tokenize(text, add_special, False)
+
+    def detokenize(self, model: int, tokens: Sequence[int], special: bool = False) -> str:
+        data = self._model(model).detokenize(list(tokens), False, special)
+        return data.decode("utf-8", errors="replace")
+
+    def model_metadata(self, model: int) -> dict[str, str]:
+        return dict(self._model(model).metadata)
+
+    # --- LoRA ------------------------------------------------------------------------------
+
+    def set_lora_adapter(self, context: int, path: str | os.PathLike[str], scale: float = 1.0) -> None:
+        """Adds an adapter to a context, or changes its scale."""
+        native_ctx, model_handle, _ = self._context(context)
+        adapters = self._loras[context]
+        key = os.fspath(path)
+        adapter = adapters[key][0] if key in adapters else _native.LoraAdapter(
+            self._model(model_handle), key)
+        adapters[key] = (adapter, float(scale))
+        native_ctx.set_lora(list(adapters.values()))
+
+    def remove_lora_adapter(self, context: int, path: str | os.PathLike[str]) -> None:
+        native_ctx, _, _ = self._context(context)
+        adapter, _ = self._loras[context].pop(os.fspath(path))
+        native_ctx.set_lora(list(self._loras[context].values()))
+        adapter.close()
+
+    def clear_lora_adapters(self, context: int) -> None:
+        for path in list(self._loras.get(context, {})):
+            self.remove_lora_adapter(context, path)
+
+    # --- backend ---------------------------------------------------------------------------
+
+    def get_backend_name(self) -> str:
+        gpus = [d.name for d in _native.devices() if d.type != "cpu"]
+        return ", ".join(gpus) if gpus else "CPU"
+
+    def is_gpu_supported(self) -> bool:
+        return _native.supports_gpu_offload()
+
+    def get_vram_info(self) -> dict[str, int]:
+        """{"total": bytes, "free": bytes} over GPU devices (zeros on a CPU-only build)."""
+        gpus = [d for d in _native.devices() if d.type in ("gpu", "igpu")]
+        return {"total": sum(d.memory_total_bytes for d in gpus),
+                "free": sum(d.memory_free_bytes for d in gpus)}
+
+    def set_log_level(self, level: int | str) -> None:
+        """Same as ``llamabind.set_log_level``: llama.cpp records at or above ``level``."""
+        from llamabind import set_log_level
+
+        set_log_level(level)
+
+    def dispose(self) -> None:
+        """Cancels generations and frees every context and model. Safe to call twice."""
+        if self._disposed:
+            return
+        self.cancel_generation()
+        for handle in list(self._contexts):
+            self.context_free(handle)
+        for handle in list(self._models):
+            self.model_free(handle)
+        self._disposed = True

@@ -1,0 +1,637 @@
+"""LlamaEngine: one loaded model, raw and chat generation, tokens, embeddings, state.
+
+The engine owns a native Model and Context (``llamabind._native``). Lifecycle calls are
+serialised; one generation runs at a time (a second raises ``StateError``). Each generation
+runs the native generate loop, which releases the GIL per token; Python only decodes text,
+matches stop strings and shapes chunks.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import itertools
+import os
+import threading
+import time
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from llamabind import _native
+from llamabind.errors import HandleClosedError, StateError
+from llamabind.params import GenerationParams, ModelParams
+from llamabind.text_stream import TextStream
+from llamabind.types import LlamaNextTokenScores, LlamaTokenLogprob, LlamaUsage
+
+if TYPE_CHECKING:
+    from llamabind.embeddings import Embedder
+
+ProgressCallback = Callable[[float], "bool | None"]
+
+_run_ids = itertools.count(1)
+
+
+@dataclass(slots=True)
+class _Loaded:
+    """What a successful load produced; replaced as a whole by set_model/unload_model."""
+
+    name: str
+    path: Path
+    params: ModelParams
+    model: _native.Model
+    context: _native.Context
+    loras: dict[str, tuple[_native.LoraAdapter, float]] = field(default_factory=dict)
+    embedder: Embedder | None = None
+    chat: dict[str, Any] = field(default_factory=dict)  # per-template caches of llamabind.chat
+
+    def close(self) -> None:
+        if self.embedder is not None:
+            self.embedder.close()
+        self.context.close()
+        for adapter, _ in self.loras.values():
+            adapter.close()
+        self.model.close()
+
+
+class _Run:
+    """One generation in flight; ``cancel`` may be called from any thread."""
+
+    __slots__ = ("native", "cancelled", "_lock")
+
+    def __init__(self) -> None:
+        self.native: _native.Generator | None = None
+        self.cancelled = False
+        self._lock = threading.Lock()
+
+    def attach(self, native: _native.Generator) -> None:
+        with self._lock:
+            self.native = native
+            if self.cancelled:
+                native.cancel()
+
+    def cancel(self) -> None:
+        with self._lock:
+            self.cancelled = True
+            if self.native is not None:
+                self.native.cancel()
+
+
+class TokenRun:
+    """The text pieces of one native generation, then its finish reason and usage.
+
+    Iterate it for text; after the loop ``finish_reason`` is "stop", "length" or "cancelled"
+    and ``usage`` holds counts and timings. Closing it (or breaking out of a ``for`` over the
+    engine's iterators) stops the native loop at once.
+    """
+
+    def __init__(self, engine: LlamaEngine, loaded: _Loaded, prompt_tokens: Sequence[int],
+                 params: GenerationParams, *, stop: Sequence[str] = (),
+                 render_special_tokens: Sequence[int] = ()) -> None:
+        self._engine = engine
+        self._loaded = loaded
+        self._prompt_tokens = list(prompt_tokens)
+        self._params = params
+        self._stop = tuple(params.stop) + tuple(stop)
+        self._render_special_tokens = tuple(render_special_tokens)
+        self.finish_reason: str | None = None
+        self.usage: LlamaUsage | None = None
+        self.token_ids: list[int] = []
+        self.started = time.perf_counter()
+
+    def __iter__(self) -> Iterator[str]:
+        engine, loaded, params = self._engine, self._loaded, self._params
+        run = engine._begin_run()
+        native = None
+        try:
+            sampler = _native.Sampler(loaded.model,
+                                      **params.sampler_kwargs(loaded.params.seed))
+            kwargs: dict[str, Any] = {
+                "max_tokens": -1 if params.max_tokens is None else params.max_tokens,
+                "ignore_eog": params.ignore_eos,
+            }
+            if self._render_special_tokens:
+                kwargs["render_special_tokens"] = self._render_special_tokens
+            native = loaded.context.generate(self._prompt_tokens, sampler, **kwargs)
+            run.attach(native)
+            stream = TextStream(self._stop)
+            first_token_at = None
+            try:
+                for _, piece in native:
+                    if first_token_at is None:
+                        first_token_at = time.perf_counter()
+                    text = stream.feed(piece)
+                    if text:
+                        yield text
+                    if stream.stopped:
+                        break
+            except HandleClosedError:
+                if not run.cancelled:  # the engine unloaded the model under us: a cancel
+                    raise
+            rest = stream.flush()
+            if rest:
+                yield rest
+            self._finish(native, stream, run, first_token_at)
+        finally:
+            if native is not None:
+                native.close()
+            engine._end_run(run)
+
+    def _finish(self, native: _native.Generator, stream: TextStream, run: _Run,
+                first_token_at: float | None) -> None:
+        reason = native.finish_reason
+        if stream.stopped or reason == "eog":
+            self.finish_reason = "stop"
+        elif run.cancelled or reason == "cancelled":
+            self.finish_reason = "cancelled"
+        else:
+            self.finish_reason = "length"
+        self.token_ids = native.token_ids
+        n_prompt, n_reused = native.n_prompt_tokens, native.n_reused_tokens
+        n_generated = native.n_generated_tokens
+        t_prompt, t_gen = native.t_prompt_eval_ms, native.t_generation_ms
+        now = time.perf_counter()
+        self.usage = LlamaUsage(
+            prompt_tokens=n_prompt,
+            completion_tokens=n_generated,
+            cached_prompt_tokens=n_reused,
+            time_to_first_token_ms=(first_token_at - self.started) * 1000 if first_token_at else None,
+            prompt_tokens_per_s=(n_prompt - n_reused) / t_prompt * 1000 if t_prompt > 0 else None,
+            generation_tokens_per_s=(n_generated - 1) / t_gen * 1000
+            if t_gen > 0 and n_generated > 1 else None,
+            duration_ms=(now - self.started) * 1000,
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class LlamaEngineCapabilities:
+    """What the loaded model and this build can do."""
+
+    has_chat_template: bool
+    supports_embeddings: bool
+    supports_tool_calling: bool
+    supports_structured_output: bool
+    supports_grammar: bool
+    supports_lazy_grammar: bool
+    supports_thinking: bool
+    supports_vision: bool
+    supports_audio: bool
+    supports_gpu_offload: bool
+    backend_name: str
+
+
+class LlamaEngine:
+    """Loads a GGUF model and runs it: raw text, chat completions, tokens, embeddings.
+
+    Args:
+        model: A model to load lazily on first use (a path, ``file://``, ``https://`` or
+            ``hf://`` URI, or a name the resolver knows); None to call ``load_model`` later.
+        params: Its ModelParams (defaults when None).
+        resolver: Turns names and URIs into local files; None uses llamabind's default chain.
+
+    Use it as a context manager, or call ``close()`` when done.
+    """
+
+    def __init__(self, model: str | os.PathLike[str] | None = None,
+                 params: ModelParams | None = None, *, resolver: Any = None) -> None:
+        self.resolver = resolver
+        self._lifecycle = threading.RLock()
+        self._state = threading.Lock()
+        self._loaded: _Loaded | None = None
+        self._lazy: tuple[str | os.PathLike[str], ModelParams | None] | None = (
+            (model, params) if model is not None else None)
+        self._active: _Run | None = None
+        self._disposed = False
+
+    # --- lifecycle ---------------------------------------------------------------------------
+
+    def __enter__(self) -> LlamaEngine:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    @property
+    def is_ready(self) -> bool:
+        """Whether a model is loaded (a lazily named one counts once loaded)."""
+        return self._loaded is not None
+
+    @property
+    def is_disposed(self) -> bool:
+        return self._disposed
+
+    @property
+    def model_name(self) -> str | None:
+        """The name the loaded model was asked for, or None."""
+        loaded = self._loaded
+        return loaded.name if loaded else None
+
+    @property
+    def model_path(self) -> Path | None:
+        loaded = self._loaded
+        return loaded.path if loaded else None
+
+    @property
+    def params(self) -> ModelParams | None:
+        loaded = self._loaded
+        return loaded.params if loaded else None
+
+    def load_model(self, name_or_uri: str | os.PathLike[str], params: ModelParams | None = None,
+                   on_progress: ProgressCallback | None = None) -> None:
+        """Loads a model; the engine must have none (see ``set_model`` to replace one).
+
+        Args:
+            name_or_uri: A path, a ``file://``, ``http(s)://`` or ``hf://`` URI, or a name.
+            params: How to load it and size its context; defaults when None.
+            on_progress: Called with the load progress in [0, 1]; returning False cancels.
+
+        Raises:
+            StateError: a model is loaded already, or the engine was closed.
+            ModelNotFoundError: no resolver found the model.
+            ModelLoadError: the file is missing, truncated, corrupt or not GGUF.
+            ContextError: the context could not be made (e.g. out of memory).
+        """
+        with self._lifecycle:
+            self._check_not_disposed()
+            if self._loaded is not None:
+                raise StateError("a model is loaded already: call unload_model() first, "
+                                 "or set_model() to replace it")
+            self._lazy = None
+            self._loaded = self._open(name_or_uri, params, on_progress)
+
+    def set_model(self, name_or_uri: str | os.PathLike[str], params: ModelParams | None = None,
+                  on_progress: ProgressCallback | None = None) -> None:
+        """Replaces the loaded model atomically: the old one serves until the new one loaded.
+
+        A failed load leaves the old model in place. A generation running on the old model is
+        cancelled when the swap happens.
+        """
+        with self._lifecycle:
+            self._check_not_disposed()
+            new = self._open(name_or_uri, params, on_progress)
+            old = self._swap(new)
+            if old is not None:
+                old.close()
+
+    def unload_model(self) -> None:
+        """Cancels a running generation and frees the model and its context; no-op if none."""
+        with self._lifecycle:
+            self._lazy = None
+            old = self._swap(None)
+            if old is not None:
+                old.close()
+
+    def close(self) -> None:
+        """Unloads the model; the engine cannot be used afterwards. Safe to call twice."""
+        with self._lifecycle:
+            self.unload_model()
+            self._disposed = True
+
+    dispose = close
+
+    def _swap(self, new: _Loaded | None) -> _Loaded | None:
+        with self._state:
+            active = self._active
+        if active is not None:
+            active.cancel()
+        old, self._loaded = self._loaded, new
+        return old
+
+    def _open(self, name_or_uri: str | os.PathLike[str], params: ModelParams | None,
+              on_progress: ProgressCallback | None) -> _Loaded:
+        params = params if params is not None else ModelParams()
+        if not isinstance(params, ModelParams):
+            raise TypeError(f"params must be ModelParams, got {type(params).__name__}")
+        path = self._resolve(name_or_uri)
+        model = _native.Model(str(path), progress=on_progress, **params.model_kwargs())
+        context = None
+        loaded = None
+        try:
+            context = _native.Context(model, **params.context_kwargs(model.n_ctx_train))
+            loaded = _Loaded(os.fspath(name_or_uri), path, params, model, context)
+            for lora in params.loras:
+                adapter = _native.LoraAdapter(model, lora.path)
+                loaded.loras[lora.path] = (adapter, lora.scale)
+            if loaded.loras:
+                context.set_lora(list(loaded.loras.values()))
+            return loaded
+        except BaseException:
+            if loaded is not None:
+                loaded.close()
+            else:
+                if context is not None:
+                    context.close()
+                model.close()
+            raise
+
+    def _resolve(self, name_or_uri: str | os.PathLike[str]) -> Path:
+        if not isinstance(name_or_uri, (str, os.PathLike)):
+            raise TypeError(f"model must be a path, URI or name, got {name_or_uri!r}")
+        try:
+            from llamabind.resolvers import resolve_model
+        except ImportError:  # pragma: no cover - resolvers are part of the package
+            return Path(name_or_uri)
+        return resolve_model(name_or_uri, self.resolver)
+
+    def _check_not_disposed(self) -> None:
+        if self._disposed:
+            raise StateError("this LlamaEngine was closed; make a new one")
+
+    def _require(self) -> _Loaded:
+        loaded = self._loaded
+        if loaded is not None:
+            return loaded
+        with self._lifecycle:
+            self._check_not_disposed()
+            if self._loaded is None and self._lazy is not None:
+                name, params = self._lazy
+                self._loaded = self._open(name, params, None)
+                self._lazy = None
+            if self._loaded is None:
+                raise StateError("no model loaded: call load_model() first")
+            return self._loaded
+
+    # --- generation ---------------------------------------------------------------------------
+
+    def _begin_run(self) -> _Run:
+        run = _Run()
+        with self._state:
+            if self._active is not None:
+                raise StateError(
+                    "a generation is already running on this engine: finish or cancel it "
+                    "first (one engine runs one generation at a time)")
+            self._active = run
+        return run
+
+    def _end_run(self, run: _Run) -> None:
+        with self._state:
+            if self._active is run:
+                self._active = None
+
+    @property
+    def is_generating(self) -> bool:
+        return self._active is not None
+
+    def cancel_generation(self) -> None:
+        """Stops the running generation from any thread, within one token.
+
+        Its stream ends normally, with finish reason "cancelled"; the engine stays usable.
+        Does nothing when no generation runs.
+        """
+        with self._state:
+            active = self._active
+        if active is not None:
+            active.cancel()
+
+    def _generation_params(self, params: GenerationParams | None) -> GenerationParams:
+        if params is None:
+            return GenerationParams()
+        if not isinstance(params, GenerationParams):
+            raise TypeError(f"params must be GenerationParams, got {type(params).__name__}")
+        return params
+
+    def generate(self, prompt: str, params: GenerationParams | None = None) -> Iterator[str]:
+        """Streams a raw completion of ``prompt`` (no chat template) as text pieces.
+
+        Pieces never split a UTF-8 character; stop strings end the stream and are not part of
+        it. Breaking out of the loop stops the native generation.
+
+        Args:
+            prompt: The text to continue; special-token text (e.g. ``<|im_start|>``) is parsed.
+            params: Sampling and stopping; defaults when None.
+
+        Yields:
+            Text pieces as they are generated.
+
+        Raises:
+            StateError: no model, or another generation is running.
+            ContextOverflowError: the prompt does not fit the context.
+        """
+        run = self.start_generation(prompt, params)
+        return iter(run)
+
+    def start_generation(self, prompt: str | Sequence[int],
+                         params: GenerationParams | None = None) -> TokenRun:
+        """Like ``generate`` but returns the run, whose ``usage`` and ``finish_reason``
+        are set once its iteration ends. ``prompt`` may also be token ids."""
+        params = self._generation_params(params)
+        loaded = self._require()
+        if isinstance(prompt, str):
+            tokens = loaded.model.tokenize(prompt, add_special=True, parse_special=True)
+        else:
+            tokens = [int(t) for t in prompt]
+        if not tokens:
+            raise ValueError("the prompt is empty")
+        return TokenRun(self, loaded, tokens, params)
+
+    # --- tokens ----------------------------------------------------------------------------
+
+    def tokenize(self, text: str, add_special: bool = True, parse_special: bool = False) -> list[int]:
+        """Text → token ids (``add_special`` adds BOS/EOS as the model wants)."""
+        return self._require().model.tokenize(text, add_special, parse_special)
+
+    def detokenize(self, tokens: Iterable[int], special: bool = False) -> str:
+        """Token ids → text; ``special`` renders control tokens as their text."""
+        data = self._require().model.detokenize(list(tokens), False, special)
+        return data.decode("utf-8", errors="replace")
+
+    def get_token_count(self, text: str) -> int:
+        """Tokens of ``text`` alone (no BOS/EOS added)."""
+        return len(self._require().model.tokenize(text, False, False))
+
+    # --- introspection ---------------------------------------------------------------------
+
+    def get_metadata(self) -> dict[str, str]:
+        """The model's GGUF key/value metadata as strings."""
+        return dict(self._require().model.metadata)
+
+    def get_context_size(self) -> int:
+        """The context window in tokens (n_ctx) of the loaded model's context."""
+        return self._require().context.n_ctx
+
+    @property
+    def model(self) -> _native.Model:
+        """The native Model handle (for integrators; do not close it)."""
+        return self._require().model
+
+    @property
+    def context(self) -> _native.Context:
+        """The native Context handle (for integrators; do not close it)."""
+        return self._require().context
+
+    def get_capabilities(self) -> LlamaEngineCapabilities:
+        loaded = self._require()
+        has_template = loaded.params.chat_template is not None or bool(loaded.model.chat_template())
+        offload = _native.supports_gpu_offload()
+        names = [d.name for d in _native.devices() if d.type != "cpu"]
+        return LlamaEngineCapabilities(
+            has_chat_template=has_template,
+            supports_embeddings=True,
+            supports_tool_calling=True,
+            supports_structured_output=True,
+            supports_grammar=True,
+            supports_lazy_grammar=True,
+            supports_thinking=_supports_thinking(self, loaded),
+            supports_vision=False,
+            supports_audio=False,
+            supports_gpu_offload=offload,
+            backend_name=", ".join(names) if names else "CPU",
+        )
+
+    def get_devices(self) -> list[_native.DeviceInfo]:
+        """The compute devices of this build, with free and total memory."""
+        return list(_native.devices())
+
+    def get_vram_info(self) -> tuple[int, int]:
+        """(total, free) bytes over the GPU devices; (0, 0) on a CPU-only build."""
+        gpus = [d for d in _native.devices() if d.type in ("gpu", "igpu")]
+        return (sum(d.memory_total_bytes for d in gpus), sum(d.memory_free_bytes for d in gpus))
+
+    def get_perf(self) -> dict[str, Any]:
+        """llama.cpp's perf counters of the context (load/prompt/eval ms and token counts)."""
+        return dict(self._require().context.perf())
+
+    # --- embeddings, scoring, state ---------------------------------------------------------
+
+    def embed(self, text: str, normalize: bool = True) -> np.ndarray:
+        """The embedding of ``text`` (float32, n_embd), L2-normalised by default.
+
+        Runs on an embeddings context made on first use (the chat cache is untouched).
+        """
+        return self._embedder().embed(text, normalize)
+
+    def embed_batch(self, texts: Sequence[str], normalize: bool = True) -> np.ndarray:
+        """Embeddings of several texts as a (len(texts), n_embd) float32 array."""
+        return self._embedder().embed_batch(texts, normalize)
+
+    def _embedder(self) -> Embedder:
+        from llamabind.embeddings import Embedder
+
+        loaded = self._require()
+        with self._lifecycle:
+            if loaded.embedder is None:
+                n_ctx = min(loaded.context.n_ctx, loaded.model.n_ctx_train or loaded.context.n_ctx)
+                loaded.embedder = Embedder(loaded.model, n_ctx, loaded.params.n_threads)
+            return loaded.embedder
+
+    def score_next_token(self, prompt: str, candidates: Sequence[int] = (),
+                         top_k: int = 0) -> LlamaNextTokenScores:
+        """Log-probabilities of the token after ``prompt`` (raw logits; no sampling settings).
+
+        Args:
+            prompt: The text before the token (a KV prefix already held is reused).
+            candidates: Token ids to score.
+            top_k: Also return the k most likely tokens.
+
+        Raises:
+            ValueError: an empty prompt, a token id outside the vocabulary, or neither
+                candidates nor top_k given.
+        """
+        loaded = self._require()
+        model = loaded.model
+        if not candidates and top_k <= 0:
+            raise ValueError("score_next_token needs candidates or top_k > 0")
+        for token in candidates:
+            if isinstance(token, bool) or not isinstance(token, int) or not 0 <= token < model.n_vocab:
+                raise ValueError(f"candidate {token!r} is not a token id in [0, {model.n_vocab})")
+        tokens = model.tokenize(prompt, add_special=True, parse_special=True) if prompt else []
+        if not tokens:
+            raise ValueError("score_next_token needs a non-empty prompt")
+        run = self._begin_run()
+        try:
+            context = loaded.context
+            cached = context.cached_tokens(0)
+            keep = 0
+            for a, b in zip(cached, tokens[:-1]):
+                if a != b:
+                    break
+                keep += 1
+            context.memory_remove(0, keep, -1) or context.memory_clear()
+            if not context.cached_tokens(0):
+                keep = 0
+            context.decode(tokens[keep:], 0, "last")
+            logits = context.logits(-1).astype(np.float64)
+        finally:
+            self._end_run(run)
+        logprobs = logits - (np.max(logits) + np.log(np.sum(np.exp(logits - np.max(logits)))))
+
+        def entry(token: int) -> LlamaTokenLogprob:
+            piece = model.token_to_piece(token, True).decode("utf-8", errors="replace")
+            return LlamaTokenLogprob(token, piece, float(logprobs[token]))
+
+        top = np.argsort(-logprobs)[:top_k] if top_k > 0 else []
+        return LlamaNextTokenScores(tuple(entry(int(t)) for t in candidates),
+                                    tuple(entry(int(t)) for t in top), len(tokens))
+
+    def save_state(self, path: str | os.PathLike[str]) -> None:
+        """Writes the KV cache (and the tokens it holds) to a file."""
+        with self._idle():
+            self._require().context.save_state_file(os.fspath(path))
+
+    def load_state(self, path: str | os.PathLike[str]) -> list[int]:
+        """Restores a KV cache written by ``save_state``; returns the tokens it holds.
+
+        The next generation whose prompt starts with those tokens reuses them.
+        """
+        with self._idle():
+            context = self._require().context
+            context.load_state_file(os.fspath(path))
+            return context.cached_tokens(0)
+
+    def reset_cache(self) -> None:
+        """Empties the KV cache (the next prompt is evaluated in full)."""
+        with self._idle():
+            self._require().context.memory_clear()
+
+    @contextlib.contextmanager
+    def _idle(self) -> Iterator[None]:
+        run = self._begin_run()
+        try:
+            yield
+        finally:
+            self._end_run(run)
+
+    # --- LoRA ------------------------------------------------------------------------------
+
+    def set_lora(self, path: str | os.PathLike[str], scale: float = 1.0) -> None:
+        """Applies a LoRA adapter, or changes the scale of one already applied."""
+        loaded = self._require()
+        key = os.fspath(path)
+        with self._state:
+            if self._active is not None:
+                raise StateError("cannot change LoRA adapters while a generation runs")
+            if key in loaded.loras:
+                adapter = loaded.loras[key][0]
+            else:
+                adapter = _native.LoraAdapter(loaded.model, key)
+            loaded.loras[key] = (adapter, float(scale))
+            loaded.context.set_lora(list(loaded.loras.values()))
+
+    def remove_lora(self, path: str | os.PathLike[str]) -> None:
+        """Removes one adapter; a path that is not applied raises KeyError."""
+        loaded = self._require()
+        with self._state:
+            if self._active is not None:
+                raise StateError("cannot change LoRA adapters while a generation runs")
+            adapter, _ = loaded.loras.pop(os.fspath(path))
+            loaded.context.set_lora(list(loaded.loras.values()))
+            adapter.close()
+
+    def clear_loras(self) -> None:
+        """Removes every adapter."""
+        loaded = self._require()
+        for path in list(loaded.loras):
+            self.remove_lora(path)
+
+    @property
+    def loras(self) -> dict[str, float]:
+        """Applied adapters: path → scale."""
+        loaded = self._loaded
+        return {path: scale for path, (_, scale) in loaded.loras.items()} if loaded else {}
+
+
+def _supports_thinking(engine: LlamaEngine, loaded: _Loaded) -> bool:
+    template = loaded.params.chat_template or loaded.model.chat_template() or ""
+    return "enable_thinking" in template or "<think>" in template or "reasoning_content" in template
