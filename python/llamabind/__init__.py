@@ -1,7 +1,9 @@
 """llamabind: run local GGUF language models from Python, on a nanobind binding of llama.cpp.
 
-The native handles (``Model``, ``Context``, ``Sampler``, ``Generator``, ``LoraAdapter``) live
-in :mod:`llamabind._native`; errors in :mod:`llamabind.errors`.
+The high-level API is ``LlamaEngine`` (and ``AsyncLlamaEngine``) with ``ChatSession``; the
+seed's low-level API is ``LlamaBackend``. The native handles (``Model``, ``Context``,
+``Sampler``, ``Generator``, ``LoraAdapter``) live in :mod:`llamabind._native`; errors in
+:mod:`llamabind.errors`.
 """
 
 from __future__ import annotations
@@ -18,6 +20,9 @@ from llamabind._native import (
     json_schema_to_grammar,
     system_info,
 )
+from llamabind.aio import AsyncLlamaEngine
+from llamabind.backend import LlamaBackend
+from llamabind.engine import LlamaEngine, LlamaEngineCapabilities, TokenRun
 from llamabind.errors import (
     ContextError,
     ContextOverflowError,
@@ -28,7 +33,26 @@ from llamabind.errors import (
     ModelLoadError,
     ModelNotFoundError,
     StateError,
+    StructuredOutputError,
     TemplateError,
+    UnsupportedError,
+)
+from llamabind.params import GenerationParams, GrammarTrigger, LoraAdapterConfig, ModelParams
+from llamabind.session import ChatSession, LlamaToolLoopResult
+from llamabind.tools import ToolDefinition
+from llamabind.types import (
+    LlamaAudioContent,
+    LlamaChatMessage,
+    LlamaChatRole,
+    LlamaCompletion,
+    LlamaCompletionChunk,
+    LlamaImageContent,
+    LlamaNextTokenScores,
+    LlamaTextContent,
+    LlamaThinkingContent,
+    LlamaToolCallContent,
+    LlamaToolResultContent,
+    LlamaUsage,
 )
 
 __version__ = "0.1.0"
@@ -55,6 +79,32 @@ def set_log_level(level: int | str) -> None:
 
 __all__ = [
     "LLAMA_CPP_VERSION",
+    "AsyncLlamaEngine",
+    "ChatSession",
+    "GenerationParams",
+    "GrammarTrigger",
+    "LlamaAudioContent",
+    "LlamaBackend",
+    "LlamaChatMessage",
+    "LlamaChatRole",
+    "LlamaCompletion",
+    "LlamaCompletionChunk",
+    "LlamaEngine",
+    "LlamaEngineCapabilities",
+    "LlamaImageContent",
+    "LlamaNextTokenScores",
+    "LlamaTextContent",
+    "LlamaThinkingContent",
+    "LlamaToolCallContent",
+    "LlamaToolLoopResult",
+    "LlamaToolResultContent",
+    "LlamaUsage",
+    "LoraAdapterConfig",
+    "ModelParams",
+    "StructuredOutputError",
+    "TokenRun",
+    "ToolDefinition",
+    "UnsupportedError",
     "Context",
     "ContextError",
     "ContextOverflowError",

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import itertools
+import json
 import os
 import threading
 import time
@@ -21,10 +22,22 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from llamabind import _native
-from llamabind.errors import HandleClosedError, StateError
+from llamabind.chat.request import ChatRequest, LlamaChatTemplateResult, build_chat_request
+from llamabind.completions import stream_chunks
+from llamabind.errors import HandleClosedError, StateError, StructuredOutputError
 from llamabind.params import GenerationParams, ModelParams
 from llamabind.text_stream import TextStream
-from llamabind.types import LlamaNextTokenScores, LlamaTokenLogprob, LlamaUsage
+from llamabind.tools import normalize_tools
+from llamabind.types import (
+    LlamaChatMessage,
+    LlamaCompletion,
+    LlamaCompletionAccumulator,
+    LlamaCompletionChunk,
+    LlamaNextTokenScores,
+    LlamaTokenLogprob,
+    LlamaUsage,
+    to_messages,
+)
 
 if TYPE_CHECKING:
     from llamabind.embeddings import Embedder
@@ -425,6 +438,138 @@ class LlamaEngine:
         if not tokens:
             raise ValueError("the prompt is empty")
         return TokenRun(self, loaded, tokens, params)
+
+    # --- chat completions ------------------------------------------------------------------
+
+    def create(
+        self,
+        messages: Iterable[LlamaChatMessage | Mapping[str, Any]],
+        params: GenerationParams | None = None,
+        *,
+        tools: Sequence[Any] | None = None,
+        tool_choice: Any = None,
+        parallel_tool_calls: bool = False,
+        enable_thinking: bool = True,
+        response_format: Mapping[str, Any] | None = None,
+        chat_template_kwargs: Mapping[str, Any] | None = None,
+    ) -> Iterator[LlamaCompletionChunk]:
+        """Streams a chat completion as OpenAI-shaped ``chat.completion.chunk`` values.
+
+        The model's own chat template renders the conversation; tool calls, reasoning and
+        content come back as separate deltas; the last chunk has ``finish_reason`` ("stop",
+        "length", "tool_calls" or "cancelled") and ``usage``.
+
+        Args:
+            messages: The whole conversation (LlamaChatMessage values or OpenAI dicts).
+            params: Sampling and stopping; defaults when None.
+            tools: ToolDefinitions, typed functions or OpenAI tool dicts the model may call.
+            tool_choice: "auto" (default with tools), "none", "required", or
+                ``{"type": "function", "function": {"name": ...}}`` to force one tool.
+            parallel_tool_calls: Allow several calls in one reply.
+            enable_thinking: Let reasoning models think (templates that support it).
+            response_format: ``{"type": "json_object"}`` or ``{"type": "json_schema",
+                "json_schema": {"schema": {...}}}`` constrains the reply to JSON.
+            chat_template_kwargs: Extra variables for the template.
+
+        Raises:
+            StateError: no model, or another generation is running.
+            TemplateError: the template failed to render.
+            ContextOverflowError: the prompt does not fit the context.
+            UnsupportedError: image or audio content.
+        """
+        run, parser = self._start_chat(messages, params, tools, tool_choice, parallel_tool_calls,
+                                       enable_thinking, response_format, chat_template_kwargs)
+        return stream_chunks(run, parser, self._model_label())
+
+    def complete(self, messages: Iterable[LlamaChatMessage | Mapping[str, Any]],
+                 params: GenerationParams | None = None, **options: Any) -> LlamaCompletion:
+        """Like ``create`` but returns the whole completion (text, reasoning, tool calls, usage)."""
+        accumulator = LlamaCompletionAccumulator()
+        for chunk in self.create(messages, params, **options):
+            accumulator.add(chunk)
+        return accumulator.build()
+
+    def create_structured_json(self, messages: Iterable[LlamaChatMessage | Mapping[str, Any]],
+                               schema: Mapping[str, Any] | None = None,
+                               params: GenerationParams | None = None, **options: Any) -> Any:
+        """A reply constrained to JSON (matching ``schema`` when given), parsed.
+
+        Raises:
+            StructuredOutputError: the reply was cut short (max_tokens, context) or cancelled.
+            GrammarError: the schema cannot become a grammar.
+        """
+        response_format = ({"type": "json_schema", "json_schema": {"schema": dict(schema)}}
+                           if schema is not None else {"type": "json_object"})
+        completion = self.complete(messages, params, response_format=response_format, **options)
+        try:
+            return json.loads(completion.text)
+        except json.JSONDecodeError as exc:
+            raise StructuredOutputError(
+                f"the JSON reply did not parse (finish reason {completion.finish_reason}: "
+                f"{exc}); raise max_tokens if it was cut short",
+                text=completion.text, finish_reason=completion.finish_reason) from exc
+
+    def chat_template(self, messages: Iterable[LlamaChatMessage | Mapping[str, Any]], *,
+                      add_generation_prompt: bool = True, tools: Sequence[Any] | None = None,
+                      tool_choice: Any = None, enable_thinking: bool = True,
+                      response_format: Mapping[str, Any] | None = None,
+                      chat_template_kwargs: Mapping[str, Any] | None = None) -> LlamaChatTemplateResult:
+        """Renders the conversation with the model's template, without generating.
+
+        Returns:
+            The prompt, its token count, and the format's grammar, triggers and stops.
+        """
+        loaded = self._require()
+        request = self._chat_request(loaded, messages, tools, tool_choice, False, enable_thinking,
+                                     response_format, chat_template_kwargs, add_generation_prompt)
+        tokens = self._prompt_tokens(loaded, request.prompt)
+        return LlamaChatTemplateResult(request.prompt, len(tokens), request.format, request.stop,
+                                       request.grammar, request.grammar_lazy,
+                                       request.grammar_triggers, request.preserved_tokens)
+
+    def _chat_request(self, loaded: _Loaded, messages: Iterable[Any], tools: Any, tool_choice: Any,
+                      parallel_tool_calls: bool, enable_thinking: bool, response_format: Any,
+                      chat_template_kwargs: Any, add_generation_prompt: bool = True) -> ChatRequest:
+        dicts = [m.to_openai() for m in to_messages(messages)]
+        return build_chat_request(
+            loaded.model, loaded.chat, dicts, template_override=loaded.params.chat_template,
+            tools=normalize_tools(tools), tool_choice=tool_choice,
+            parallel_tool_calls=parallel_tool_calls, enable_thinking=enable_thinking,
+            response_format=response_format, chat_template_kwargs=chat_template_kwargs,
+            add_generation_prompt=add_generation_prompt)
+
+    def _prompt_tokens(self, loaded: _Loaded, prompt: str) -> list[int]:
+        tokens = loaded.model.tokenize(prompt, add_special=True, parse_special=True)
+        bos = loaded.model.special_tokens.get("bos", -1)
+        if len(tokens) > 1 and tokens[0] == tokens[1] == bos:  # the template wrote BOS too
+            tokens = tokens[1:]
+        return tokens
+
+    def _start_chat(self, messages: Any, params: GenerationParams | None, tools: Any,
+                    tool_choice: Any, parallel_tool_calls: bool, enable_thinking: bool,
+                    response_format: Any, chat_template_kwargs: Any) -> tuple[TokenRun, Any]:
+        params = self._generation_params(params)
+        loaded = self._require()
+        request = self._chat_request(loaded, messages, tools, tool_choice, parallel_tool_calls,
+                                     enable_thinking, response_format, chat_template_kwargs)
+        if request.grammar and params.grammar is None:
+            params = params.replace(grammar=request.grammar, grammar_lazy=request.grammar_lazy,
+                                    grammar_triggers=request.grammar_triggers)
+        elif request.schema is not None and params.grammar is not None:
+            raise ValueError("give either response_format or GenerationParams.grammar, not both")
+        preserved = []
+        for text in request.preserved_tokens:
+            ids = loaded.model.tokenize(text, add_special=False, parse_special=True)
+            if len(ids) == 1:
+                preserved.append(ids[0])
+        tokens = self._prompt_tokens(loaded, request.prompt)
+        run = TokenRun(self, loaded, tokens, params, stop=request.stop,
+                       render_special_tokens=preserved)
+        return run, request.parser()
+
+    def _model_label(self) -> str:
+        loaded = self._loaded
+        return loaded.path.name if loaded else "llama_model"
 
     # --- tokens ----------------------------------------------------------------------------
 

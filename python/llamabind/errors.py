@@ -67,6 +67,10 @@ class StateError(LlamaError):
     """An operation is not allowed in the current state (e.g. a generation is running)."""
 
 
+class StructuredOutputError(LlamaError, ValueError):
+    """A structured (JSON) reply did not parse or did not match its schema (e.g. cut short)."""
+
+
 class UnsupportedError(LlamaError):
     """A feature this build or model does not support (e.g. image input without a projector)."""
 
@@ -81,6 +85,7 @@ __all__ = [
     "ModelLoadError",
     "ModelNotFoundError",
     "StateError",
+    "StructuredOutputError",
     "TemplateError",
     "UnsupportedError",
 ]

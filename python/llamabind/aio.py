@@ -1,0 +1,173 @@
+"""AsyncLlamaEngine: the engine for asyncio code — ``await`` and ``async for``.
+
+Every call runs in a worker thread (native steps release the GIL), so the event loop never
+blocks. A stream is produced by one worker thread that runs the engine's iterator and hands
+items to the loop; cancelling the consuming task, or ``aclose()`` on the stream, cancels the
+native generation and waits for the worker to finish.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import threading
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Mapping, Sequence
+from typing import Any, TypeVar
+
+from llamabind.engine import LlamaEngine
+from llamabind.params import GenerationParams, ModelParams
+from llamabind.types import LlamaChatMessage, LlamaCompletion, LlamaCompletionChunk
+
+T = TypeVar("T")
+_DONE = object()
+
+
+async def _in_thread(function: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+    return await asyncio.to_thread(functools.partial(function, *args, **kwargs))
+
+
+async def stream_in_thread(factory: Callable[[], Iterator[T]], engine: LlamaEngine) -> AsyncIterator[T]:
+    """Runs ``factory()`` and its iteration in a worker thread; yields items on the loop.
+
+    Args:
+        factory: Makes the iterator (called in the worker: it may load a model lazily).
+        engine: Whose generation is cancelled when the consumer stops early.
+    """
+    loop = asyncio.get_running_loop()
+    queue: asyncio.Queue[tuple[Any, BaseException | None]] = asyncio.Queue()
+    stop = threading.Event()
+
+    def post(item: Any, error: BaseException | None = None) -> None:
+        try:
+            loop.call_soon_threadsafe(queue.put_nowait, (item, error))
+        except RuntimeError:  # the loop is closed: nobody is listening any more
+            stop.set()
+
+    def produce() -> None:
+        try:
+            iterator = factory()
+            try:
+                for item in iterator:
+                    if stop.is_set():
+                        break
+                    post(item)
+            finally:
+                close = getattr(iterator, "close", None)
+                if close is not None:
+                    close()
+        except BaseException as exc:  # delivered through the stream, never swallowed
+            post(_DONE, exc)
+            return
+        post(_DONE)
+
+    worker = threading.Thread(target=produce, name="llamabind-stream", daemon=True)
+    worker.start()
+    try:
+        while True:
+            item, error = await queue.get()
+            if item is _DONE:
+                if error is not None:
+                    raise error
+                return
+            yield item
+    finally:
+        if worker.is_alive():
+            stop.set()
+            engine.cancel_generation()
+            await asyncio.shield(asyncio.to_thread(worker.join))
+
+
+class AsyncLlamaEngine:
+    """``LlamaEngine`` for asyncio: the same methods, awaitable; streams are async iterators.
+
+    Args:
+        model: A model to load lazily on first use (path, URI or name); None to load later.
+        params: Its ModelParams.
+        resolver: Turns names and URIs into local files.
+        engine: Wrap an existing LlamaEngine instead of making one.
+    """
+
+    def __init__(self, model: str | None = None, params: ModelParams | None = None, *,
+                 resolver: Any = None, engine: LlamaEngine | None = None) -> None:
+        self.engine = engine if engine is not None else LlamaEngine(model, params, resolver=resolver)
+
+    async def __aenter__(self) -> AsyncLlamaEngine:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
+
+    @property
+    def is_ready(self) -> bool:
+        return self.engine.is_ready
+
+    async def load_model(self, name_or_uri: str, params: ModelParams | None = None,
+                         on_progress: Callable[[float], Any] | None = None) -> None:
+        await _in_thread(self.engine.load_model, name_or_uri, params, on_progress)
+
+    async def set_model(self, name_or_uri: str, params: ModelParams | None = None,
+                        on_progress: Callable[[float], Any] | None = None) -> None:
+        await _in_thread(self.engine.set_model, name_or_uri, params, on_progress)
+
+    async def unload_model(self) -> None:
+        self.engine.cancel_generation()
+        await _in_thread(self.engine.unload_model)
+
+    async def aclose(self) -> None:
+        """Cancels a running generation and closes the engine."""
+        self.engine.cancel_generation()
+        await _in_thread(self.engine.close)
+
+    def cancel_generation(self) -> None:
+        self.engine.cancel_generation()
+
+    def generate(self, prompt: str, params: GenerationParams | None = None) -> AsyncIterator[str]:
+        """``async for`` over text pieces; see ``LlamaEngine.generate``."""
+        return stream_in_thread(lambda: self.engine.generate(prompt, params), self.engine)
+
+    def create(self, messages: Iterable[LlamaChatMessage | Mapping[str, Any]],
+               params: GenerationParams | None = None, **options: Any) -> AsyncIterator[LlamaCompletionChunk]:
+        """``async for`` over completion chunks; see ``LlamaEngine.create``."""
+        messages = list(messages)
+        return stream_in_thread(lambda: self.engine.create(messages, params, **options), self.engine)
+
+    async def complete(self, messages: Iterable[LlamaChatMessage | Mapping[str, Any]],
+                       params: GenerationParams | None = None, **options: Any) -> LlamaCompletion:
+        from llamabind.types import LlamaCompletionAccumulator
+
+        accumulator = LlamaCompletionAccumulator()
+        async for chunk in self.create(messages, params, **options):
+            accumulator.add(chunk)
+        return accumulator.build()
+
+    async def create_structured_json(self, messages: Iterable[Any], schema: Mapping[str, Any] | None = None,
+                                     params: GenerationParams | None = None, **options: Any) -> Any:
+        return await _in_thread(self.engine.create_structured_json, list(messages), schema, params,
+                                **options)
+
+    async def chat_template(self, messages: Iterable[Any], **options: Any) -> Any:
+        return await _in_thread(self.engine.chat_template, list(messages), **options)
+
+    async def tokenize(self, text: str, add_special: bool = True, parse_special: bool = False) -> list[int]:
+        return await _in_thread(self.engine.tokenize, text, add_special, parse_special)
+
+    async def detokenize(self, tokens: Sequence[int], special: bool = False) -> str:
+        return await _in_thread(self.engine.detokenize, list(tokens), special)
+
+    async def get_token_count(self, text: str) -> int:
+        return await _in_thread(self.engine.get_token_count, text)
+
+    async def embed(self, text: str, normalize: bool = True) -> Any:
+        return await _in_thread(self.engine.embed, text, normalize)
+
+    async def embed_batch(self, texts: Sequence[str], normalize: bool = True) -> Any:
+        return await _in_thread(self.engine.embed_batch, list(texts), normalize)
+
+    async def score_next_token(self, prompt: str, candidates: Sequence[int] = (), top_k: int = 0) -> Any:
+        return await _in_thread(self.engine.score_next_token, prompt, list(candidates), top_k)
+
+    async def get_metadata(self) -> dict[str, str]:
+        return await _in_thread(self.engine.get_metadata)
+
+    async def get_context_size(self) -> int:
+        return await _in_thread(self.engine.get_context_size)

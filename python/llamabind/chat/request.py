@@ -1,0 +1,216 @@
+"""One chat request made ready to run: prompt, stops, grammar, and the parser of the reply.
+
+The prompt is rendered by our sandboxed Jinja (``chat.template``); llama.cpp's chat machinery
+(``_native.ChatTemplates``) supplies what depends on the model's format: the tool-call grammar
+with its lazy triggers, the preserved tokens, extra stop words and the streaming parser of
+content, reasoning and tool calls. Structured output (``response_format``) becomes a grammar
+through llama.cpp's JSON-schema converter.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from llamabind import _native
+from llamabind.errors import GrammarError
+from llamabind.params import GrammarTrigger
+from llamabind.tools import ToolDefinition
+
+logger = logging.getLogger("llamabind.chat")
+
+
+@dataclass(frozen=True, slots=True)
+class ChatRequest:
+    """What ``LlamaEngine.create`` needs to run one chat completion.
+
+    Args:
+        prompt: The rendered prompt.
+        format: llama.cpp's name of the chat format ("Content-only", "Hermes 2 Pro", ...).
+        stop: Extra stop strings of the format.
+        grammar: GBNF constraining the reply (tools or response_format), or None.
+        grammar_lazy: The grammar waits for one of ``grammar_triggers``.
+        grammar_triggers: What wakes a lazy grammar.
+        preserved_tokens: Special tokens the parser must see as text (e.g. ``<tool_call>``).
+        schema: The JSON schema of ``response_format``, for validating the result.
+        native: llama.cpp's ChatParams, from which the reply's parser is made.
+        parse_tool_calls: Whether the parser looks for tool calls.
+    """
+
+    prompt: str
+    format: str
+    stop: tuple[str, ...]
+    grammar: str | None
+    grammar_lazy: bool
+    grammar_triggers: tuple[GrammarTrigger, ...]
+    preserved_tokens: tuple[str, ...]
+    schema: Mapping[str, Any] | None
+    native: Any
+    parse_tool_calls: bool
+
+    def parser(self) -> Any:
+        """A fresh streaming parser of the reply (``feed``/``finish`` → deltas)."""
+        return _native.ChatParser(self.native, parse_tool_calls=self.parse_tool_calls)
+
+
+@dataclass(frozen=True, slots=True)
+class LlamaChatTemplateResult:
+    """A rendered conversation (``LlamaEngine.chat_template``): the prompt and its plan."""
+
+    prompt: str
+    token_count: int
+    format: str
+    stop: tuple[str, ...]
+    grammar: str | None
+    grammar_lazy: bool
+    grammar_triggers: tuple[GrammarTrigger, ...]
+    preserved_tokens: tuple[str, ...]
+
+
+def response_schema(response_format: Mapping[str, Any] | None) -> Mapping[str, Any] | None:
+    """The JSON schema a ``response_format`` asks for; None for free text.
+
+    Raises:
+        ValueError: an unknown type or a json_schema without a schema.
+    """
+    if response_format is None:
+        return None
+    if not isinstance(response_format, Mapping):
+        raise TypeError(f"response_format must be a dict, got {response_format!r}")
+    kind = response_format.get("type")
+    if kind == "text":
+        return None
+    if kind == "json_object":
+        return response_format.get("schema") or {"type": "object"}
+    if kind == "json_schema":
+        spec = response_format.get("json_schema")
+        schema = spec.get("schema") if isinstance(spec, Mapping) else None
+        if not isinstance(schema, Mapping):
+            raise ValueError('response_format json_schema needs {"json_schema": {"schema": {...}}}')
+        return schema
+    raise ValueError(f"response_format type must be text, json_object or json_schema, got {kind!r}")
+
+
+def tool_choice_mode(tool_choice: Any, tools: Sequence[ToolDefinition]) -> tuple[str, list[ToolDefinition]]:
+    """llama.cpp's tool_choice ("auto", "none", "required") and the tools it applies to.
+
+    A named function (``{"type": "function", "function": {"name": ...}}``) is "required" with
+    only that tool, as llama-server does.
+    """
+    if tool_choice is None:
+        return ("auto" if tools else "none"), list(tools)
+    if isinstance(tool_choice, str):
+        if tool_choice not in ("auto", "none", "required"):
+            raise ValueError(f"tool_choice must be auto, none, required or a function, got {tool_choice!r}")
+        if tool_choice == "required" and not tools:
+            raise ValueError("tool_choice='required' needs tools")
+        return tool_choice, list(tools)
+    if isinstance(tool_choice, Mapping):
+        name = (tool_choice.get("function") or {}).get("name") or tool_choice.get("name")
+        chosen = [tool for tool in tools if tool.name == name]
+        if not chosen:
+            raise ValueError(f"tool_choice names {name!r}, which is not among the tools "
+                             f"{[tool.name for tool in tools]}")
+        return "required", chosen
+    raise TypeError(f"tool_choice must be a str or a dict, got {tool_choice!r}")
+
+
+def build_chat_request(
+    model: _native.Model,
+    cache: dict[str, Any],
+    messages: list[dict[str, Any]],
+    *,
+    template_override: str | None = None,
+    tools: Sequence[ToolDefinition] = (),
+    tool_choice: Any = None,
+    parallel_tool_calls: bool = False,
+    enable_thinking: bool = True,
+    response_format: Mapping[str, Any] | None = None,
+    chat_template_kwargs: Mapping[str, Any] | None = None,
+    add_generation_prompt: bool = True,
+) -> ChatRequest:
+    """Renders the prompt and plans grammar, stops and parsing for one request.
+
+    Args:
+        model: The loaded model (its template, special tokens and vocabulary).
+        cache: Per-model cache for the compiled templates (kept by the engine).
+        messages: OpenAI-style message dicts.
+        template_override: Jinja source used instead of the model's template.
+
+    Raises:
+        TemplateError: the template fails to render or breaks the sandbox.
+        GrammarError: the response schema cannot be turned into a grammar.
+        ValueError: bad tools, tool_choice or response_format.
+    """
+    from llamabind.chat.template import ChatTemplate
+
+    mode, active_tools = tool_choice_mode(tool_choice, tools)
+    schema = response_schema(response_format)
+    if schema is not None and mode == "required":
+        raise ValueError("response_format cannot be combined with a required tool call")
+    template = cache.get("template")
+    if template is None:
+        template = (ChatTemplate(template_override, bos_token=_token_text(model, "bos"),
+                                 eos_token=_token_text(model, "eos"))
+                    if template_override is not None else ChatTemplate.from_model(model))
+        cache["template"] = template
+    native_templates = cache.get("native")
+    if native_templates is None:
+        native_templates = _native.ChatTemplates(model, template=template.source)
+        cache["native"] = native_templates
+    # Tools stay visible to the template with tool_choice "none", as in llama-server.
+    tools_json = [tool.to_openai() for tool in active_tools]
+    kwargs = dict(chat_template_kwargs or {})
+    native = native_templates.apply(
+        json.dumps(messages, ensure_ascii=False),
+        tools_json=json.dumps(tools_json) if tools_json else None,
+        tool_choice=mode,
+        parallel_tool_calls=parallel_tool_calls,
+        add_generation_prompt=add_generation_prompt,
+        enable_thinking=enable_thinking,
+        json_schema=json.dumps(schema) if schema is not None else None,
+        chat_template_kwargs_json=json.dumps(kwargs) if kwargs else None,
+    )
+    prompt = template.render(
+        messages, tools=tools_json or None,
+        add_generation_prompt=add_generation_prompt, enable_thinking=enable_thinking, **kwargs)
+    if prompt != native.prompt:
+        # llama.cpp adjusts some formats' prompts (e.g. a forced-open <think>); its grammar and
+        # parser expect that prompt, so it wins. The parity test lists these formats.
+        logger.debug("chat prompt of format %s differs from llama.cpp's; using llama.cpp's",
+                     native.format)
+        prompt = native.prompt
+    grammar = native.grammar or None
+    if schema is not None and not grammar:
+        grammar = _schema_grammar(schema)
+    triggers = tuple(GrammarTrigger(kind, value, token if kind == "token" else None)
+                     for kind, value, token in native.grammar_triggers)
+    return ChatRequest(
+        prompt=prompt,
+        format=native.format,
+        stop=tuple(native.additional_stops),
+        grammar=grammar,
+        grammar_lazy=bool(native.grammar_lazy) and schema is None,
+        grammar_triggers=triggers,
+        preserved_tokens=tuple(native.preserved_tokens),
+        schema=schema,
+        native=native,
+        parse_tool_calls=bool(tools_json) and mode != "none",
+    )
+
+
+def _schema_grammar(schema: Mapping[str, Any]) -> str:
+    try:
+        return _native.json_schema_to_grammar(json.dumps(schema))
+    except GrammarError:
+        raise
+    except (ValueError, RuntimeError) as exc:
+        raise GrammarError(f"response_format schema cannot become a grammar: {exc}") from exc
+
+
+def _token_text(model: _native.Model, kind: str) -> str:
+    token = model.special_tokens.get(kind, -1)
+    return model.token_text(token) if token >= 0 else ""
