@@ -13,7 +13,6 @@ import itertools
 import json
 import os
 import threading
-import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,9 +23,9 @@ import numpy as np
 from llamabind import _native
 from llamabind.chat.request import ChatRequest, LlamaChatTemplateResult, build_chat_request
 from llamabind.completions import stream_chunks
-from llamabind.errors import HandleClosedError, StateError, StructuredOutputError
+from llamabind.errors import StateError, StructuredOutputError
+from llamabind.generation import RunHandle, TokenRun
 from llamabind.params import GenerationParams, ModelParams
-from llamabind.text_stream import TextStream
 from llamabind.tools import normalize_tools
 from llamabind.types import (
     LlamaChatMessage,
@@ -35,7 +34,6 @@ from llamabind.types import (
     LlamaCompletionChunk,
     LlamaNextTokenScores,
     LlamaTokenLogprob,
-    LlamaUsage,
     to_messages,
 )
 
@@ -67,115 +65,6 @@ class _Loaded:
         for adapter, _ in self.loras.values():
             adapter.close()
         self.model.close()
-
-
-class _Run:
-    """One generation in flight; ``cancel`` may be called from any thread."""
-
-    __slots__ = ("native", "cancelled", "_lock")
-
-    def __init__(self) -> None:
-        self.native: _native.Generator | None = None
-        self.cancelled = False
-        self._lock = threading.Lock()
-
-    def attach(self, native: _native.Generator) -> None:
-        with self._lock:
-            self.native = native
-            if self.cancelled:
-                native.cancel()
-
-    def cancel(self) -> None:
-        with self._lock:
-            self.cancelled = True
-            if self.native is not None:
-                self.native.cancel()
-
-
-class TokenRun:
-    """The text pieces of one native generation, then its finish reason and usage.
-
-    Iterate it for text; after the loop ``finish_reason`` is "stop", "length" or "cancelled"
-    and ``usage`` holds counts and timings. Closing it (or breaking out of a ``for`` over the
-    engine's iterators) stops the native loop at once.
-    """
-
-    def __init__(self, engine: LlamaEngine, loaded: _Loaded, prompt_tokens: Sequence[int],
-                 params: GenerationParams, *, stop: Sequence[str] = (),
-                 render_special_tokens: Sequence[int] = ()) -> None:
-        self._engine = engine
-        self._loaded = loaded
-        self._prompt_tokens = list(prompt_tokens)
-        self._params = params
-        self._stop = tuple(params.stop) + tuple(stop)
-        self._render_special_tokens = tuple(render_special_tokens)
-        self.finish_reason: str | None = None
-        self.usage: LlamaUsage | None = None
-        self.token_ids: list[int] = []
-        self.started = time.perf_counter()
-
-    def __iter__(self) -> Iterator[str]:
-        engine, loaded, params = self._engine, self._loaded, self._params
-        run = engine._begin_run()
-        native = None
-        try:
-            sampler = _native.Sampler(loaded.model,
-                                      **params.sampler_kwargs(loaded.params.seed))
-            kwargs: dict[str, Any] = {
-                "max_tokens": -1 if params.max_tokens is None else params.max_tokens,
-                "ignore_eog": params.ignore_eos,
-            }
-            if self._render_special_tokens:
-                kwargs["render_special_tokens"] = self._render_special_tokens
-            native = loaded.context.generate(self._prompt_tokens, sampler, **kwargs)
-            run.attach(native)
-            stream = TextStream(self._stop)
-            first_token_at = None
-            try:
-                for _, piece in native:
-                    if first_token_at is None:
-                        first_token_at = time.perf_counter()
-                    text = stream.feed(piece)
-                    if text:
-                        yield text
-                    if stream.stopped:
-                        break
-            except HandleClosedError:
-                if not run.cancelled:  # the engine unloaded the model under us: a cancel
-                    raise
-            rest = stream.flush()
-            if rest:
-                yield rest
-            self._finish(native, stream, run, first_token_at)
-        finally:
-            if native is not None:
-                native.close()
-            engine._end_run(run)
-
-    def _finish(self, native: _native.Generator, stream: TextStream, run: _Run,
-                first_token_at: float | None) -> None:
-        reason = native.finish_reason
-        if stream.stopped or reason == "eog":
-            self.finish_reason = "stop"
-        elif run.cancelled or reason == "cancelled":
-            self.finish_reason = "cancelled"
-        else:
-            self.finish_reason = "length"
-        self.token_ids = native.token_ids
-        n_prompt, n_reused = native.n_prompt_tokens, native.n_reused_tokens
-        n_generated = native.n_generated_tokens
-        t_prompt, t_gen = native.t_prompt_eval_ms, native.t_generation_ms
-        now = time.perf_counter()
-        self.usage = LlamaUsage(
-            prompt_tokens=n_prompt,
-            completion_tokens=n_generated,
-            cached_prompt_tokens=n_reused,
-            time_to_first_token_ms=(first_token_at - self.started) * 1000 if first_token_at else None,
-            prompt_tokens_per_s=(n_prompt - n_reused) / t_prompt * 1000 if t_prompt > 0 else None,
-            generation_tokens_per_s=(n_generated - 1) / t_gen * 1000
-            if t_gen > 0 and n_generated > 1 else None,
-            duration_ms=(now - self.started) * 1000,
-        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -215,7 +104,7 @@ class LlamaEngine:
         self._loaded: _Loaded | None = None
         self._lazy: tuple[str | os.PathLike[str], ModelParams | None] | None = (
             (model, params) if model is not None else None)
-        self._active: _Run | None = None
+        self._active: RunHandle | None = None
         self._disposed = False
 
     # --- lifecycle ---------------------------------------------------------------------------
@@ -368,8 +257,8 @@ class LlamaEngine:
 
     # --- generation ---------------------------------------------------------------------------
 
-    def _begin_run(self) -> _Run:
-        run = _Run()
+    def _begin_run(self) -> RunHandle:
+        run = RunHandle()
         with self._state:
             if self._active is not None:
                 raise StateError(
@@ -378,7 +267,7 @@ class LlamaEngine:
             self._active = run
         return run
 
-    def _end_run(self, run: _Run) -> None:
+    def _end_run(self, run: RunHandle) -> None:
         with self._state:
             if self._active is run:
                 self._active = None
