@@ -56,5 +56,6 @@ void bind_model(nb::module_ & m);
 void bind_context(nb::module_ & m);
 void bind_sampler(nb::module_ & m);
 void bind_generator(nb::module_ & m);
+void bind_chat(nb::module_ & m);
 
 }  // namespace llamabind

@@ -14,6 +14,7 @@ static const char * python_class_name(ErrorKind kind) {
         case ErrorKind::Grammar: return "GrammarError";
         case ErrorKind::HandleClosed: return "HandleClosedError";
         case ErrorKind::State: return "StateError";
+        case ErrorKind::Template: return "TemplateError";
         case ErrorKind::Value: return nullptr;
     }
     return nullptr;

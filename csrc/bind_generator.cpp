@@ -46,14 +46,16 @@ an end-of-generation token ("eog"), at max_tokens ("length"), when the context i
     context.def(
         "generate",
         [](std::shared_ptr<Context> self, std::vector<int32_t> prompt_tokens, std::shared_ptr<Sampler> sampler,
-           int32_t max_tokens, int32_t seq_id, bool ignore_eog, bool render_special) {
-            GenerateOptions options{max_tokens, seq_id, ignore_eog, render_special};
+           int32_t max_tokens, int32_t seq_id, bool ignore_eog, bool render_special,
+           std::vector<int32_t> render_special_tokens) {
+            GenerateOptions options{max_tokens, seq_id, ignore_eog, render_special, std::move(render_special_tokens)};
             return without_gil([&] {
                 return std::make_shared<Generator>(self, sampler, std::move(prompt_tokens), options);
             });
         },
         nb::arg("prompt_tokens"), nb::arg("sampler"), nb::arg("max_tokens") = -1, nb::arg("seq_id") = 0,
         nb::arg("ignore_eog") = false, nb::arg("render_special") = false,
+        nb::arg("render_special_tokens").sig("()") = std::vector<int32_t>(),
         R"(Starts a generation; see Generator.
 
 Args:
@@ -63,6 +65,9 @@ Args:
     seq_id: The sequence to generate in.
     ignore_eog: Keep going past end-of-generation tokens.
     render_special: Render control tokens into the pieces.
+    render_special_tokens: Ids of control tokens rendered into the pieces even when
+        render_special is False: a chat format's preserved tokens (e.g. ``<tool_call>``,
+        see ChatParams.preserved_token_ids) that its parser must see.
 
 Raises:
     ContextOverflowError: the prompt is longer than the context.)");

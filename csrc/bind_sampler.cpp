@@ -46,6 +46,8 @@ static SamplerParams sampler_params(nb::kwargs & kw) {
     set("grammar_lazy", p.grammar_lazy);
     set("trigger_words", p.trigger_words);
     set("trigger_patterns", p.trigger_patterns);
+    set("trigger_patterns_full", p.trigger_patterns_full);
+    set("grammar_prefill", p.grammar_prefill);
     set("trigger_tokens", p.trigger_tokens);
     set("min_keep", p.min_keep);
     reject_unknown_kwargs(kw, "Sampler");
@@ -70,7 +72,12 @@ frequency_penalty (0), presence_penalty (0), dry_multiplier (0: off), dry_base (
 dry_allowed_length (2), dry_penalty_last_n (-1), dry_sequence_breakers, mirostat (0),
 mirostat_tau (5), mirostat_eta (0.1), greedy (False), logit_bias ({token: bias}), grammar
 (GBNF text), grammar_root ("root"), grammar_lazy (False), trigger_words, trigger_patterns
-(regexes), trigger_tokens, min_keep (0).
+(regexes found anywhere in the generated text), trigger_patterns_full (regexes that must match
+the whole text generated so far), trigger_tokens, grammar_prefill (text a non-lazy grammar
+accepts before the first token: a chat format's generation prompt, see
+ChatParams.sampler_kwargs), min_keep (0).
+
+A lazy grammar constrains nothing until a trigger appears, then applies from the trigger on.
 
 Raises:
     GrammarError: the grammar does not parse (llama.cpp's message) or a trigger pattern is invalid.

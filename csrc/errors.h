@@ -16,6 +16,7 @@ enum class ErrorKind {
     Grammar,
     HandleClosed,
     State,
+    Template,  // a chat template failed to parse or render
     Value,  // a bad argument value: ValueError
 };
 

@@ -8,9 +8,10 @@ namespace llamabind {
 
 Generator::Generator(std::shared_ptr<Context> context, std::shared_ptr<Sampler> sampler,
                      std::vector<int32_t> prompt, GenerateOptions options)
-    : context_(std::move(context)), sampler_(std::move(sampler)), prompt_(std::move(prompt)), options_(options) {
+    : context_(std::move(context)), sampler_(std::move(sampler)), prompt_(std::move(prompt)), options_(std::move(options)) {
     if (prompt_.empty()) throw_value("[Context.generate] the prompt has no tokens");
     if (options_.max_tokens < -1) throw_value("[Context.generate] max_tokens must be >= 0, or -1 for no limit");
+    std::sort(options_.render_special_tokens.begin(), options_.render_special_tokens.end());
     const int32_t n_vocab = context_->n_vocab();
     for (int32_t t : prompt_) {
         if (t < 0 || t >= n_vocab) {
@@ -130,7 +131,10 @@ std::optional<GeneratedToken> Generator::sample_next() {
     ++n_generated_;
     generated_.push_back(token);
     pending_ = token;
-    return GeneratedToken{token, token_piece(vocab, token, options_.render_special)};
+    const bool special = options_.render_special ||
+                         std::binary_search(options_.render_special_tokens.begin(),
+                                            options_.render_special_tokens.end(), token);
+    return GeneratedToken{token, token_piece(vocab, token, special)};
 }
 
 std::optional<GeneratedToken> Generator::next(const InterruptCheck & interrupt) {

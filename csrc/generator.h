@@ -17,6 +17,7 @@ struct GenerateOptions {
     int32_t seq_id = 0;
     bool ignore_eog = false;
     bool render_special = false;  // control tokens appear in the pieces
+    std::vector<int32_t> render_special_tokens;  // sorted: these render as text even so
 };
 
 struct GeneratedToken {

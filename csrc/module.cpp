@@ -11,4 +11,5 @@ NB_MODULE(_native, m) {
     llamabind::bind_sampler(m);
     llamabind::bind_context(m);
     llamabind::bind_generator(m);
+    llamabind::bind_chat(m);
 }

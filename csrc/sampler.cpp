@@ -1,7 +1,9 @@
 #include "sampler.h"
 
+#include <cctype>
 #include <regex>
 
+#include "common.h"
 #include "errors.h"
 #include "logging.h"
 
@@ -30,9 +32,34 @@ void check_params(const SamplerParams & p, int32_t n_vocab) {
         }
     }
     if (p.grammar_lazy && p.grammar.empty()) throw_value("[Sampler] grammar_lazy needs a grammar");
-    if (p.grammar_lazy && p.trigger_words.empty() && p.trigger_patterns.empty() && p.trigger_tokens.empty()) {
-        throw_value("[Sampler] a lazy grammar needs trigger_words, trigger_patterns or trigger_tokens");
+    if (p.grammar_lazy && p.trigger_words.empty() && p.trigger_patterns.empty() && p.trigger_patterns_full.empty() &&
+        p.trigger_tokens.empty()) {
+        throw_value("[Sampler] a lazy grammar needs trigger_words, trigger_patterns, trigger_patterns_full or trigger_tokens");
     }
+    if (!p.grammar_prefill.empty() && (p.grammar.empty() || p.grammar_lazy)) {
+        throw_value("[Sampler] grammar_prefill applies to a grammar that is not lazy");
+    }
+}
+
+// As llama.cpp's common sampler: a full pattern is anchored at both ends.
+std::string anchor_pattern(const std::string & pattern) {
+    if (pattern.empty()) return "^$";
+    return (pattern.front() != '^' ? "^" : "") + pattern + (pattern.back() != '$' ? "$" : "");
+}
+
+// The tokens of the prefill text as llama.cpp's common sampler takes them: control tokens
+// parsed, a leading space token the tokenizer adds before a special token dropped.
+std::vector<int32_t> prefill_tokens(const llama_vocab * vocab, const std::string & text) {
+    if (text.empty()) return {};
+    std::vector<llama_token> tokens = common_tokenize(vocab, text, false, true);
+    if (!tokens.empty()) {
+        const std::string first = common_token_to_piece(vocab, tokens[0], true);
+        if (!first.empty() && std::isspace(static_cast<unsigned char>(first[0])) &&
+            !std::isspace(static_cast<unsigned char>(text[0]))) {
+            tokens.erase(tokens.begin());
+        }
+    }
+    return tokens;
 }
 
 std::string escape_regex(const std::string & word) {
@@ -48,6 +75,7 @@ llama_sampler * make_grammar(const llama_vocab * vocab, const SamplerParams & p)
     } else {
         // As llama.cpp's common sampler does: a word triggers wherever it appears.
         std::vector<std::string> patterns = p.trigger_patterns;
+        for (const std::string & pattern : p.trigger_patterns_full) patterns.push_back(anchor_pattern(pattern));
         for (const std::string & word : p.trigger_words) {
             patterns.push_back("[\\s\\S]*?(" + escape_regex(word) + ")[\\s\\S]*");
         }
@@ -71,7 +99,7 @@ llama_sampler * make_grammar(const llama_vocab * vocab, const SamplerParams & p)
     return s;
 }
 
-llama_sampler * build_chain(const llama_model * model, const SamplerParams & p) {
+llama_sampler * build_chain(const llama_model * model, const SamplerParams & p, int32_t & grammar_index) {
     const llama_vocab * vocab = llama_model_get_vocab(model);
     const int32_t n_vocab = llama_vocab_n_tokens(vocab);
     check_params(p, n_vocab);
@@ -86,6 +114,7 @@ llama_sampler * build_chain(const llama_model * model, const SamplerParams & p) 
             llama_sampler_chain_add(chain, llama_sampler_init_logit_bias(n_vocab, static_cast<int32_t>(bias.size()), bias.data()));
         }
         if (!p.grammar.empty()) {
+            grammar_index = llama_sampler_chain_n(chain);
             llama_sampler_chain_add(chain, make_grammar(vocab, p));
         }
         if (p.penalty_last_n != 0 &&
@@ -130,7 +159,27 @@ llama_sampler * build_chain(const llama_model * model, const SamplerParams & p) 
 
 Sampler::Sampler(const Model & model, const SamplerParams & params)
     : model_(model.handle("Sampler")), params_(params) {
-    chain_ = build_chain(model_.get(), params_);
+    chain_ = build_chain(model_.get(), params_, grammar_index_);
+    if (!params_.grammar_prefill.empty()) {
+        prefill_tokens_ = prefill_tokens(llama_model_get_vocab(model_.get()), params_.grammar_prefill);
+        try {
+            prefill_grammar(llama_sampler_chain_get(chain_, grammar_index_));
+        } catch (...) {
+            llama_sampler_free(chain_);
+            chain_ = nullptr;
+            throw;
+        }
+    }
+}
+
+void Sampler::prefill_grammar(llama_sampler * grammar) const {
+    for (int32_t token : prefill_tokens_) {
+        try {
+            llama_sampler_accept(grammar, token);
+        } catch (const std::exception & e) {
+            throw Error(ErrorKind::Grammar, std::string("[Sampler] the grammar does not accept grammar_prefill: ") + e.what());
+        }
+    }
 }
 
 Sampler::Sampler(std::shared_ptr<llama_model> model, SamplerParams params, llama_sampler * chain)
@@ -159,7 +208,10 @@ llama_sampler * Sampler::chain(const char * operation) const {
 std::shared_ptr<Sampler> Sampler::clone() const {
     std::lock_guard<std::mutex> lock(mutex_);
     llama_sampler * copy = llama_sampler_clone(chain("Sampler.clone"));
-    return std::shared_ptr<Sampler>(new Sampler(model_, params_, copy));
+    auto clone = std::shared_ptr<Sampler>(new Sampler(model_, params_, copy));
+    clone->grammar_index_ = grammar_index_;
+    clone->prefill_tokens_ = prefill_tokens_;
+    return clone;
 }
 
 int32_t Sampler::sample(llama_context * ctx, int32_t i) {
@@ -188,7 +240,9 @@ void Sampler::accept(int32_t token) {
 
 void Sampler::reset() {
     std::lock_guard<std::mutex> lock(mutex_);
-    llama_sampler_reset(chain("Sampler.reset"));
+    llama_sampler * c = chain("Sampler.reset");
+    llama_sampler_reset(c);
+    if (!prefill_tokens_.empty()) prefill_grammar(llama_sampler_chain_get(c, grammar_index_));
 }
 
 std::vector<std::string> Sampler::names() const {

@@ -46,8 +46,10 @@ struct SamplerParams {
     std::string grammar_root = "root";
     bool grammar_lazy = false;
     std::vector<std::string> trigger_words;
-    std::vector<std::string> trigger_patterns;
+    std::vector<std::string> trigger_patterns;       // regexes searched anywhere in the text
+    std::vector<std::string> trigger_patterns_full;  // regexes that must match the whole text
     std::vector<int32_t> trigger_tokens;
+    std::string grammar_prefill;  // text the (non-lazy) grammar accepts before the first token
     size_t min_keep = 0;
 
     bool is_greedy() const { return greedy || (temperature <= 0.0f && mirostat == 0); }
@@ -76,11 +78,14 @@ class Sampler {
   private:
     Sampler(std::shared_ptr<llama_model> model, SamplerParams params, llama_sampler * chain);
     llama_sampler * chain(const char * operation) const;
+    void prefill_grammar(llama_sampler * grammar) const;
 
     std::shared_ptr<llama_model> model_;
     SamplerParams params_;
     mutable std::mutex mutex_;
     llama_sampler * chain_ = nullptr;
+    int32_t grammar_index_ = -1;  // position of the grammar sampler in the chain
+    std::vector<int32_t> prefill_tokens_;
 };
 
 }  // namespace llamabind
