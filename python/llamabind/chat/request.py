@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from llamabind import _native
+from llamabind.chat import generic
 from llamabind.errors import GrammarError
 from llamabind.params import GrammarTrigger
 from llamabind.tools import ToolDefinition
@@ -35,9 +36,12 @@ class ChatRequest:
         grammar_lazy: The grammar waits for one of ``grammar_triggers``.
         grammar_triggers: What wakes a lazy grammar.
         preserved_tokens: Special tokens the parser must see as text (e.g. ``<tool_call>``).
+        preserved_token_ids: Their ids (rendered as text by the generator).
+        sampler_kwargs: The grammar as Sampler keyword arguments (triggers, prefill).
         schema: The JSON schema of ``response_format``, for validating the result.
         native: llama.cpp's ChatParams, from which the reply's parser is made.
-        parse_tool_calls: Whether the parser looks for tool calls.
+        generic_tools: Tools go through our generic JSON format (the template has no tool
+            syntax; see ``chat.generic``).
     """
 
     prompt: str
@@ -47,13 +51,17 @@ class ChatRequest:
     grammar_lazy: bool
     grammar_triggers: tuple[GrammarTrigger, ...]
     preserved_tokens: tuple[str, ...]
+    preserved_token_ids: tuple[int, ...]
+    sampler_kwargs: Mapping[str, Any]
     schema: Mapping[str, Any] | None
     native: Any
-    parse_tool_calls: bool
+    generic_tools: bool = False
 
     def parser(self) -> Any:
         """A fresh streaming parser of the reply (``feed``/``finish`` → deltas)."""
-        return _native.ChatParser(self.native, parse_tool_calls=self.parse_tool_calls)
+        if self.generic_tools:
+            return generic.GenericToolParser()
+        return _native.ChatParser(self.native)
 
 
 @dataclass(frozen=True, slots=True)
@@ -154,16 +162,25 @@ def build_chat_request(
     template = cache.get("template")
     if template is None:
         template = (ChatTemplate(template_override, bos_token=_token_text(model, "bos"),
-                                 eos_token=_token_text(model, "eos"))
+                                 eos_token=_token_text(model, "eos"), add_bos=bool(model.add_bos),
+                                 add_eos=bool(model.add_eos), name="override")
                     if template_override is not None else ChatTemplate.from_model(model))
         cache["template"] = template
     native_templates = cache.get("native")
     if native_templates is None:
-        native_templates = _native.ChatTemplates(model, template=template.source)
+        native_templates = _native.ChatTemplates(model, template=template_override)
         cache["native"] = native_templates
     # Tools stay visible to the template with tool_choice "none", as in llama-server.
     tools_json = [tool.to_openai() for tool in active_tools]
     kwargs = dict(chat_template_kwargs or {})
+    use_generic = (bool(tools_json) and mode != "none"
+                   and not native_templates.caps.get("supports_tool_calls", False))
+    if use_generic:
+        if schema is not None:
+            raise ValueError("response_format cannot be combined with tools on a template "
+                             "without tool support")
+        messages = generic.rewrite_messages(messages, tools_json)
+        tools_json, mode = [], "none"
     native = native_templates.apply(
         json.dumps(messages, ensure_ascii=False),
         tools_json=json.dumps(tools_json) if tools_json else None,
@@ -174,31 +191,37 @@ def build_chat_request(
         json_schema=json.dumps(schema) if schema is not None else None,
         chat_template_kwargs_json=json.dumps(kwargs) if kwargs else None,
     )
-    prompt = template.render(
-        messages, tools=tools_json or None,
-        add_generation_prompt=add_generation_prompt, enable_thinking=enable_thinking, **kwargs)
+    prompt = template.render(messages, tools=tools_json or None,
+                             add_generation_prompt=add_generation_prompt,
+                             enable_thinking=enable_thinking, **kwargs)
     if prompt != native.prompt:
-        # llama.cpp adjusts some formats' prompts (e.g. a forced-open <think>); its grammar and
-        # parser expect that prompt, so it wins. The parity test lists these formats.
+        # llama.cpp adjusts some formats' prompts; its grammar and parser expect that prompt,
+        # so it wins. The parity test (tests/chat) lists where and why the two differ.
         logger.debug("chat prompt of format %s differs from llama.cpp's; using llama.cpp's",
                      native.format)
         prompt = native.prompt
-    grammar = native.grammar or None
-    if schema is not None and not grammar:
-        grammar = _schema_grammar(schema)
+    sampler_kwargs = dict(native.sampler_kwargs(model))
+    if use_generic:
+        required = tool_choice_mode(tool_choice, tools)[0] == "required"
+        sampler_kwargs = {"grammar": generic.grammar([t.to_openai() for t in active_tools],
+                                                     required, parallel_tool_calls)}
+    elif schema is not None and not sampler_kwargs:
+        sampler_kwargs = {"grammar": _schema_grammar(schema)}
     triggers = tuple(GrammarTrigger(kind, value, token if kind == "token" else None)
                      for kind, value, token in native.grammar_triggers)
     return ChatRequest(
         prompt=prompt,
         format=native.format,
         stop=tuple(native.additional_stops),
-        grammar=grammar,
-        grammar_lazy=bool(native.grammar_lazy) and schema is None,
+        grammar=sampler_kwargs.get("grammar"),
+        grammar_lazy=bool(sampler_kwargs.get("grammar_lazy")),
         grammar_triggers=triggers,
         preserved_tokens=tuple(native.preserved_tokens),
+        preserved_token_ids=tuple(native.preserved_token_ids(model)),
+        sampler_kwargs=sampler_kwargs,
         schema=schema,
         native=native,
-        parse_tool_calls=bool(tools_json) and mode != "none",
+        generic_tools=use_generic,
     )
 
 
