@@ -441,19 +441,16 @@ class LlamaEngine:
         loaded = self._require()
         request = self._chat_request(loaded, messages, tools, tool_choice, parallel_tool_calls,
                                      enable_thinking, response_format, chat_template_kwargs)
-        if request.grammar and params.grammar is None:
-            params = params.replace(grammar=request.grammar, grammar_lazy=request.grammar_lazy,
-                                    grammar_triggers=request.grammar_triggers)
-        elif request.schema is not None and params.grammar is not None:
-            raise ValueError("give either response_format or GenerationParams.grammar, not both")
-        preserved = []
-        for text in request.preserved_tokens:
-            ids = loaded.model.tokenize(text, add_special=False, parse_special=True)
-            if len(ids) == 1:
-                preserved.append(ids[0])
+        overrides: dict[str, Any] = {}
+        if request.sampler_kwargs:
+            if params.grammar is not None:
+                raise ValueError("GenerationParams.grammar cannot be combined with tools or "
+                                 "response_format (they bring their own grammar)")
+            overrides = dict(request.sampler_kwargs)
         tokens = self._prompt_tokens(loaded, request.prompt)
         run = TokenRun(self, loaded, tokens, params, stop=request.stop,
-                       render_special_tokens=preserved)
+                       render_special_tokens=request.preserved_token_ids,
+                       sampler_overrides=overrides)
         return run, request.parser()
 
     def _model_label(self) -> str:

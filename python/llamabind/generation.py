@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from llamabind import _native
@@ -55,13 +55,15 @@ class TokenRun:
 
     def __init__(self, engine: LlamaEngine, loaded: _Loaded, prompt_tokens: Sequence[int],
                  params: GenerationParams, *, stop: Sequence[str] = (),
-                 render_special_tokens: Sequence[int] = ()) -> None:
+                 render_special_tokens: Sequence[int] = (),
+                 sampler_overrides: Mapping[str, Any] | None = None) -> None:
         self._engine = engine
         self._loaded = loaded
         self._prompt_tokens = list(prompt_tokens)
         self._params = params
         self._stop = tuple(params.stop) + tuple(stop)
         self._render_special_tokens = tuple(render_special_tokens)
+        self._sampler_kwargs = {**params.sampler_kwargs(loaded.params.seed), **(sampler_overrides or {})}
         self.finish_reason: str | None = None
         self.usage: LlamaUsage | None = None
         self.token_ids: list[int] = []
@@ -72,8 +74,7 @@ class TokenRun:
         run = engine._begin_run()
         native = None
         try:
-            sampler = _native.Sampler(loaded.model,
-                                      **params.sampler_kwargs(loaded.params.seed))
+            sampler = _native.Sampler(loaded.model, **self._sampler_kwargs)
             kwargs: dict[str, Any] = {
                 "max_tokens": -1 if params.max_tokens is None else params.max_tokens,
                 "ignore_eog": params.ignore_eos,

@@ -381,17 +381,12 @@ class GenerationParams:
 
 def grammar_trigger_kwargs(triggers: Sequence[GrammarTrigger]) -> dict[str, Any]:
     """The Sampler's lazy-grammar keyword arguments for these triggers."""
-    words = [t.value for t in triggers if t.type == "word"]
-    patterns = [t.value for t in triggers if t.type == "pattern"]
-    # A full-output pattern is an anchored pattern (llama.cpp anchors PATTERN_FULL the same way).
-    patterns += [f"^{t.value}$" if not t.value.startswith("^") else t.value
-                 for t in triggers if t.type == "pattern_full"]
-    tokens = [t.token for t in triggers if t.type == "token"]
     return {
         "grammar_lazy": True,
-        "trigger_words": words,
-        "trigger_patterns": patterns,
-        "trigger_tokens": tokens,
+        "trigger_words": [t.value for t in triggers if t.type == "word"],
+        "trigger_patterns": [t.value for t in triggers if t.type == "pattern"],
+        "trigger_patterns_full": [t.value for t in triggers if t.type == "pattern_full"],
+        "trigger_tokens": [t.token for t in triggers if t.type == "token"],
     }
 
 

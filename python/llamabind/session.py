@@ -7,6 +7,7 @@ the oldest turns are dropped (the system prompt stays), by exact token counts.
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
@@ -218,7 +219,9 @@ class ChatSession:
             tools: ToolDefinitions (with handlers), typed functions, or OpenAI tool dicts.
             max_rounds: Most rounds of tool calls before giving up ("max_rounds").
             params: Sampling for every round.
-            tool_choice: Applies to the first round only; later rounds are "auto".
+            tool_choice: Applies to the first round only; later rounds are "auto". A round
+                that only repeats calls already answered is dropped and asked again with
+                "none", so the model answers instead of looping.
             on_tool_call: Answers calls of tools without a handler (or unknown names); without
                 it such calls end the loop with "unhandled_tool_calls".
             on_tool_error: Turns a handler's exception into a result; the default result is
@@ -233,6 +236,8 @@ class ChatSession:
         by_name = {tool.name: tool for tool in definitions}
         mark = len(self._history)
         completion: LlamaCompletion | None = None
+        answered: set[tuple[str, str]] = set()
+        nudged = False
         rounds = 0
         next_content = content
         choice = tool_choice
@@ -249,6 +254,11 @@ class ChatSession:
             calls = completion.tool_calls
             if not calls:
                 return self._loop_end(completion, "completed", rounds, (), mark)
+            if not nudged and all(_call_key(c) in answered for c in calls):
+                # The same calls again (small models loop): ask once for the answer instead.
+                del self._history[-1]
+                choice, nudged = "none", True
+                continue
             if rounds > max_rounds:
                 return self._loop_end(completion, "max_rounds", rounds, calls, mark)
             pending = []
@@ -259,6 +269,7 @@ class ChatSession:
             if pending:
                 return self._loop_end(completion, "unhandled_tool_calls", rounds, tuple(pending), mark)
             for call in calls:
+                answered.add(_call_key(call))
                 result = self._call_tool(by_name.get(call.name), call, on_tool_call, on_tool_error)
                 self._history.append(LlamaChatMessage(
                     LlamaChatRole.TOOL, [LlamaToolResultContent(call.name, result, call.id)]))
@@ -285,3 +296,7 @@ class ChatSession:
         if rolled_back:
             del self._history[mark:]
         return LlamaToolLoopResult(completion, reason, rounds, tuple(pending), added, rolled_back)
+
+
+def _call_key(call: LlamaToolCallContent) -> tuple[str, str]:
+    return call.name, json.dumps(dict(call.arguments), sort_keys=True, default=str)

@@ -37,8 +37,15 @@ def _call_schema(tool: Mapping[str, Any]) -> dict[str, Any]:
     }
 
 
-def reply_schema(tools: Sequence[Mapping[str, Any]], required: bool, parallel: bool) -> dict[str, Any]:
-    """The JSON schema of a reply: a call (or calls), or, when not required, a response."""
+RESPONSE_SCHEMA = {"type": "object", "properties": {"response": {"type": "string"}},
+                   "required": ["response"]}
+
+
+def reply_schema(tools: Sequence[Mapping[str, Any]], mode: str, parallel: bool) -> dict[str, Any]:
+    """The JSON schema of a reply for tool_choice ``mode``: a call (or calls) when "required",
+    a response when "none", either when "auto"."""
+    if mode == "none":
+        return RESPONSE_SCHEMA
     calls = [_call_schema(tool) for tool in tools]
     call = calls[0] if len(calls) == 1 else {"anyOf": calls}
     if parallel:
@@ -46,16 +53,14 @@ def reply_schema(tools: Sequence[Mapping[str, Any]], required: bool, parallel: b
             "tool_calls": {"type": "array", "items": call, "minItems": 1}}, "required": ["tool_calls"]}
     else:
         shape = {"type": "object", "properties": {"tool_call": call}, "required": ["tool_call"]}
-    if required:
+    if mode == "required":
         return shape
-    response = {"type": "object", "properties": {"response": {"type": "string"}},
-                "required": ["response"]}
-    return {"anyOf": [shape, response]}
+    return {"anyOf": [shape, RESPONSE_SCHEMA]}
 
 
-def grammar(tools: Sequence[Mapping[str, Any]], required: bool, parallel: bool) -> str:
+def grammar(tools: Sequence[Mapping[str, Any]], mode: str, parallel: bool) -> str:
     """GBNF of the reply, by llama.cpp's JSON-schema converter."""
-    return _native.json_schema_to_grammar(json.dumps(reply_schema(tools, required, parallel)))
+    return _native.json_schema_to_grammar(json.dumps(reply_schema(tools, mode, parallel)))
 
 
 def rewrite_messages(messages: Sequence[Mapping[str, Any]],
@@ -78,6 +83,10 @@ def rewrite_messages(messages: Sequence[Mapping[str, Any]],
             if message.get("tool_call_id"):
                 response["tool_response"]["id"] = message["tool_call_id"]
             out.append({"role": "user", "content": json.dumps(response, ensure_ascii=False)})
+        elif role == "assistant" and isinstance(message.get("content"), str):
+            # Written as the model wrote it under the grammar, so the KV cache prefix matches.
+            reply = json.dumps({"response": message["content"]}, ensure_ascii=False)
+            out.append({**message, "content": reply})
         else:
             out.append(dict(message))
     if out and out[0].get("role") == "system":

@@ -173,14 +173,15 @@ def build_chat_request(
     # Tools stay visible to the template with tool_choice "none", as in llama-server.
     tools_json = [tool.to_openai() for tool in active_tools]
     kwargs = dict(chat_template_kwargs or {})
-    use_generic = (bool(tools_json) and mode != "none"
-                   and not native_templates.caps.get("supports_tool_calls", False))
+    # With tools but no tool syntax in the template, our generic JSON format carries them (also
+    # for tool_choice "none", so the conversation renders the same way every turn).
+    use_generic = bool(tools_json) and not native_templates.caps.get("supports_tool_calls", False)
     if use_generic:
         if schema is not None:
             raise ValueError("response_format cannot be combined with tools on a template "
                              "without tool support")
         messages = generic.rewrite_messages(messages, tools_json)
-        tools_json, mode = [], "none"
+        generic_mode, tools_json, mode = mode, [], "none"
     native = native_templates.apply(
         json.dumps(messages, ensure_ascii=False),
         tools_json=json.dumps(tools_json) if tools_json else None,
@@ -202,9 +203,8 @@ def build_chat_request(
         prompt = native.prompt
     sampler_kwargs = dict(native.sampler_kwargs(model))
     if use_generic:
-        required = tool_choice_mode(tool_choice, tools)[0] == "required"
         sampler_kwargs = {"grammar": generic.grammar([t.to_openai() for t in active_tools],
-                                                     required, parallel_tool_calls)}
+                                                     generic_mode, parallel_tool_calls)}
     elif schema is not None and not sampler_kwargs:
         sampler_kwargs = {"grammar": _schema_grammar(schema)}
     triggers = tuple(GrammarTrigger(kind, value, token if kind == "token" else None)
