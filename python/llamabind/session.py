@@ -111,8 +111,12 @@ class ChatSession:
             **options: As ``LlamaEngine.create`` (tools, tool_choice, response_format, ...).
 
         A turn that fails, or is cancelled before its first chunk, is taken out of history; a
-        turn stopped later keeps its partial reply.
+        turn stopped later keeps its partial reply. Nothing happens until the first ``next()``.
         """
+        return self._turn(content, params, options)
+
+    def _turn(self, content: str | Iterable[LlamaContentPart] | None,
+              params: GenerationParams | None, options: Mapping[str, Any]) -> Iterator[LlamaCompletionChunk]:
         mark = len(self._history)
         if content:
             self._history.append(LlamaChatMessage.user(content))
@@ -122,7 +126,7 @@ class ChatSession:
         except BaseException:
             del self._history[mark:]
             raise
-        return self._record(stream, mark)
+        yield from self._record(stream, mark)
 
     def _record(self, stream: Iterator[LlamaCompletionChunk], mark: int) -> Iterator[LlamaCompletionChunk]:
         accumulator = LlamaCompletionAccumulator()
