@@ -61,4 +61,5 @@ __all__ = [
     "remove_model",
     "resolve_model",
     "set_default_resolver",
+    "tqdm_progress",
 ]

@@ -121,14 +121,17 @@ class ModelInfo:
                 has_chat_template=first.has_chat_template,
             )
             for header in headers:
-                actual = header.path.stat().st_size
-                if actual < header.n_bytes_expected:
-                    problems.append(
-                        f"{header.path.name} is truncated: {actual} of "
-                        f"{header.n_bytes_expected} bytes"
-                    )
-        return cls(name=name, source=source, path=path, uri=uri,
-                   problem="; ".join(problems) or None, **facts)
+                size_problem = header.size_problem(header.path.stat().st_size)
+                if size_problem is not None:
+                    problems.append(f"{header.path.name}: {size_problem}")
+        return cls(
+            name=name,
+            source=source,
+            path=path,
+            uri=uri,
+            problem="; ".join(problems) or None,
+            **facts,
+        )
 
 
 @dataclass(frozen=True, slots=True)

@@ -48,8 +48,10 @@ def hf_cache_dir() -> Path:
     for variable in ("HF_HUB_CACHE", "HUGGINGFACE_HUB_CACHE"):
         if os.environ.get(variable):
             return Path(os.path.expandvars(os.environ[variable])).expanduser()
-    home = os.environ.get("HF_HOME") or Path(
-        os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "huggingface"
+    home = (
+        os.environ.get("HF_HOME")
+        or Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "huggingface"
+    )
     return Path(os.path.expandvars(str(home))).expanduser() / "hub"
 
 
@@ -115,7 +117,7 @@ def scan_hf_cache(cache_dir: Path, repo_id: str | None = None) -> Iterator[HFCac
         snapshots = folder / "snapshots"
         if not snapshots.is_dir():
             continue
-        repo = folder.name[len("models--"):].replace("--", "/", 1)
+        repo = folder.name[len("models--") :].replace("--", "/", 1)
         refs: dict[str, list[str]] = {}
         for ref in sorted((folder / "refs").rglob("*")) if (folder / "refs").is_dir() else []:
             if ref.is_file():
@@ -124,13 +126,21 @@ def scan_hf_cache(cache_dir: Path, repo_id: str | None = None) -> Iterator[HFCac
         for snapshot in sorted(snapshots.iterdir()):
             for path in sorted(snapshot.rglob("*")):
                 if path.is_file():
-                    yield HFCachedFile(repo, snapshot.name, path.relative_to(snapshot).as_posix(),
-                                       path, tuple(refs.get(snapshot.name, ())))
+                    yield HFCachedFile(
+                        repo,
+                        snapshot.name,
+                        path.relative_to(snapshot).as_posix(),
+                        path,
+                        tuple(refs.get(snapshot.name, ())),
+                    )
 
 
 def _is_model_file(path: Path) -> bool:
-    return (path.name.lower().endswith(".gguf") and "mmproj" not in path.name.lower()
-            and not is_later_split_part(path))
+    return (
+        path.name.lower().endswith(".gguf")
+        and "mmproj" not in path.name.lower()
+        and not is_later_split_part(path)
+    )
 
 
 def url_cache_models(cache_dir: Path) -> Iterator[ModelInfo]:
@@ -140,15 +150,18 @@ def url_cache_models(cache_dir: Path) -> Iterator[ModelInfo]:
     for path in sorted(cache_dir.rglob("*.gguf")):
         if path.is_file() and not is_later_split_part(path):
             name = path.relative_to(cache_dir).as_posix()[: -len(".gguf")]
-            yield ModelInfo.from_file(path, name=name, source="url", uri=read_sidecar(path).get("url"))
+            yield ModelInfo.from_file(
+                path, name=name, source="url", uri=read_sidecar(path).get("url")
+            )
 
 
 def hf_cache_models(cache_dir: Path, repo_id: str | None = None) -> Iterator[ModelInfo]:
     """Yields the GGUF models in the Hugging Face cache (no projector files, no later parts)."""
     for entry in scan_hf_cache(cache_dir, repo_id):
         if _is_model_file(entry.path):
-            yield ModelInfo.from_file(entry.path, name=entry.name, source="hf",
-                                      uri=f"hf://{entry.name}")
+            yield ModelInfo.from_file(
+                entry.path, name=entry.name, source="hf", uri=f"hf://{entry.name}"
+            )
 
 
 class CachedModelResolver:
@@ -161,8 +174,11 @@ class CachedModelResolver:
         hf_cache: The Hugging Face cache; ``None`` for :func:`hf_cache_dir` (read at each call).
     """
 
-    def __init__(self, cache_dir: str | os.PathLike[str] | None = None,
-                 hf_cache: str | os.PathLike[str] | None = None) -> None:
+    def __init__(
+        self,
+        cache_dir: str | os.PathLike[str] | None = None,
+        hf_cache: str | os.PathLike[str] | None = None,
+    ) -> None:
         self.cache_dir = Path(cache_dir) if cache_dir is not None else None
         self.hf_cache = Path(hf_cache) if hf_cache is not None else None
 
@@ -201,9 +217,14 @@ class CachedModelResolver:
             if path.name in wanted or listed in wanted:
                 return path
         ours, theirs = self.directories()
-        raise not_found(name, [(str(ours), "not in llamabind's download cache"),
-                               (str(theirs), "not in the Hugging Face cache")],
-                        "download it first, e.g. llamabind.resolvers.pull_model(uri)")
+        raise not_found(
+            name,
+            [
+                (str(ours), "not in llamabind's download cache"),
+                (str(theirs), "not in the Hugging Face cache"),
+            ],
+            "download it first, e.g. llamabind.resolvers.pull_model(uri)",
+        )
 
     def list_models(self) -> Iterator[ModelInfo]:
         """Yields every cached GGUF model: llamabind's cache first, then Hugging Face's."""

@@ -28,7 +28,13 @@ from pathlib import Path
 from typing import Any, BinaryIO
 from urllib.parse import urlsplit
 
-from llamabind.resolvers.base import DownloadProgress, ModelDownloadError, ProgressCallback, not_found
+from llamabind.resolvers.base import (
+    DownloadProgress,
+    ModelDownloadError,
+    ProgressCallback,
+    not_found,
+)
+from llamabind.resolvers.lock import FileLock
 
 logger = logging.getLogger("llamabind.resolvers")
 
@@ -69,67 +75,6 @@ class _Retry(Exception):
     def __init__(self, message: str, reason: str = "connection") -> None:
         super().__init__(message)
         self.reason = reason
-
-
-class FileLock:
-    """An exclusive lock on a file, held across threads and processes (advisory).
-
-    Args:
-        path: The lock file; created if missing and left in place afterwards (removing it
-            would race with a process about to lock it).
-    """
-
-    def __init__(self, path: Path) -> None:
-        self.path = path
-        self._fd: int | None = None
-
-    def __enter__(self) -> FileLock:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
-        try:
-            if not _try_lock(fd):
-                logger.info("waiting for another download of %s", self.path.with_suffix(""))
-                while not _try_lock(fd):
-                    time.sleep(0.05)
-        except BaseException:
-            os.close(fd)
-            raise
-        self._fd = fd
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        if self._fd is not None:
-            _unlock(self._fd)
-            os.close(self._fd)
-            self._fd = None
-
-
-if os.name == "nt":  # pragma: no cover - exercised on Windows only
-    import msvcrt
-
-    def _try_lock(fd: int) -> bool:
-        try:
-            msvcrt.locking(fd, msvcrt.LK_NBLCK, 1)
-        except OSError:
-            return False
-        return True
-
-    def _unlock(fd: int) -> None:
-        os.lseek(fd, 0, os.SEEK_SET)
-        msvcrt.locking(fd, msvcrt.LK_UNLCK, 1)
-
-else:
-    import fcntl
-
-    def _try_lock(fd: int) -> bool:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            return False
-        return True
-
-    def _unlock(fd: int) -> None:
-        fcntl.flock(fd, fcntl.LOCK_UN)
 
 
 class _RedirectHandler(urllib.request.HTTPRedirectHandler):
@@ -219,7 +164,9 @@ def download_file(
                 n_bytes = target.stat().st_size
                 _report(options, DownloadProgress(url, target, n_bytes, n_bytes, "done"))
                 return target
-            logger.warning("cached %s does not match sha256 %s; downloading it again", target, sha256)
+            logger.warning(
+                "cached %s does not match sha256 %s; downloading it again", target, sha256
+            )
             target.unlink()
         _Download(url, target, sha256, options).run()
     return target
@@ -238,7 +185,8 @@ def _report(options: DownloadOptions, event: DownloadProgress) -> None:
         raise ModelDownloadError(
             f"download of {event.url} cancelled by the progress callback at "
             f"{event.n_bytes_done} bytes; the partial file is kept and the next attempt resumes",
-            url=event.url, reason="cancelled",
+            url=event.url,
+            reason="cancelled",
         )
 
 
@@ -259,8 +207,9 @@ class _Download:
         self.last_report_s = 0.0
 
     def error(self, message: str, reason: str, **details: Any) -> ModelDownloadError:
-        return ModelDownloadError(f"[download] {self.url}: {message}", url=self.url,
-                                  reason=reason, **details)
+        return ModelDownloadError(
+            f"[download] {self.url}: {message}", url=self.url, reason=reason, **details
+        )
 
     def run(self) -> None:
         self._load_partial()
@@ -273,12 +222,19 @@ class _Download:
             except _Retry as exc:
                 failures = 0 if self.n_done > n_before else failures + 1
                 if failures > self.options.max_retries:
-                    raise self.error(f"{exc}; gave up after {failures} attempts without "
-                                     "progress (the partial file is kept for the next attempt)",
-                                     exc.reason) from exc
+                    raise self.error(
+                        f"{exc}; gave up after {failures} attempts without "
+                        "progress (the partial file is kept for the next attempt)",
+                        exc.reason,
+                    ) from exc
                 delay = min(8.0, self.options.retry_delay_s * 2 ** max(0, failures - 1))
-                logger.info("download of %s interrupted (%s) at %d bytes; resuming in %.2f s",
-                            self.url, exc, self.n_done, delay)
+                logger.info(
+                    "download of %s interrupted (%s) at %d bytes; resuming in %.2f s",
+                    self.url,
+                    exc,
+                    self.n_done,
+                    delay,
+                )
                 time.sleep(delay)
         self._finish()
 
@@ -310,7 +266,9 @@ class _Download:
         if self.n_done:
             request.add_header("Range", f"bytes={self.n_done}-")
             etag = self.validator.get("etag") or ""
-            if_range = etag if etag and not etag.startswith("W/") else self.validator.get("last_modified")
+            if_range = (
+                etag if etag and not etag.startswith("W/") else self.validator.get("last_modified")
+            )
             if if_range:
                 request.add_header("If-Range", if_range)
         return request
@@ -321,15 +279,24 @@ class _Download:
         except urllib.error.HTTPError as exc:
             exc.close()
             if exc.code in (404, 410):
-                raise not_found(self.url, [(self.url, f"HTTP {exc.code} {exc.reason}")],
-                                "check the URL (and the base_url of the resolver)") from None
+                raise not_found(
+                    self.url,
+                    [(self.url, f"HTTP {exc.code} {exc.reason}")],
+                    "check the URL (and the base_url of the resolver)",
+                ) from None
             if exc.code == 416 and self.n_done:
                 self._restart()
                 raise _Retry("the server refused to resume (HTTP 416); starting over") from None
             if exc.code in (408, 429) or exc.code >= 500:
                 raise _Retry(f"HTTP {exc.code} {exc.reason}", "http") from None
-            hint = " (send a token with headers={'Authorization': ...})" if exc.code in (401, 403) else ""
-            raise self.error(f"HTTP {exc.code} {exc.reason}{hint}", "http", status=exc.code) from None
+            hint = (
+                " (send a token with headers={'Authorization': ...})"
+                if exc.code in (401, 403)
+                else ""
+            )
+            raise self.error(
+                f"HTTP {exc.code} {exc.reason}{hint}", "http", status=exc.code
+            ) from None
         except urllib.error.URLError as exc:
             raise self._network_error(exc.reason) from exc
         except (TimeoutError, ConnectionError, http.client.HTTPException) as exc:
@@ -339,7 +306,9 @@ class _Download:
         if isinstance(cause, ssl.SSLError):
             return self.error(
                 f"TLS error: {cause}. If the server uses a private certificate authority, set "
-                "SSL_CERT_FILE or pass ssl_context=ssl.create_default_context(cafile=...)", "tls")
+                "SSL_CERT_FILE or pass ssl_context=ssl.create_default_context(cafile=...)",
+                "tls",
+            )
         if isinstance(cause, TimeoutError):
             return _Retry(f"no data for {self.options.timeout_s} s (timeout)", "timeout")
         return _Retry(f"connection failed: {cause}")
@@ -370,16 +339,21 @@ class _Download:
                 self._restart()
             self.n_total = n_length
         if not self.n_done:
-            self.validator = {"url": self.url, "etag": response.headers.get("ETag"),
-                              "last_modified": response.headers.get("Last-Modified"),
-                              "n_bytes_total": self.n_total}
+            self.validator = {
+                "url": self.url,
+                "etag": response.headers.get("ETag"),
+                "last_modified": response.headers.get("Last-Modified"),
+                "n_bytes_total": self.n_total,
+            }
             _write_json_atomically(self.part_meta, self.validator)
         if self.n_total is not None:
             free = shutil.disk_usage(self.part.parent).free
             if free < self.n_total - self.n_done:
                 raise self.error(
                     f"not enough disk space in {self.part.parent}: {self.n_total - self.n_done} "
-                    f"bytes needed, {free} free", "disk_full")
+                    f"bytes needed, {free} free",
+                    "disk_full",
+                )
 
     def _copy(self, response: http.client.HTTPResponse, out: BinaryIO) -> None:
         while block := response.read1(CHUNK_BYTES):
@@ -387,38 +361,54 @@ class _Download:
                 out.write(block)
             except OSError as exc:
                 if exc.errno in _DISK_FULL_ERRNOS:
-                    raise self.error(f"disk full writing {self.part} ({exc.strerror}); free some "
-                                     "space and retry: the download resumes", "disk_full") from exc
+                    raise self.error(
+                        f"disk full writing {self.part} ({exc.strerror}); free some "
+                        "space and retry: the download resumes",
+                        "disk_full",
+                    ) from exc
                 raise self.error(f"cannot write {self.part}: {exc}", "io") from exc
             self.digest.update(block)
             self.n_done += len(block)
             now = time.monotonic()
             if now - self.last_report_s >= PROGRESS_INTERVAL_S:
                 self.last_report_s = now
-                _report(self.options, DownloadProgress(self.url, self.target, self.n_done,
-                                                       self.n_total))
+                _report(
+                    self.options, DownloadProgress(self.url, self.target, self.n_done, self.n_total)
+                )
 
     def _finish(self) -> None:
-        _report(self.options, DownloadProgress(self.url, self.target, self.n_done, self.n_total,
-                                               "verifying"))
+        _report(
+            self.options,
+            DownloadProgress(self.url, self.target, self.n_done, self.n_total, "verifying"),
+        )
         actual = self.digest.hexdigest()
         if self.sha256 is not None and actual != self.sha256:
             self._restart()
-            raise self.error(f"sha256 mismatch: expected {self.sha256}, got {actual}; the "
-                             "downloaded file was deleted", "checksum",
-                             expected_sha256=self.sha256, actual_sha256=actual)
+            raise self.error(
+                f"sha256 mismatch: expected {self.sha256}, got {actual}; the "
+                "downloaded file was deleted",
+                "checksum",
+                expected_sha256=self.sha256,
+                actual_sha256=actual,
+            )
         with self.part.open("rb+") as file:
             os.fsync(file.fileno())
-        _write_json_atomically(sidecar_path(self.target), {
-            "url": self.url, "sha256": actual, "n_bytes": self.n_done,
-            "etag": self.validator.get("etag"),
-            "downloaded_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        })
+        _write_json_atomically(
+            sidecar_path(self.target),
+            {
+                "url": self.url,
+                "sha256": actual,
+                "n_bytes": self.n_done,
+                "etag": self.validator.get("etag"),
+                "downloaded_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            },
+        )
         os.replace(self.part, self.target)
         self.part_meta.unlink(missing_ok=True)
         logger.info("downloaded %s to %s (%d bytes)", self.url, self.target, self.n_done)
-        _report(self.options, DownloadProgress(self.url, self.target, self.n_done, self.n_total,
-                                               "done"))
+        _report(
+            self.options, DownloadProgress(self.url, self.target, self.n_done, self.n_total, "done")
+        )
 
 
 def tqdm_progress(**tqdm_options: Any) -> ProgressCallback:
@@ -443,8 +433,14 @@ def tqdm_progress(**tqdm_options: Any) -> ProgressCallback:
         bar = bars.get(event.url)
         if bar is None:
             description = event.url.rsplit("/", 1)[-1]
-            bar = bars[event.url] = tqdm(total=event.n_bytes_total, unit="B", unit_scale=True,
-                                         unit_divisor=1024, desc=description, **tqdm_options)
+            bar = bars[event.url] = tqdm(
+                total=event.n_bytes_total,
+                unit="B",
+                unit_scale=True,
+                unit_divisor=1024,
+                desc=description,
+                **tqdm_options,
+            )
         bar.total = event.n_bytes_total
         bar.update(event.n_bytes_done - bar.n)
         if event.status == "done":

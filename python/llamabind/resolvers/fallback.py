@@ -9,7 +9,13 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 from llamabind.errors import ModelNotFoundError
-from llamabind.resolvers.base import ModelDownloadError, ModelInfo, ModelResolver, check_name, not_found
+from llamabind.resolvers.base import (
+    ModelDownloadError,
+    ModelInfo,
+    ModelResolver,
+    check_name,
+    not_found,
+)
 from llamabind.resolvers.cache import CachedModelResolver
 from llamabind.resolvers.file import FileModelResolver
 from llamabind.resolvers.hf import HFModelResolver, looks_like_hf_reference
@@ -33,11 +39,11 @@ class _HubStep:
 
     def resolve(self, name: str) -> Path:
         if importlib.util.find_spec("huggingface_hub") is None:
-            raise not_found(name, [(self.label, "skipped: huggingface-hub is not installed "
-                                    "(pip install 'llamabind[hf]')")], HINT)
+            why = "skipped: huggingface-hub is not installed (pip install 'llamabind[hf]')"
+            raise not_found(name, [(self.label, why)], HINT)
         if not looks_like_hf_reference(name):
-            raise not_found(name, [(self.label, "not a Hugging Face reference (org/repo:QUANT "
-                                    "or org/repo/file.gguf)")], HINT)
+            why = "not a Hugging Face reference (org/repo:QUANT or org/repo/file.gguf)"
+            raise not_found(name, [(self.label, why)], HINT)
         return HFModelResolver().resolve(name)
 
     def list_models(self) -> Iterator[ModelInfo]:
@@ -55,10 +61,14 @@ def default_chain() -> list[ModelResolver]:
     """
     chain: list[ModelResolver] = [
         FileModelResolver(directory, label=f"{MODELS_PATH_VARIABLE} entry {directory}")
-        for directory in os.environ.get(MODELS_PATH_VARIABLE, "").split(os.pathsep) if directory
+        for directory in os.environ.get(MODELS_PATH_VARIABLE, "").split(os.pathsep)
+        if directory
     ]
-    chain.append(FileModelResolver(Path.cwd(), label=f"the current directory ({Path.cwd()})",
-                                   recursive=False))
+    chain.append(
+        FileModelResolver(
+            Path.cwd(), label=f"the current directory ({Path.cwd()})", recursive=False
+        )
+    )
     chain += [shared_package_resolver(), CachedModelResolver(), _HubStep()]
     return chain
 

@@ -23,6 +23,7 @@ DEFAULT_ALIGNMENT = 32
 # Arrays longer than this are summarized by their length (the vocabulary is 50k-260k strings).
 MAX_ARRAY_KEPT = 64
 
+# fmt: off
 # llama_ftype from llama.h: the quantization a file was "mostly" written in.
 FILE_TYPE_NAMES: dict[int, str] = {
     0: "F32", 1: "F16", 2: "Q4_0", 3: "Q4_1", 7: "Q8_0", 8: "Q5_0", 9: "Q5_1", 10: "Q2_K",
@@ -47,8 +48,11 @@ TENSOR_TYPE_SIZES: dict[int, tuple[int, int]] = {
 _SCALAR_FORMATS = {0: "B", 1: "b", 2: "H", 3: "h", 4: "I", 5: "i", 6: "f", 7: "?", 10: "Q",
                    11: "q", 12: "d"}
 _STRING, _ARRAY = 8, 9
+# fmt: on
 
-SPLIT_PATTERN = re.compile(r"^(?P<prefix>.+)-(?P<no>\d{5})-of-(?P<count>\d{5})\.gguf$", re.I)
+SPLIT_PATTERN = re.compile(
+    r"^(?P<prefix>.+)-(?P<no>\d{5})-of-(?P<count>\d{5})\.gguf$", re.IGNORECASE
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,7 +68,8 @@ class GGUFInfo:
         n_params: Parameters (tensor elements) in this file, as llama.cpp counts them.
         data_offset: Byte offset where tensor data starts.
         n_bytes_expected: The file size the tensor table implies: a file shorter than this is
-            truncated.
+            truncated (writers may pad the end up to ``alignment`` bytes more).
+        alignment: Alignment of the tensor data (``general.alignment``, default 32).
     """
 
     path: Path
@@ -74,6 +79,19 @@ class GGUFInfo:
     n_params: int
     data_offset: int
     n_bytes_expected: int
+    alignment: int = DEFAULT_ALIGNMENT
+
+    def size_problem(self, n_bytes: int) -> str | None:
+        """Why ``n_bytes`` cannot be this model's file size (``None`` if it can).
+
+        Args:
+            n_bytes: A file size (or the total size of its chunks).
+        """
+        if n_bytes < self.n_bytes_expected:
+            return f"truncated: {n_bytes} of {self.n_bytes_expected} bytes"
+        if n_bytes >= self.n_bytes_expected + self.alignment:
+            return f"{n_bytes} bytes where the header implies {self.n_bytes_expected}"
+        return None
 
     @property
     def architecture(self) -> str | None:
@@ -144,7 +162,7 @@ class _Reader:
     def string(self) -> str:
         n = self.scalar("Q")
         start = self.take(n)
-        return bytes(self.buffer[start:start + n]).decode("utf-8", errors="replace")
+        return bytes(self.buffer[start : start + n]).decode("utf-8", errors="replace")
 
     def skip_strings(self, count: int) -> None:
         # The hot loop of the reader: 50k-260k vocabulary entries.
@@ -185,7 +203,7 @@ class _Reader:
 
 def _parse(reader: _Reader) -> GGUFInfo:
     start = reader.take(4)
-    if bytes(reader.buffer[start:start + 4]) != GGUF_MAGIC:
+    if bytes(reader.buffer[start : start + 4]) != GGUF_MAGIC:
         raise reader.fail("bad magic, not a GGUF file")
     version = reader.scalar("I")
     if version & 0xFFFF == 0:  # a big-endian file read as little-endian
@@ -225,6 +243,7 @@ def _parse(reader: _Reader) -> GGUFInfo:
         n_params=n_params,
         data_offset=data_offset,
         n_bytes_expected=data_offset + data_end,
+        alignment=alignment,
     )
 
 

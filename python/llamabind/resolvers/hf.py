@@ -10,6 +10,7 @@ model (``*-00001-of-00003.gguf``) is fetched whole and its first part returned. 
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import inspect
 import logging
@@ -76,15 +77,21 @@ def parse_hf_reference(text: str) -> HFReference:
     Raises:
         ValueError: Not of that form, or the file path has ``..`` or is absolute.
     """
-    body = text[len("hf://"):] if text.lower().startswith("hf://") else text
+    body = text[len("hf://") :] if text.lower().startswith("hf://") else text
     match = _REFERENCE.match(body)
     if not match:
-        raise ValueError(f"{text!r} is not a Hugging Face reference: expected "
-                         "hf://org/repo/file.gguf or hf://org/repo:QUANT (optionally @revision)")
+        raise ValueError(
+            f"{text!r} is not a Hugging Face reference: expected "
+            "hf://org/repo/file.gguf or hf://org/repo:QUANT (optionally @revision)"
+        )
     filename = match["file"]
     if filename is not None:
         pieces = filename.split("/")
-        if filename.startswith("/") or "\\" in filename or any(p in ("", ".", "..") for p in pieces):
+        if (
+            filename.startswith("/")
+            or "\\" in filename
+            or any(p in ("", ".", "..") for p in pieces)
+        ):
             raise ValueError(f"invalid file path {filename!r} in Hugging Face reference {text!r}")
     revision = unquote(match["revision"]) if match["revision"] else None
     return HFReference(match["repo"], revision, filename, match["quant"])
@@ -130,11 +137,16 @@ def select_model_files(files: list[str], quant: str | None, label: str) -> list[
     pattern = _quant_pattern(quant)
     matches = [key for key in groups if pattern.search(key)]
     if not matches:
-        raise not_found(f"{label}:{quant}", [(label, f"no GGUF file of quantization {quant}")],
-                        f"pick one of the repository's GGUF files: {available}")
+        raise not_found(
+            f"{label}:{quant}",
+            [(label, f"no GGUF file of quantization {quant}")],
+            f"pick one of the repository's GGUF files: {available}",
+        )
     if len(matches) > 1:
-        raise ValueError(f"{label}:{quant} matches several models ({', '.join(matches)}); "
-                         f"name the file: hf://{label}/<file>.gguf")
+        raise ValueError(
+            f"{label}:{quant} matches several models ({', '.join(matches)}); "
+            f"name the file: hf://{label}/<file>.gguf"
+        )
     return groups[matches[0]]
 
 
@@ -176,7 +188,10 @@ def _progress_class(callback: ProgressCallback, uri: str) -> type:
                 if callback(event) is False:
                     raise ModelDownloadError(
                         f"download of {uri} cancelled by the progress callback; the partial "
-                        "file is kept and the next attempt resumes", url=uri, reason="cancelled")
+                        "file is kept and the next attempt resumes",
+                        url=uri,
+                        reason="cancelled",
+                    )
             return None
 
     return CallbackProgress
@@ -195,7 +210,8 @@ class HFModelResolver:
             ``None`` means ``main``.
         cache_dir: The hub cache; ``None`` for ``HF_HUB_CACHE`` / ``HF_HOME`` / the default.
         token: Access token; ``None`` uses ``HF_TOKEN`` or the token saved by ``hf auth login``.
-        endpoint: Hub URL; ``None`` uses ``HF_ENDPOINT`` or https://huggingface.co.
+        endpoint: Hub URL; ``None`` uses ``HF_ENDPOINT`` (read at each download) or
+            https://huggingface.co.
         offline: Use only the cache; ``None`` follows ``HF_HUB_OFFLINE``.
         progress: Called with download progress (returning ``False`` cancels); ``None`` keeps
             ``huggingface_hub``'s own progress bars.
@@ -226,6 +242,10 @@ class HFModelResolver:
         """The hub cache in use."""
         return self._cache_dir or hf_cache_dir()
 
+    def _endpoint(self) -> str | None:
+        # Read at each call (huggingface_hub reads HF_ENDPOINT once, at import).
+        return self.endpoint or os.environ.get("HF_ENDPOINT") or None
+
     def _is_offline(self) -> bool:
         if self.offline is not None:
             return self.offline
@@ -246,8 +266,9 @@ class HFModelResolver:
         else:
             reference = parse_hf_reference(f"{self.repo}:{name.lstrip(':')}")
         if reference.revision is None and self.revision is not None:
-            reference = HFReference(reference.repo_id, self.revision, reference.filename,
-                                    reference.quant)
+            reference = HFReference(
+                reference.repo_id, self.revision, reference.filename, reference.quant
+            )
         return reference
 
     def resolve(self, name: str) -> Path:
@@ -270,43 +291,68 @@ class HFModelResolver:
         if reference.filename is not None:
             files = [part.as_posix() for part in split_parts(Path(reference.filename))]
         else:
-            files = select_model_files(self.repo_files(reference), reference.quant,
-                                       reference.repo_id)
+            files = select_model_files(
+                self.repo_files(reference), reference.quant, reference.repo_id
+            )
         paths = [self._download(reference, file) for file in files]
         return paths[0]
 
     def repo_files(self, reference: HFReference) -> list[str]:
-        """The files of the reference's repository at its revision (from the cache if offline).
+        """The files of the reference's repository at its revision: from the hub, or from the
+        cache when offline or when the hub cannot be reached.
 
         Raises:
             ModelNotFoundError: No such repository or revision (or, offline, nothing cached).
             ModelDownloadError: The hub could not be reached.
         """
         revision = reference.revision or "main"
-        if self._is_offline():
-            commit = commit_for(self.cache_dir, reference.repo_id, revision)
-            files = [entry.filename for entry in scan_hf_cache(self.cache_dir, reference.repo_id)
-                     if entry.commit == commit]
-            if not files:
-                raise not_found(reference.uri(), [(str(self.cache_dir), "offline mode and "
-                                "nothing of this repository/revision in the cache")],
-                                "go online (unset HF_HUB_OFFLINE) or name a cached file")
-            return files
-        api = _hub().HfApi(endpoint=self.endpoint, token=self.token)
-        with self._hub_errors(reference):
-            return list(api.list_repo_files(reference.repo_id, revision=revision))
+        if not self._is_offline():
+            api = _hub().HfApi(endpoint=self._endpoint(), token=self.token)
+            try:
+                with self._hub_errors(reference):
+                    return list(api.list_repo_files(reference.repo_id, revision=revision))
+            except ModelDownloadError as exc:
+                cached = self._cached_files(reference.repo_id, revision)
+                if exc.reason != "connection" or not cached:
+                    raise
+                logger.warning("%s; choosing among the cached files of %s", exc, reference.uri())
+                return cached
+        files = self._cached_files(reference.repo_id, revision)
+        if not files:
+            why = "offline mode and nothing of this repository/revision in the cache"
+            raise not_found(
+                reference.uri(),
+                [(str(self.cache_dir), why)],
+                "go online (unset HF_HUB_OFFLINE) or name a cached file",
+            )
+        return files
+
+    def _cached_files(self, repo_id: str, revision: str) -> list[str]:
+        commit = commit_for(self.cache_dir, repo_id, revision)
+        return [
+            entry.filename
+            for entry in scan_hf_cache(self.cache_dir, repo_id)
+            if entry.commit == commit
+        ]
 
     def _download(self, reference: HFReference, filename: str) -> Path:
         hub = _hub()
         uri = HFReference(reference.repo_id, reference.revision, filename).uri()
         kwargs: dict[str, Any] = {
-            "revision": reference.revision, "cache_dir": str(self.cache_dir), "token": self.token,
-            "endpoint": self.endpoint, "local_files_only": self._is_offline(),
+            "revision": reference.revision,
+            "cache_dir": str(self.cache_dir),
+            "token": self.token,
+            "endpoint": self._endpoint(),
+            "local_files_only": self._is_offline(),
         }
-        if self.progress is not None and "tqdm_class" in inspect.signature(hub.hf_hub_download).parameters:
+        if (
+            self.progress is not None
+            and "tqdm_class" in inspect.signature(hub.hf_hub_download).parameters
+        ):
             kwargs["tqdm_class"] = _progress_class(self.progress, uri)
-        logger.debug("hf_hub_download(%r, %r, revision=%r)", reference.repo_id, filename,
-                     reference.revision)
+        logger.debug(
+            "hf_hub_download(%r, %r, revision=%r)", reference.repo_id, filename, reference.revision
+        )
         with self._hub_errors(HFReference(reference.repo_id, reference.revision, filename)):
             path = Path(hub.hf_hub_download(reference.repo_id, filename, **kwargs))
         if self.progress is not None:
@@ -314,8 +360,8 @@ class HFModelResolver:
             self.progress(DownloadProgress(uri, path, size, size, "done"))
         return path
 
-    def _hub_errors(self, reference: HFReference) -> _HubErrors:
-        return _HubErrors(reference, self.cache_dir)
+    def _hub_errors(self, reference: HFReference) -> contextlib.AbstractContextManager[None]:
+        return _translated_hub_errors(reference, self.cache_dir)
 
     def list_models(self) -> Iterator[ModelInfo]:
         """Yields the repository's GGUF models, or, without ``repo``, every cached GGUF model.
@@ -331,10 +377,13 @@ class HFModelResolver:
             return
         reference = HFReference(self.repo, self.revision)
         hub = _hub()
-        api = hub.HfApi(endpoint=self.endpoint, token=self.token)
+        api = hub.HfApi(endpoint=self._endpoint(), token=self.token)
         with self._hub_errors(reference):
-            entries = [entry for entry in api.list_repo_tree(
-                self.repo, recursive=True, revision=self.revision) if hasattr(entry, "size")]
+            entries = [
+                entry
+                for entry in api.list_repo_tree(self.repo, recursive=True, revision=self.revision)
+                if hasattr(entry, "size")
+            ]
         sizes = {entry.path: entry.size for entry in entries}
         groups: dict[str, list[str]] = {}
         for file in sorted(sizes):
@@ -343,51 +392,64 @@ class HFModelResolver:
                 groups.setdefault(split_parts(Path(file))[0].as_posix(), []).append(file)
         for first, parts in groups.items():
             uri = HFReference(self.repo, self.revision, first).uri()
-            name = uri[len("hf://"):]
-            cached = hub.try_to_load_from_cache(self.repo, first, cache_dir=str(self.cache_dir),
-                                                revision=self.revision)
+            name = uri[len("hf://") :]
+            cached = hub.try_to_load_from_cache(
+                self.repo, first, cache_dir=str(self.cache_dir), revision=self.revision
+            )
             if isinstance(cached, str) and Path(cached).is_file():
                 yield ModelInfo.from_file(Path(cached), name=name, source="hf", uri=uri)
             else:
-                yield ModelInfo(name=name, source="hf", uri=uri, n_split=len(split_parts(Path(first))),
-                                size_bytes=sum(sizes[part] for part in parts))
+                yield ModelInfo(
+                    name=name,
+                    source="hf",
+                    uri=uri,
+                    n_split=len(split_parts(Path(first))),
+                    size_bytes=sum(sizes[part] for part in parts),
+                )
 
 
-class _HubErrors:
-    """Turns ``huggingface_hub`` exceptions into llamabind's, with what to do about them."""
+def _translate_hub_error(
+    error: Exception, reference: HFReference, cache_dir: Path
+) -> Exception | None:
+    """llamabind's exception for a ``huggingface_hub`` one, saying what to do (``None``: keep)."""
+    errors, uri = _hub_errors(), reference.uri()
+    login = "set HF_TOKEN or run `hf auth login`"
+    if isinstance(error, errors.LocalEntryNotFoundError):
+        why = "not in the Hugging Face cache, and the hub was not reachable or offline mode is on"
+        return not_found(uri, [(str(cache_dir), why)], "go online (unset HF_HUB_OFFLINE) and retry")
+    if isinstance(error, errors.GatedRepoError):
+        message = f"{uri}: the repository is gated; accept its terms on the hub and {login}"
+        return ModelDownloadError(message, url=uri, reason="http", status=403)
+    list_files = f"list the files with HFModelResolver({reference.repo_id!r}).list_models()"
+    not_found_kinds = [
+        (errors.RepositoryNotFoundError, "repository", f"check the name; if private, {login}"),
+        (errors.RevisionNotFoundError, "revision", "check the branch, tag or commit"),
+        (errors.EntryNotFoundError, "file", list_files),
+    ]
+    for kind, what, hint in not_found_kinds:
+        if isinstance(error, kind):
+            return not_found(uri, [(uri, f"no such {what} on the hub")], hint)
+    if isinstance(error, errors.HfHubHTTPError):
+        status = getattr(getattr(error, "response", None), "status_code", None)
+        message = f"{uri}: the hub answered HTTP {status}: {error}"
+        return ModelDownloadError(message, url=uri, reason="http", status=status)
+    if isinstance(error, OSError) or "httpx" in type(error).__module__:
+        message = (
+            f"{uri}: could not reach the hub ({error}); check the connection, or use "
+            "offline mode with a cached model"
+        )
+        return ModelDownloadError(message, url=uri, reason="connection")
+    return None
 
-    def __init__(self, reference: HFReference, cache_dir: Path) -> None:
-        self.reference, self.cache_dir = reference, cache_dir
 
-    def __enter__(self) -> None:
-        return None
-
-    def __exit__(self, kind: type | None, error: BaseException | None, _tb: object) -> bool:
-        if error is None or isinstance(error, (ModelNotFoundError, ModelDownloadError)):
-            return False
-        errors, uri = _hub_errors(), self.reference.uri()
-        login = "set HF_TOKEN or run `hf auth login`"
-        if isinstance(error, errors.LocalEntryNotFoundError):
-            raise not_found(uri, [(str(self.cache_dir), "not in the Hugging Face cache, and the "
-                                   "hub was not reachable or offline mode is on")],
-                            "go online (unset HF_HUB_OFFLINE) and retry") from error
-        if isinstance(error, errors.GatedRepoError):
-            raise ModelDownloadError(f"{uri}: the repository is gated; accept its terms on the "
-                                     f"hub and {login}", url=uri, reason="http", status=403) from error
-        not_found_kinds = {errors.RepositoryNotFoundError: ("repository", f"check the name; "
-                           f"for a private repository {login}"),
-                           errors.RevisionNotFoundError: ("revision", "check the branch, tag or commit"),
-                           errors.EntryNotFoundError: ("file", "list the files with "
-                           f"HFModelResolver({self.reference.repo_id!r}).list_models()")}
-        for kind_, (what, hint) in not_found_kinds.items():
-            if isinstance(error, kind_):
-                raise not_found(uri, [(uri, f"no such {what} on the hub")], hint) from error
-        if isinstance(error, errors.HfHubHTTPError):
-            status = getattr(getattr(error, "response", None), "status_code", None)
-            raise ModelDownloadError(f"{uri}: the hub answered HTTP {status}: {error}", url=uri,
-                                     reason="http", status=status) from error
-        if isinstance(error, (OSError, ConnectionError)) or "httpx" in type(error).__module__:
-            raise ModelDownloadError(f"{uri}: could not reach the hub ({error}); check the "
-                                     "connection, or use offline mode with a cached model",
-                                     url=uri, reason="connection") from error
-        return False
+@contextlib.contextmanager
+def _translated_hub_errors(reference: HFReference, cache_dir: Path) -> Iterator[None]:
+    try:
+        yield
+    except (ModelNotFoundError, ModelDownloadError):
+        raise
+    except Exception as error:
+        translated = _translate_hub_error(error, reference, cache_dir)
+        if translated is None:
+            raise
+        raise translated from error

@@ -14,9 +14,10 @@ from llamabind.resolvers.cache import (
     hf_cache_dir,
     scan_hf_cache,
 )
-from llamabind.resolvers.download import DownloadOptions, FileLock
+from llamabind.resolvers.download import DownloadOptions
 from llamabind.resolvers.gguf_info import split_parts
 from llamabind.resolvers.hf import HFModelResolver, parse_hf_reference, select_model_files
+from llamabind.resolvers.lock import FileLock
 from llamabind.resolvers.url import UrlModelResolver, cache_path_for, split_checksum
 
 logger = logging.getLogger("llamabind.resolvers")
@@ -48,8 +49,10 @@ class CacheInfo:
 
 
 def _dirs(cache_dir: PathArg, hf_cache: PathArg) -> tuple[Path, Path]:
-    return (Path(cache_dir) if cache_dir is not None else default_cache_dir(),
-            Path(hf_cache) if hf_cache is not None else hf_cache_dir())
+    return (
+        Path(cache_dir) if cache_dir is not None else default_cache_dir(),
+        Path(hf_cache) if hf_cache is not None else hf_cache_dir(),
+    )
 
 
 def list_local_models(cache_dir: PathArg = None, hf_cache: PathArg = None) -> list[ModelInfo]:
@@ -99,8 +102,10 @@ def pull_model(
         return resolver.resolve(uri, sha256=sha256)
     if scheme == "hf":
         if sha256 is not None:
-            raise ValueError("sha256 applies to https:// downloads; hf:// files are identified "
-                             "by their repository revision (pin one with @<commit>)")
+            raise ValueError(
+                "sha256 applies to https:// downloads; hf:// files are identified "
+                "by their repository revision (pin one with @<commit>)"
+            )
         return HFModelResolver(cache_dir=hf_cache, progress=progress).resolve(uri)
     raise ValueError(f"pull_model takes an https:// or hf:// URI, got {uri!r}")
 
@@ -137,17 +142,25 @@ def _targets(name: str, ours: Path, theirs: Path) -> list[Path]:
         return [path] if path.exists() or path.with_name(path.name + ".part").exists() else []
     if name.lower().startswith("hf://"):
         reference = parse_hf_reference(name)
-        entries = [e for e in scan_hf_cache(theirs, reference.repo_id)
-                   if reference.revision in (None, e.commit) or reference.revision in e.refs]
-        wanted = ([reference.filename] if reference.filename else
-                  select_model_files([e.filename for e in entries], reference.quant, name)[:1])
+        entries = [
+            e
+            for e in scan_hf_cache(theirs, reference.repo_id)
+            if reference.revision in (None, e.commit) or reference.revision in e.refs
+        ]
+        wanted = (
+            [reference.filename]
+            if reference.filename
+            else select_model_files([e.filename for e in entries], reference.quant, name)[:1]
+        )
         return [e.path for e in entries if e.filename in wanted]
     path = Path(name).expanduser()
     if path.exists() or path.is_symlink():
         return [path]
     resolver = CachedModelResolver(ours, theirs)
     wanted = {name, name + ".gguf"}
-    return [path for listed, path in resolver.cached_files() if listed in wanted or path.name in wanted]
+    return [
+        path for listed, path in resolver.cached_files() if listed in wanted or path.name in wanted
+    ]
 
 
 def _remove_hf_entry(entry: Path, theirs: Path) -> list[Path]:
@@ -157,8 +170,9 @@ def _remove_hf_entry(entry: Path, theirs: Path) -> list[Path]:
     repo = next((p for p in entry.parents if p.parent == theirs), None)
     if repo is None or not blob.is_relative_to(repo / "blobs"):
         return [entry]
-    still_used = any(link.is_symlink() and link.resolve() == blob
-                     for link in (repo / "snapshots").rglob("*"))
+    still_used = any(
+        link.is_symlink() and link.resolve() == blob for link in (repo / "snapshots").rglob("*")
+    )
     if not still_used:
         blob.unlink(missing_ok=True)
     return [entry]
@@ -185,13 +199,21 @@ def remove_model(name: str, *, cache_dir: PathArg = None, hf_cache: PathArg = No
     ours, theirs = _dirs(cache_dir, hf_cache)
     targets = _targets(name, ours, theirs)
     if not targets:
-        raise not_found(name, [(str(ours), "not in llamabind's cache"),
-                               (str(theirs), "not in the Hugging Face cache")],
-                        "list what is cached with llamabind.resolvers.list_local_models()")
+        raise not_found(
+            name,
+            [
+                (str(ours), "not in llamabind's cache"),
+                (str(theirs), "not in the Hugging Face cache"),
+            ],
+            "list what is cached with llamabind.resolvers.list_local_models()",
+        )
     firsts = {split_parts(path)[0] for path in targets}
     if len(firsts) > 1:
-        raise ValueError(f"{name!r} matches several cached models: "
-                         + ", ".join(sorted(map(str, firsts))) + "; pass one of these paths")
+        raise ValueError(
+            f"{name!r} matches several cached models: "
+            + ", ".join(sorted(map(str, firsts)))
+            + "; pass one of these paths"
+        )
     removed: list[Path] = []
     for path in split_parts(firsts.pop()):
         absolute = path.absolute()
@@ -206,7 +228,9 @@ def remove_model(name: str, *, cache_dir: PathArg = None, hf_cache: PathArg = No
                     path.unlink()
                     removed.append(path)
         else:
-            raise ValueError(f"refusing to delete {path}: it is not inside llamabind's cache "
-                             f"({ours}) or the Hugging Face cache ({theirs})")
+            raise ValueError(
+                f"refusing to delete {path}: it is not inside llamabind's cache "
+                f"({ours}) or the Hugging Face cache ({theirs})"
+            )
     logger.info("removed %s", ", ".join(map(str, removed)) or f"partial download of {name}")
     return removed

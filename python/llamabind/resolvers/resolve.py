@@ -67,8 +67,9 @@ def _member(resolver: ModelResolver | None, kind: type[_Kind]) -> _Kind | None:
 
 def _is_path_like(name: str) -> bool:
     path = Path(name)
-    return (path.is_absolute() or bool(path.drive) or name.startswith("~")
-            or name.startswith(("./", "../", ".\\", "..\\")))
+    return (
+        path.is_absolute() or bool(path.drive) or name.startswith(("~", "./", "../", ".\\", "..\\"))
+    )
 
 
 def _file_uri_path(uri: str) -> Path:
@@ -78,7 +79,9 @@ def _file_uri_path(uri: str) -> Path:
     return Path(url2pathname(unquote(parts.path)) if os.name == "nt" else unquote(parts.path))
 
 
-def resolve_model(name_or_uri: str | os.PathLike[str], resolver: ModelResolver | None = None) -> Path:
+def resolve_model(
+    name_or_uri: str | os.PathLike[str], resolver: ModelResolver | None = None
+) -> Path:
     """Turns a model name, path or URI into a local GGUF file, downloading it if needed.
 
     - ``file:///abs/model.gguf`` and existing paths: that file.
@@ -120,8 +123,10 @@ def resolve_model(name_or_uri: str | os.PathLike[str], resolver: ModelResolver |
     if scheme == "hf":
         return (_member(resolver, HFModelResolver) or HFModelResolver()).resolve(name)
     if scheme:
-        raise ValueError(f"unsupported model URI scheme {scheme!r} in {name!r}: use a path, "
-                         "file://, http(s)://, hf:// or package:")
+        raise ValueError(
+            f"unsupported model URI scheme {scheme!r} in {name!r}: use a path, "
+            "file://, http(s)://, hf:// or package:"
+        )
     if name.startswith(PACKAGE_PREFIX):
         return (_member(resolver, PackageModelResolver) or shared_package_resolver()).resolve(name)
     path = Path(name).expanduser()
@@ -132,6 +137,8 @@ def resolve_model(name_or_uri: str | os.PathLike[str], resolver: ModelResolver |
     chosen = resolver if resolver is not None else get_default_resolver()
     result = Path(chosen.resolve(name))
     if not result.is_file():
-        raise ModelNotFoundError(f"resolver {chosen!r} returned {result} for {name!r}, which is "
-                                 "not a file", locations=[str(result)])
+        raise ModelNotFoundError(
+            f"resolver {chosen!r} returned {result} for {name!r}, which is not a file",
+            locations=[str(result)],
+        )
     return result

@@ -13,7 +13,7 @@ from llamabind.resolvers.base import ModelInfo, check_name, not_found
 from llamabind.resolvers.cache import default_cache_dir, url_cache_models
 from llamabind.resolvers.download import DownloadOptions, download_file
 
-_UNSAFE_CHARACTERS = re.compile(r'[<>:"|?*\\\x00-\x1f]')
+_UNSAFE_CHARACTERS = re.compile(r'[<>:"|?*/\\\x00-\x1f]')  # "/" from a decoded %2F
 
 
 def split_checksum(url: str) -> tuple[str, str | None]:
@@ -59,10 +59,14 @@ def cache_path_for(url: str, cache_dir: Path) -> Path:
     if not segments:
         raise ValueError(f"URL {url!r} names no file")
     name = segments.pop()
-    stem, suffix = (name[: -len(".gguf")], ".gguf") if name.lower().endswith(".gguf") else (name, "")
+    stem, suffix = (
+        (name[: -len(".gguf")], ".gguf") if name.lower().endswith(".gguf") else (name, "")
+    )
     if parts.query:
         stem += "-" + hashlib.sha256(parts.query.encode()).hexdigest()[:8]
-    path = cache_dir.joinpath(_UNSAFE_CHARACTERS.sub("_", host), *segments, stem + (suffix or ".gguf"))
+    path = cache_dir.joinpath(
+        _UNSAFE_CHARACTERS.sub("_", host), *segments, stem + (suffix or ".gguf")
+    )
     if not path.resolve().is_relative_to(cache_dir.resolve()):  # belt and braces
         raise ValueError(f"URL {url!r} maps outside the cache")
     return path
@@ -119,8 +123,11 @@ class UrlModelResolver:
         if urlsplit(name).scheme in ("http", "https"):
             return split_checksum(name)[0]
         if self.base_url is None:
-            raise not_found(name, [("URL resolver", "not an http(s):// URL and no base_url set")],
-                            "pass a full https:// URL or UrlModelResolver(base_url=...)")
+            raise not_found(
+                name,
+                [("URL resolver", "not an http(s):// URL and no base_url set")],
+                "pass a full https:// URL or UrlModelResolver(base_url=...)",
+            )
         if "://" in name or name.startswith(("/", "\\")) or ".." in re.split(r"[/\\]", name):
             raise ValueError(f"model name {name!r} must be a relative path under {self.base_url}")
         if not name.lower().endswith(".gguf"):
@@ -148,10 +155,15 @@ class UrlModelResolver:
             ValueError: The name tries to leave ``base_url``.
         """
         url = self.url_for(name)
-        expected = (sha256 or split_checksum(check_name(name))[1] or self.checksums.get(name)
-                    or self.checksums.get(url))
-        return download_file(url, cache_path_for(url, self.cache_dir), sha256=expected,
-                             options=self.options)
+        expected = (
+            sha256
+            or split_checksum(check_name(name))[1]
+            or self.checksums.get(name)
+            or self.checksums.get(url)
+        )
+        return download_file(
+            url, cache_path_for(url, self.cache_dir), sha256=expected, options=self.options
+        )
 
     def list_models(self) -> Iterator[ModelInfo]:
         """Yields the models in the cache (downloaded earlier), with their source URLs.

@@ -1,0 +1,134 @@
+"""Managing downloaded models: pull, list with GGUF facts, cache size, remove."""
+
+from __future__ import annotations
+
+import pytest
+from llamabind.errors import ModelNotFoundError
+from llamabind.resolvers import (
+    ModelDownloadError,
+    cache_info,
+    list_local_models,
+    pull_model,
+    remove_model,
+)
+from llamabind.resolvers.cache import repo_cache_folder
+from local_server import Fault
+
+REPO = "acme/tiny-GGUF"
+
+
+@pytest.fixture
+def pulled(server, gguf_bytes, monkeypatch, tmp_path):
+    """One model pulled over https into llamabind's cache and one from the (local) hub."""
+    monkeypatch.setenv("HF_ENDPOINT", server.base_url)
+    url = server.add_file("/models/plain.gguf", gguf_bytes(5000, chat_template="{{ m }}"))
+    server.add_repo(
+        REPO,
+        {
+            "tiny-Q8_0.gguf": gguf_bytes(3000, file_type=7),
+            "tiny-Q4_0.gguf": gguf_bytes(1000, file_type=2),
+        },
+    )
+    events = []
+    plain = pull_model(url, progress=events.append)
+    hub = pull_model(f"hf://{REPO}:Q8_0", progress=events.append)
+    return url, plain, hub, events
+
+
+def test_pull_and_list(pulled, tmp_path):
+    url, plain, hub, events = pulled
+    assert plain.is_relative_to(tmp_path / "llamabind-cache")
+    assert hub.is_relative_to(tmp_path / "hf-cache")
+    assert [e.status for e in events].count("done") == 2
+    infos = {info.source: info for info in list_local_models()}
+    assert infos["url"].uri == url and infos["url"].has_chat_template
+    assert infos["url"].name.endswith("/models/plain") and infos["url"].problem is None
+    assert infos["hf"].name == f"{REPO}/tiny-Q8_0.gguf" and infos["hf"].quantization == "Q8_0"
+    assert infos["hf"].uri == f"hf://{REPO}/tiny-Q8_0.gguf"
+    assert pull_model(url) == plain  # already there: no new request
+
+
+def test_cache_info(pulled, tmp_path):
+    _, plain, hub, _ = pulled
+    info = cache_info()
+    assert info.path == tmp_path / "llamabind-cache" and info.hf_path == tmp_path / "hf-cache"
+    assert info.n_models == 1 and info.n_hf_models == 1
+    assert info.size_bytes >= plain.stat().st_size  # plus the sidecar and lock file
+    assert info.hf_size_bytes == hub.stat().st_size
+    assert info.n_bytes_partial == 0
+
+
+def test_partial_downloads_are_counted_and_removed(server, gguf_bytes):
+    url = server.add_file("/big.gguf", gguf_bytes(400_000))
+    server.add_fault("/big.gguf", Fault(cut_after=150_000))
+    server.add_fault("/big.gguf", Fault(status=500, times=10))
+    with pytest.raises(ModelDownloadError):
+        pull_model(url)
+    assert cache_info().n_bytes_partial == 150_000
+    assert remove_model(url) == []  # no model file, but the partial download goes
+    assert cache_info().n_bytes_partial == 0
+
+
+def test_remove_by_url_stem_and_path(pulled, server, tmp_path):
+    url, plain, _, _ = pulled
+    assert remove_model(url) == [plain]
+    assert not plain.exists() and not plain.with_name(plain.name + ".json").exists()
+    pull_model(url)
+    assert remove_model("plain") == [plain]
+    pull_model(url)
+    assert remove_model(str(plain)) == [plain]
+    with pytest.raises(ModelNotFoundError, match="not in llamabind's cache"):
+        remove_model("plain")
+
+
+def test_remove_from_hf_cache_keeps_shared_blobs(pulled, tmp_path):
+    _, _, hub, _ = pulled
+    blob = hub.resolve()
+    folder = repo_cache_folder(tmp_path / "hf-cache", REPO)
+    other_snapshot = folder / "snapshots" / ("2" * 40)
+    other_snapshot.mkdir(parents=True)
+    (other_snapshot / "tiny-Q8_0.gguf").symlink_to(blob)
+    assert remove_model(f"hf://{REPO}@{hub.parent.name}/tiny-Q8_0.gguf") == [hub]
+    assert not hub.exists() and blob.exists()  # still used by the other snapshot
+    remove_model(str(other_snapshot / "tiny-Q8_0.gguf"))
+    assert not blob.exists()
+    assert [i for i in list_local_models() if i.source == "hf"] == []
+
+
+def test_remove_hf_model_by_quantization(pulled):
+    _, _, hub, _ = pulled
+    assert remove_model(f"hf://{REPO}:Q8_0") == [hub]
+
+
+def test_remove_split_model_removes_every_part(server, gguf_bytes, monkeypatch):
+    monkeypatch.setenv("HF_ENDPOINT", server.base_url)
+    server.add_repo(
+        REPO,
+        {f"s-F16-0000{i}-of-00002.gguf": gguf_bytes(100 * i, split=(i - 1, 2)) for i in (1, 2)},
+    )
+    first = pull_model(f"hf://{REPO}:F16")
+    second = first.with_name("s-F16-00002-of-00002.gguf")
+    assert second.exists()
+    assert remove_model(f"hf://{REPO}/s-F16-00001-of-00002.gguf") == [first, second]
+    assert not second.exists()
+
+
+def test_refuses_to_delete_outside_the_caches(tmp_path):
+    outside = tmp_path / "precious.gguf"
+    outside.write_bytes(b"GGUF")
+    with pytest.raises(ValueError, match="refusing to delete"):
+        remove_model(str(outside))
+    assert outside.exists()
+
+
+def test_ambiguous_name(pulled, server, gguf_bytes):
+    pull_model(server.add_file("/other/plain.gguf", gguf_bytes(10)))
+    with pytest.raises(ValueError, match="several cached models"):
+        remove_model("plain")
+
+
+def test_pull_argument_errors():
+    with pytest.raises(ValueError, match="https:// or hf://"):
+        pull_model("some-name")
+    with pytest.raises(ValueError, match="sha256 applies"):
+        pull_model("hf://org/repo:Q4_K_M", sha256="0" * 64)
