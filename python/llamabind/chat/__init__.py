@@ -9,7 +9,7 @@ returns the prompt. Nothing here imports the compiled extension.
 from __future__ import annotations
 
 from .caps import TemplateCaps
-from .sandbox import RenderLimits
+from .limits import RenderLimits
 from .template import CHATML_TEMPLATE, ChatTemplate, MissingChatTemplateWarning
 
 __all__ = [

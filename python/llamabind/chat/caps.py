@@ -10,14 +10,16 @@ messages (see ``polyfills``) exactly as llama.cpp does, so that both render the 
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import time
 from dataclasses import asdict, dataclass
 from datetime import datetime
 from typing import Any
 
 from jinja2 import Template
+from jinja2.sandbox import SecurityError
 
-from .sandbox import RenderLimits, TrackedStr, render_state, stats, track
+from .limits import RenderLimits, render_state
+from .tracking import TrackedStr, stats, track
 
 __all__ = ["TemplateCaps", "detect_caps"]
 
@@ -98,6 +100,7 @@ class _Probe:
         self,
         template: Template,
         limits: RenderLimits,
+        deadline: float,
         messages: list[dict[str, Any]],
         tools: list[dict[str, Any]] | None = None,
         extra: dict[str, Any] | None = None,
@@ -116,9 +119,11 @@ class _Probe:
         self.output = ""
         self.success = False
         try:
-            with render_state(limits, datetime.now(), tracking=True):
+            with render_state(limits, datetime.now(), tracking=True, deadline=deadline):
                 self.output = "".join(template.generate(context))
             self.success = True
+        except SecurityError:  # unsafe or past its limits on a tiny conversation: hostile
+            raise
         except Exception:  # noqa: BLE001 - a probe that fails is a finding, as in llama.cpp
             self.output = ""
 
@@ -142,15 +147,23 @@ def detect_caps(template: Template, limits: RenderLimits | None = None) -> Templ
     """Finds what ``template`` can render, with llama.cpp's probes and rules.
 
     Args:
-        template: A template compiled by :class:`~llamabind.chat.sandbox.TemplateEnvironment`.
-        limits: The limits of each probe render (default :class:`RenderLimits`).
+        template: A template compiled by ``sandbox.TemplateEnvironment``.
+        limits: The limits of each probe render (default :class:`RenderLimits`); the probes
+            share one ``max_seconds``.
 
     Returns:
         The template's capabilities.
+
+    Raises:
+        jinja2.sandbox.SecurityError: A probe tried an unsafe operation or went past its
+            limits (a probe failing otherwise is a finding, as in llama.cpp).
     """
     limits = limits or RenderLimits()
+    deadline = time.monotonic() + limits.max_seconds  # for all probes together
     found: dict[str, bool] = {}
-    probe: Callable[..., _Probe] = lambda *args, **kw: _Probe(template, limits, *args, **kw)  # noqa: E731
+
+    def probe(*args: Any, **kwargs: Any) -> _Probe:
+        return _Probe(template, limits, deadline, *args, **kwargs)
 
     # content as a string, or as a list of parts
     run = probe([{"role": "user", "content": _CONTENT_MARKER}])

@@ -130,7 +130,10 @@ def parse_messages(messages: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]
             raise _fail(where, "a message needs a 'role'")
         if "content" not in message and "tool_calls" not in message:
             raise _fail(where, "a message needs 'content' or 'tool_calls'")
-        canonical: dict[str, Any] = {"role": role, "content": _parse_content(where, message.get("content"))}
+        canonical: dict[str, Any] = {
+            "role": role,
+            "content": _parse_content(where, message.get("content")),
+        }
         for key in ("reasoning_content", "name", "tool_call_id"):
             value = _optional_text(where, message, key)
             if value:
@@ -330,12 +333,18 @@ def _family(source: str) -> str | None:
         return None  # Cohere2 MoE
     if _is_lfm2(source):
         return "lfm2"
-    if "<|role_sep|>" in source and "<|message_sep|>" in source and "<|function_call|>" not in source:
+    if (
+        "<|role_sep|>" in source
+        and "<|message_sep|>" in source
+        and "<|function_call|>" not in source
+    ):
         return None  # GigaChat v3
     if all(m in source for m in ("]<]minimax[>[", "<tool_call>", "<invoke name=")):
         return None  # MiniMax M3
-    if "dsml_token" in source and "DSML" in source and (
-        "function_calls" in source or "tool_calls" in source
+    if (
+        "dsml_token" in source
+        and "DSML" in source
+        and ("function_calls" in source or "tool_calls" in source)
     ):
         return "deepseek-v4" if _is_deepseek_v4(source) else None
     if _is_gemma4(source):
@@ -378,7 +387,9 @@ def _deepseek_v4_sort_tool_results(messages: list[dict[str, Any]]) -> None:
     while i < len(messages):
         role = messages[i]["role"]
         if role == "assistant" and messages[i].get("tool_calls"):
-            call_order = {c["id"]: k for k, c in enumerate(messages[i]["tool_calls"]) if c.get("id")}
+            call_order = {
+                c["id"]: k for k, c in enumerate(messages[i]["tool_calls"]) if c.get("id")
+            }
             i += 1
             continue
         if role not in ("user", "tool"):
@@ -482,6 +493,6 @@ def finish_prompt(prompt: str, source: str, add_generation_prompt: bool) -> str:
         if at >= 0:
             prompt = prompt[:at] + "<|end|>" + prompt[at + len("<|return|>") :]
     elif family in ("gemma4", "gemma4-legacy") and add_generation_prompt:
-        if prompt.endswith("<turn|>\n"):
-            prompt += "<|turn>model\n"
+        # the template ended a turn after a tool call: open the model's next turn
+        prompt += "<|turn>model\n" if prompt.endswith("<turn|>\n") else ""
     return prompt

@@ -5,20 +5,26 @@ from __future__ import annotations
 import copy
 import threading
 import warnings
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
 from types import TracebackType
-from typing import Any
+from typing import Any, TypeVar
 
 from jinja2 import Template, TemplateSyntaxError
 from jinja2.sandbox import SecurityError
 
 from ..errors import TemplateError
 from .caps import TemplateCaps, detect_caps
-from .polyfills import adapt_for_family, apply_caps, finish_prompt, parse_messages, parse_tools
-from .polyfills import patch_source
-from .sandbox import LimitExceeded, RenderLimits, TemplateEnvironment, TemplateRaised
-from .sandbox import render_state
+from .limits import LimitExceeded, RenderLimits, render_state
+from .polyfills import (
+    adapt_for_family,
+    apply_caps,
+    finish_prompt,
+    parse_messages,
+    parse_tools,
+    patch_source,
+)
+from .sandbox import TemplateEnvironment, TemplateRaised
 
 __all__ = ["CHATML_TEMPLATE", "ChatTemplate", "MissingChatTemplateWarning"]
 
@@ -34,6 +40,7 @@ CHATML_TEMPLATE = (
 )
 
 _ENVIRONMENT = TemplateEnvironment()
+_T = TypeVar("_T")
 
 
 class MissingChatTemplateWarning(UserWarning):
@@ -125,14 +132,15 @@ class ChatTemplate:
         """
         special = model.special_tokens
         tokens = {key: _token_text(model, special.get(key, -1)) for key in ("bos", "eos")}
-        common = dict(
-            bos_token=tokens["bos"],
-            eos_token=tokens["eos"],
-            add_bos=bool(model.add_bos),
-            add_eos=bool(model.add_eos),
-        )
+        common: dict[str, Any] = {
+            "bos_token": tokens["bos"],
+            "eos_token": tokens["eos"],
+            "add_bos": bool(model.add_bos),
+            "add_eos": bool(model.add_eos),
+        }
         if name is not None:
-            source = model.chat_template(name)
+            # model.chat_templates calls the main template "default"; GGUF files store it unnamed
+            source = model.chat_template(None if name == "default" else name)
             if source is None:
                 known = ", ".join(sorted(model.chat_templates)) or "none"
                 raise ValueError(f"the model has no chat template {name!r} (it has: {known})")
@@ -159,7 +167,7 @@ class ChatTemplate:
         if self._caps is None:
             with self._caps_lock:
                 if self._caps is None:
-                    self._caps = detect_caps(self._template, self.limits)
+                    self._caps = self._guarded(lambda: detect_caps(self._template, self.limits))
         return self._caps
 
     def render(
@@ -255,7 +263,8 @@ class ChatTemplate:
 
     def _run(self, context: dict[str, Any], now: datetime) -> str:
         limits = self.limits
-        try:
+
+        def run() -> str:
             with render_state(limits, now):
                 total = 0
                 pieces = []
@@ -267,6 +276,13 @@ class ChatTemplate:
                         )
                     pieces.append(piece)
                 return "".join(pieces)
+
+        return self._guarded(run)
+
+    def _guarded(self, run: Callable[[], _T]) -> _T:
+        """Runs template code, turning whatever it raises into TemplateError."""
+        try:
+            return run()
         except TemplateRaised as exc:
             raise self._error(exc, "raised", f"raised an exception: {exc}") from exc
         except LimitExceeded as exc:

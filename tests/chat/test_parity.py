@@ -1,0 +1,234 @@
+"""Parity: our Python rendering equals llama.cpp's own (``_native.ChatTemplates``), byte for byte,
+for every template llama.cpp ships in ``models/templates`` and a standard set of conversations.
+
+Where a template cannot render a conversation (it raises, e.g. "roles must alternate"), both
+must fail with TemplateError at the same template line. The capabilities our probes find must equal llama.cpp's.
+
+Reasoned exceptions (``EXCEPTIONS``): printing a mapping with ``{{ value }}``. Jinja (and so
+transformers, which model authors test their templates with) prints Python's repr of the
+mapping; llama.cpp's engine prints nothing for a mapping (``gather_string_parts_recursive`` in
+``common/jinja/runtime.h`` skips objects), which drops the value from the prompt. We keep
+Jinja's behaviour. Only MiniCPM5 does this, for a tool-call argument that is an object.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from datetime import datetime
+from pathlib import Path
+
+import pytest
+from llamabind import _native
+from llamabind.chat import ChatTemplate
+from llamabind.errors import TemplateError
+
+TEMPLATES_DIR = (
+    Path(__file__).resolve().parents[2] / "vendor" / "llama.cpp" / "models" / "templates"
+)
+TEMPLATE_FILES = sorted(TEMPLATES_DIR.glob("*.jinja"))
+BOS, EOS = "<s>", "</s>"
+
+TOOLS = [
+    {
+        "type": "function",
+        "function": {
+            "name": "get_weather",
+            "description": "Get the current weather in a city.",
+            "parameters": {
+                "type": "object",
+                "properties": {
+                    "city": {"type": "string", "description": "City name"},
+                    "unit": {"type": "string", "enum": ["celsius", "fahrenheit"]},
+                },
+                "required": ["city"],
+            },
+        },
+    },
+    {
+        "type": "function",
+        "function": {
+            "name": "search",
+            "description": "Search the web.",
+            "parameters": {
+                "type": "object",
+                "properties": {"query": {"type": "string"}, "max_results": {"type": "integer"}},
+                "required": ["query"],
+            },
+        },
+    },
+]
+# nine alphanumeric characters: the tool call ids Mistral's templates insist on
+CALL = {
+    "id": "a1b2c3d4e",
+    "type": "function",
+    "function": {"name": "get_weather", "arguments": '{"city": "Paris", "unit": "celsius"}'},
+}
+CALL_NESTED = {
+    "id": "f5g6h7i8j",
+    "type": "function",
+    "function": {
+        "name": "get_weather",
+        "arguments": '{"city": "Zürich", "options": {"days": [1, 2], "hourly": true}}',
+    },
+}
+CALL_SEARCH = {
+    "id": "k9l8m7n6o",
+    "type": "function",
+    "function": {
+        "name": "search",
+        "arguments": '{"query": "Eiffel tower height", "max_results": 3}',
+    },
+}
+SYSTEM = {"role": "system", "content": "You are a helpful assistant."}
+ASK = {"role": "user", "content": "What's the weather in Paris?"}
+REASONED = [
+    {"role": "user", "content": "What is 2+2?"},
+    {"role": "assistant", "content": "4", "reasoning_content": "Two plus two is four."},
+    {"role": "user", "content": "And 3+3?"},
+]
+
+CONVERSATIONS = {
+    "system_user": {"messages": [SYSTEM, ASK]},
+    "system_only": {"messages": [SYSTEM]},
+    "multi_turn": {
+        "messages": [
+            SYSTEM,
+            {"role": "user", "content": "Hi"},
+            {"role": "assistant", "content": "Hello! How can I help?"},
+            {"role": "user", "content": "Tell me a joke."},
+        ]
+    },
+    "no_generation_prompt": {
+        "messages": [
+            SYSTEM,
+            {"role": "user", "content": "Hi"},
+            {"role": "assistant", "content": "Hello!"},
+        ],
+        "add_generation_prompt": False,
+    },
+    "content_parts": {
+        "messages": [
+            {"role": "developer", "content": "Be terse."},
+            {
+                "role": "user",
+                "content": [{"type": "text", "text": "One."}, {"type": "text", "text": "Two."}],
+            },
+            {"role": "assistant", "content": [{"type": "text", "text": "Three."}]},
+            {"role": "user", "content": '<b>bold</b> & "quotes" — ünïcødé ☁️'},
+        ]
+    },
+    "tools_offered": {"messages": [SYSTEM, ASK], "tools": TOOLS},
+    "tool_call": {
+        "messages": [ASK, {"role": "assistant", "content": None, "tool_calls": [CALL]}],
+        "tools": TOOLS,
+        "add_generation_prompt": False,
+    },
+    "tool_loop": {
+        "messages": [
+            SYSTEM,
+            ASK,
+            {"role": "assistant", "content": "Let me check.", "tool_calls": [CALL_NESTED]},
+            {
+                "role": "tool",
+                "tool_call_id": "f5g6h7i8j",
+                "name": "get_weather",
+                "content": '{"temperature": 18, "sky": "cloudy"}',
+            },
+            {"role": "assistant", "content": "It is 18 °C and cloudy."},
+            {"role": "user", "content": "Thanks!"},
+        ],
+        "tools": TOOLS,
+    },
+    "parallel_calls": {
+        "messages": [
+            ASK,
+            {"role": "assistant", "content": None, "tool_calls": [CALL, CALL_SEARCH]},
+            {"role": "tool", "tool_call_id": "a1b2c3d4e", "content": "18 C"},
+            {"role": "tool", "tool_call_id": "k9l8m7n6o", "content": "330 m"},
+        ],
+        "tools": TOOLS,
+    },
+    "thinking_on": {"messages": REASONED, "enable_thinking": True},
+    "thinking_off": {"messages": REASONED, "enable_thinking": False},
+    "thinking_tool_call": {
+        "messages": [
+            ASK,
+            {
+                "role": "assistant",
+                "content": "",
+                "reasoning_content": "I need the weather.",
+                "tool_calls": [CALL],
+            },
+            {"role": "tool", "tool_call_id": "a1b2c3d4e", "content": "18 C"},
+        ],
+        "tools": TOOLS,
+        "kwargs": {"reasoning_effort": "high", "preserve_reasoning": True},
+    },
+}
+
+EXCEPTIONS = {
+    ("openbmb-MiniCPM5-1B.jinja", "tool_loop"): "prints an object argument: repr vs nothing",
+}
+
+
+def _native_render(native: _native.ChatTemplates, conversation: dict) -> tuple[str, str]:
+    tools = conversation.get("tools")
+    kwargs = conversation.get("kwargs")
+    try:
+        params = native.apply(
+            json.dumps(conversation["messages"]),
+            tools_json=json.dumps(tools) if tools else None,
+            add_generation_prompt=conversation.get("add_generation_prompt", True),
+            enable_thinking=conversation.get("enable_thinking", True),
+            chat_template_kwargs_json=json.dumps(kwargs) if kwargs else None,
+        )
+    except TemplateError as exc:
+        return "error", str(exc)
+    return "prompt", params.prompt
+
+
+def _python_render(template: ChatTemplate, conversation: dict, now: datetime) -> tuple[str, str]:
+    try:
+        prompt = template.render(
+            conversation["messages"],
+            tools=conversation.get("tools"),
+            add_generation_prompt=conversation.get("add_generation_prompt", True),
+            enable_thinking=conversation.get("enable_thinking", True),
+            now=now,
+            **conversation.get("kwargs", {}),
+        )
+    except TemplateError as exc:
+        return "error", f"line {exc.lineno}"
+    return "prompt", prompt
+
+
+@pytest.mark.parametrize("path", TEMPLATE_FILES, ids=lambda p: p.name)
+def test_python_rendering_equals_llama_cpp(path):
+    source = path.read_text(encoding="utf-8")
+    ours = ChatTemplate(source, bos_token=BOS, eos_token=EOS, name=path.name)
+    native = _native.ChatTemplates(template=source, bos_token=BOS, eos_token=EOS)
+    assert ours.caps.to_dict() == dict(native.caps)
+    n_rendered = 0
+    for name, conversation in CONVERSATIONS.items():
+        for _ in range(2):  # again if the date changed between the two renders
+            before = datetime.now()
+            expected = _native_render(native, conversation)
+            got = _python_render(ours, conversation, before)
+            if got == expected or before.date() == datetime.now().date():
+                break
+        if (path.name, name) in EXCEPTIONS:
+            assert got != expected, f"exception {path.name}/{name} no longer needed"
+            continue
+        if expected[0] == "error":
+            assert got[0] == "error", f"{name}: llama.cpp failed ({expected[1]}) but we rendered"
+            line = re.search(r"at (line \d+)", expected[1])
+            assert line is None or line.group(1) == got[1], f"{name}: {expected[1]} / {got[1]}"
+            continue
+        assert got == expected, f"{path.name} / {name}"
+        n_rendered += 1
+    assert n_rendered >= len(CONVERSATIONS) - 6
+
+
+def test_all_templates_are_covered():
+    assert len(TEMPLATE_FILES) >= 70
