@@ -10,7 +10,7 @@ pytest.importorskip("huggingface_hub")
 
 from llamabind.errors import ModelNotFoundError
 from llamabind.resolvers import HFModelResolver, ModelDownloadError, parse_hf_reference
-from llamabind.resolvers.hf import HFReference, select_model_files
+from llamabind.resolvers.hf import HFReference, looks_like_hf_reference, select_model_files
 
 REPO = "acme/tiny-GGUF"
 OLD_COMMIT = "1" * 40
@@ -68,6 +68,22 @@ def test_parse_references(text, expected):
 def test_bad_references(text):
     with pytest.raises(ValueError):
         parse_hf_reference(text)
+
+
+@pytest.mark.parametrize(
+    ("name", "expected"),
+    [
+        ("hf://org/repo", True),
+        ("org/repo:Q4_K_M", True),
+        ("org/repo/file.gguf", True),
+        ("org/repo", True),
+        ("sub/model.gguf", False),
+        ("model", False),
+        ("a\\b/c:Q4", False),
+    ],
+)
+def test_looks_like_hf_reference(name, expected):
+    assert looks_like_hf_reference(name) is expected
 
 
 def test_select_model_files():

@@ -35,7 +35,7 @@ def pulled(server, gguf_bytes, monkeypatch, tmp_path):
     return url, plain, hub, events
 
 
-def test_pull_and_list(pulled, tmp_path):
+def test_pull_and_list(pulled, server, tmp_path):
     url, plain, hub, events = pulled
     assert plain.is_relative_to(tmp_path / "llamabind-cache")
     assert hub.is_relative_to(tmp_path / "hf-cache")
@@ -45,7 +45,9 @@ def test_pull_and_list(pulled, tmp_path):
     assert infos["url"].name.endswith("/models/plain") and infos["url"].problem is None
     assert infos["hf"].name == f"{REPO}/tiny-Q8_0.gguf" and infos["hf"].quantization == "Q8_0"
     assert infos["hf"].uri == f"hf://{REPO}/tiny-Q8_0.gguf"
+    n_requests = len(server.requests)
     assert pull_model(url) == plain  # already there: no new request
+    assert len(server.requests) == n_requests
 
 
 def test_cache_info(pulled, tmp_path):
@@ -61,7 +63,7 @@ def test_cache_info(pulled, tmp_path):
 def test_partial_downloads_are_counted_and_removed(server, gguf_bytes):
     url = server.add_file("/big.gguf", gguf_bytes(400_000))
     server.add_fault("/big.gguf", Fault(cut_after=150_000))
-    server.add_fault("/big.gguf", Fault(status=500, times=10))
+    server.add_fault("/big.gguf", Fault(status=403))
     with pytest.raises(ModelDownloadError):
         pull_model(url)
     assert cache_info().n_bytes_partial == 150_000
@@ -125,6 +127,18 @@ def test_ambiguous_name(pulled, server, gguf_bytes):
     pull_model(server.add_file("/other/plain.gguf", gguf_bytes(10)))
     with pytest.raises(ValueError, match="several cached models"):
         remove_model("plain")
+
+
+def test_joined_package_models_are_listed_as_packages(tmp_path):
+    from synthetic_gguf import write_gguf
+
+    joined = tmp_path / "llamabind-cache" / "packages" / "big.gguf"
+    joined.parent.mkdir(parents=True)
+    write_gguf(joined)
+    (info,) = list_local_models()
+    assert (info.source, info.name) == ("package", "packages/big")
+    assert cache_info().n_models == 1
+    assert remove_model("big") == [joined]
 
 
 def test_pull_argument_errors():

@@ -54,7 +54,9 @@ class ModelInfo:
     not be read; ``problem`` then says why.
 
     Attributes:
-        name: The name that resolves to this model with the resolver that listed it.
+        name: A short name: for local files the path relative to where they were found,
+            without ``.gguf`` (the listing resolver resolves it); for hub files
+            ``org/repo/file.gguf``. ``uri`` or ``path`` always resolve with ``resolve_model``.
         source: Which resolver listed it: ``"file"``, ``"url"``, ``"hf"``, ``"package"``.
         path: The local file (first part of a split model), ``None`` if not downloaded.
         uri: Where it comes from (``https://...``, ``hf://org/repo/file.gguf``), if remote.

@@ -20,6 +20,7 @@ from llamabind.resolvers.download import read_sidecar
 from llamabind.resolvers.gguf_info import is_later_split_part
 
 _COMMIT = re.compile(r"^[0-9a-f]{40}$")
+PACKAGES_FOLDER = "packages"  # where PackageModelResolver joins chunked models
 
 
 def default_cache_dir() -> Path:
@@ -144,15 +145,17 @@ def _is_model_file(path: Path) -> bool:
 
 
 def url_cache_models(cache_dir: Path) -> Iterator[ModelInfo]:
-    """Yields the GGUF files in llamabind's cache (first parts of split models only)."""
+    """Yields the GGUF files in llamabind's cache (first parts of split models only): URL
+    downloads (``source="url"``) and models joined from package chunks (``"package"``)."""
     if not cache_dir.is_dir():
         return
     for path in sorted(cache_dir.rglob("*.gguf")):
         if path.is_file() and not is_later_split_part(path):
-            name = path.relative_to(cache_dir).as_posix()[: -len(".gguf")]
-            yield ModelInfo.from_file(
-                path, name=name, source="url", uri=read_sidecar(path).get("url")
-            )
+            relative = path.relative_to(cache_dir)
+            source = "package" if relative.parts[0] == PACKAGES_FOLDER else "url"
+            name = relative.as_posix()[: -len(".gguf")]
+            uri = read_sidecar(path).get("url")
+            yield ModelInfo.from_file(path, name=name, source=source, uri=uri)
 
 
 def hf_cache_models(cache_dir: Path, repo_id: str | None = None) -> Iterator[ModelInfo]:

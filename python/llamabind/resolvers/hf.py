@@ -98,8 +98,16 @@ def parse_hf_reference(text: str) -> HFReference:
 
 
 def looks_like_hf_reference(name: str) -> bool:
-    """Whether ``name`` has the shape of a Hugging Face reference (``org/repo...``)."""
-    return name.lower().startswith("hf://") or bool(_REFERENCE.match(name)) and "\\" not in name
+    """Whether ``name`` has the shape of a Hugging Face reference (``org/repo...``).
+
+    ``dir/file.gguf`` does not: it reads as a relative path, not as a repository.
+    """
+    if name.lower().startswith("hf://"):
+        return True
+    match = _REFERENCE.match(name)
+    if not match or "\\" in name:
+        return False
+    return bool(match["file"] or match["quant"]) or not name.lower().endswith(".gguf")
 
 
 def _quant_pattern(quant: str) -> re.Pattern[str]:

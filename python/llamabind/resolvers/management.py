@@ -32,7 +32,7 @@ class CacheInfo:
     Attributes:
         path: llamabind's cache (URL downloads, joined package chunks).
         size_bytes: Everything in it, partial downloads included.
-        n_models: GGUF models in it.
+        n_models: GGUF models in it (URL downloads and joined package chunks).
         n_bytes_partial: Bytes in interrupted downloads (``*.part``) that a retry would resume.
         hf_path: The Hugging Face cache.
         hf_size_bytes: The GGUF models in it (other files of the hub cache are not counted).
@@ -63,8 +63,9 @@ def list_local_models(cache_dir: PathArg = None, hf_cache: PathArg = None) -> li
         hf_cache: The Hugging Face cache; ``None`` for the default.
 
     Returns:
-        llamabind's cached models (``source="url"``), then the Hugging Face cache's GGUF models
-        (``source="hf"``). Split models appear once; broken files carry a ``problem``.
+        llamabind's cached models (``source="url"``, or ``"package"`` for models joined from
+        package chunks), then the Hugging Face cache's GGUF models (``source="hf"``). Split
+        models appear once; broken files carry a ``problem``.
     """
     return list(CachedModelResolver(*_dirs(cache_dir, hf_cache)).list_models())
 
@@ -122,12 +123,12 @@ def cache_info(cache_dir: PathArg = None, hf_cache: PathArg = None) -> CacheInfo
     """
     ours, theirs = _dirs(cache_dir, hf_cache)
     files = [path for path in ours.rglob("*") if path.is_file()] if ours.is_dir() else []
-    models = CachedModelResolver(ours, theirs)
-    hf_models = [info for info in models.list_models() if info.source == "hf"]
+    models = list(CachedModelResolver(ours, theirs).list_models())
+    hf_models = [info for info in models if info.source == "hf"]
     return CacheInfo(
         path=ours,
         size_bytes=sum(path.stat().st_size for path in files),
-        n_models=sum(1 for info in models.list_models() if info.source == "url"),
+        n_models=len(models) - len(hf_models),
         n_bytes_partial=sum(path.stat().st_size for path in files if path.name.endswith(".part")),
         hf_path=theirs,
         hf_size_bytes=sum(info.size_bytes or 0 for info in hf_models),

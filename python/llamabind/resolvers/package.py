@@ -22,7 +22,7 @@ from pathlib import Path
 
 from llamabind.errors import ModelLoadError
 from llamabind.resolvers.base import ModelInfo, check_name, not_found
-from llamabind.resolvers.cache import default_cache_dir
+from llamabind.resolvers.cache import PACKAGES_FOLDER, default_cache_dir
 from llamabind.resolvers.gguf_info import read_gguf_info
 from llamabind.resolvers.lock import FileLock
 
@@ -119,7 +119,7 @@ class PackageModelResolver:
     @property
     def cache_dir(self) -> Path:
         """Where chunked models are joined (``<cache>/packages``)."""
-        return (self._cache_dir or default_cache_dir()) / "packages"
+        return (self._cache_dir or default_cache_dir()) / PACKAGES_FOLDER
 
     def refresh(self) -> None:
         """Forgets the index of installed models (it is rebuilt on the next lookup)."""
