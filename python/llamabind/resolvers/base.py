@@ -181,6 +181,9 @@ class ModelDownloadError(LlamaError, OSError):
         status: The HTTP status, for ``reason == "http"``.
     """
 
+    url: str
+    reason: str
+
     def __init__(self, message: str, *, url: str, reason: str, **details: Any) -> None:
         super().__init__(message, url=url, reason=reason, **details)
 

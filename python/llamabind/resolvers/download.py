@@ -177,7 +177,7 @@ def _cached_copy_is_valid(target: Path, sha256: str | None) -> bool:
         return True
     if read_sidecar(target).get("sha256") == sha256:
         return True
-    return sha256_of(target).hexdigest() == sha256
+    return bool(sha256_of(target).hexdigest() == sha256)
 
 
 def _report(options: DownloadOptions, event: DownloadProgress) -> None:
@@ -275,7 +275,10 @@ class _Download:
 
     def _open(self) -> http.client.HTTPResponse:
         try:
-            return self.opener.open(self._request(), timeout=self.options.timeout_s)
+            response: http.client.HTTPResponse = self.opener.open(
+                self._request(), timeout=self.options.timeout_s
+            )
+            return response
         except urllib.error.HTTPError as exc:
             exc.close()
             if exc.code in (404, 410):
@@ -424,7 +427,7 @@ def tqdm_progress(**tqdm_options: Any) -> ProgressCallback:
         ImportError: ``tqdm`` is not installed.
     """
     try:
-        from tqdm.auto import tqdm
+        from tqdm.auto import tqdm  # type: ignore[import-untyped]
     except ImportError:
         raise ImportError("tqdm_progress needs tqdm: pip install tqdm") from None
     bars: dict[str, Any] = {}

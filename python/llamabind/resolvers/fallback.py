@@ -115,7 +115,7 @@ class FallbackResolver:
             try:
                 path = Path(resolver.resolve(name))
             except ModelNotFoundError as exc:
-                locations = exc.locations or [repr(resolver)]
+                locations = getattr(exc, "locations", None) or [repr(resolver)]
                 reasons = getattr(exc, "reasons", None) or [exc.message] * len(locations)
                 found = list(zip(locations, reasons))
             except (ModelDownloadError, ValueError) as exc:

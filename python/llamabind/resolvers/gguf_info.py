@@ -290,4 +290,4 @@ def split_parts(path: Path) -> list[Path]:
 def is_later_split_part(path: Path) -> bool:
     """Whether ``path`` is part 2 or later of a split model (listings show part 1 only)."""
     match = SPLIT_PATTERN.match(path.name)
-    return bool(match) and int(match["no"]) > 1
+    return match is not None and int(match["no"]) > 1

@@ -176,7 +176,7 @@ def _hub_errors() -> Any:
 
 def _progress_class(callback: ProgressCallback, uri: str) -> type:
     """A tqdm class for ``hf_hub_download`` that reports to ``callback`` instead of drawing."""
-    from tqdm import tqdm  # a dependency of huggingface-hub
+    from tqdm import tqdm  # type: ignore[import-untyped]  # a huggingface-hub dependency
 
     class CallbackProgress(tqdm):  # type: ignore[misc]
         def __init__(self, *args: Any, **kwargs: Any) -> None:

@@ -157,10 +157,11 @@ def _targets(name: str, ours: Path, theirs: Path) -> list[Path]:
     path = Path(name).expanduser()
     if path.exists() or path.is_symlink():
         return [path]
-    resolver = CachedModelResolver(ours, theirs)
-    wanted = {name, name + ".gguf"}
+    names = {name, name + ".gguf"}
     return [
-        path for listed, path in resolver.cached_files() if listed in wanted or path.name in wanted
+        path
+        for listed, path in CachedModelResolver(ours, theirs).cached_files()
+        if listed in names or path.name in names
     ]
 
 

@@ -137,8 +137,12 @@ class PackageModelResolver:
         whole: list[PackagedModel] = []
         chunks: dict[str, list[tuple[int, str, Path]]] = {}
         seen: set[str] = set()
-        kwargs = {} if self.search_path is None else {"path": self.search_path}
-        for dist in metadata.distributions(**kwargs):
+        found = (
+            metadata.distributions()
+            if self.search_path is None
+            else metadata.distributions(path=self.search_path)
+        )
+        for dist in found:
             name = normalize_distribution_name(dist.metadata["Name"] or "")
             if name in seen or (self.distributions is not None and name not in self.distributions):
                 continue
@@ -184,8 +188,10 @@ class PackageModelResolver:
                     )
                 return models[0] if models else None
             name = file
-        for matches in (lambda m: m.file_name == name, lambda m: m.stem == name):
-            found = [model for model in models if matches(model)]
+        for found in (
+            [m for m in models if m.file_name == name],
+            [m for m in models if m.stem == name],
+        ):
             if found:
                 return found[0]
         by_dist = [m for m in models if normalize_distribution_name(name) in m.distributions]
