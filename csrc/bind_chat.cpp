@@ -8,17 +8,22 @@
 
 namespace llamabind {
 
+// Generated text may hold bytes that are not UTF-8: they become U+FFFD rather than an error.
+static nb::str text(const std::string & s) {
+    return nb::steal<nb::str>(PyUnicode_DecodeUTF8(s.data(), static_cast<Py_ssize_t>(s.size()), "replace"));
+}
+
 static nb::dict message_dict(const ChatMessage & m) {
     nb::dict d;
-    d["role"] = m.role;
-    d["content"] = m.content;
-    d["reasoning_content"] = m.reasoning_content;
+    d["role"] = text(m.role);
+    d["content"] = text(m.content);
+    d["reasoning_content"] = text(m.reasoning_content);
     nb::list calls;
     for (const auto & tc : m.tool_calls) {
         nb::dict call;
-        call["name"] = tc.name;
-        call["arguments"] = tc.arguments;
-        call["id"] = tc.id;
+        call["name"] = text(tc.name);
+        call["arguments"] = text(tc.arguments);
+        call["id"] = text(tc.id);
         calls.append(call);
     }
     d["tool_calls"] = calls;
@@ -29,13 +34,15 @@ static nb::list delta_list(const std::vector<ChatDelta> & deltas) {
     nb::list out;
     for (const auto & delta : deltas) {
         nb::dict d;
-        if (!delta.content_delta.empty()) d["content_delta"] = delta.content_delta;
-        if (!delta.reasoning_content_delta.empty()) d["reasoning_content_delta"] = delta.reasoning_content_delta;
+        if (!delta.content_delta.empty()) d["content_delta"] = text(delta.content_delta);
+        if (!delta.reasoning_content_delta.empty()) d["reasoning_content_delta"] = text(delta.reasoning_content_delta);
         if (delta.tool_call_index) {
             d["tool_call_index"] = *delta.tool_call_index;
-            if (!delta.tool_call_id.empty()) d["tool_call_id"] = delta.tool_call_id;
-            if (!delta.tool_call_name.empty()) d["tool_call_name"] = delta.tool_call_name;
-            if (!delta.tool_call_arguments_delta.empty()) d["tool_call_arguments_delta"] = delta.tool_call_arguments_delta;
+            if (!delta.tool_call_id.empty()) d["tool_call_id"] = text(delta.tool_call_id);
+            if (!delta.tool_call_name.empty()) d["tool_call_name"] = text(delta.tool_call_name);
+            if (!delta.tool_call_arguments_delta.empty()) {
+                d["tool_call_arguments_delta"] = text(delta.tool_call_arguments_delta);
+            }
         }
         if (d.size() > 0) out.append(d);
     }
@@ -47,6 +54,7 @@ static const llama_vocab * model_vocab(const Model & model, const char * operati
 }
 
 void bind_chat(nb::module_ & m) {
+    silence_common_log();
     nb::class_<ChatParams>(m, "ChatParams", R"(A rendered chat prompt and what generating and parsing its reply need.
 
 Made by ChatTemplates.apply(). The format's grammar (tool calls, structured output) goes to a
@@ -221,7 +229,9 @@ returns the differences from the last good parse as OpenAI-shaped deltas; a part
 fails returns no deltas (the next piece tries again). ``finish()`` parses the whole text as
 final and returns the remaining deltas; if that final parse fails, ``message`` falls back to the
 raw text as content (as llama-server did before its PEG parsers) and ``parse_error`` says why.
-Tool calls without an id from the model get a random 32-character id, stable for the stream.
+Tool calls the model gave no id get 9 random alphanumerics (llama-server uses 32, which Mistral's
+templates reject when the conversation is rendered again), stable for the stream; an id the
+model writes after the call's first delta (Mistral writes it after the arguments) is not used.
 Delta dicts hold only their non-empty keys: content_delta, reasoning_content_delta,
 tool_call_index, tool_call_id, tool_call_name, tool_call_arguments_delta.)")
         .def(nb::init<const ChatParams &>(), nb::arg("params"),
@@ -234,7 +244,7 @@ tool_call_index, tool_call_id, tool_call_name, tool_call_arguments_delta.)")
             },
             nb::arg("text"), nb::arg("is_partial") = false,
             nb::sig("def parse(self, text: str, is_partial: bool = False) -> dict[str, Any]"),
-            R"(Parses a whole reply (stateless; tool call ids only as the model wrote them).
+            R"(Parses a whole reply (stateless: missing tool call ids are fresh on each call).
 
 Args:
     text: The generated text (control tokens of preserved_tokens rendered).
@@ -248,12 +258,25 @@ Raises:
     ValueError: The text does not match the format.)")
         .def(
             "feed",
-            [](ChatParser & self, const std::string & piece) {
-                std::vector<ChatDelta> deltas = without_gil([&] { return self.feed(piece); });
+            [](ChatParser & self, nb::handle piece) {
+                std::string bytes;
+                if (nb::isinstance<nb::bytes>(piece)) {
+                    nb::bytes b = nb::borrow<nb::bytes>(piece);
+                    bytes.assign(b.c_str(), b.size());
+                } else if (nb::isinstance<nb::str>(piece)) {
+                    bytes = nb::cast<std::string>(piece);
+                } else {
+                    throw nb::type_error("ChatParser.feed takes str or bytes");
+                }
+                std::vector<ChatDelta> deltas = without_gil([&] { return self.feed(bytes); });
                 return delta_list(deltas);
             },
-            nb::arg("piece"), nb::sig("def feed(self, piece: str) -> list[dict[str, Any]]"),
+            nb::arg("piece"), nb::sig("def feed(self, piece: str | bytes) -> list[dict[str, Any]]"),
             R"(Appends generated text and returns the new deltas (possibly none).
+
+Args:
+    piece: Text, or the raw bytes of a token piece: a UTF-8 character split between pieces
+        waits for its last byte.
 
 Raises:
     StateError: After finish().)")
@@ -272,7 +295,9 @@ Raises:
             "message", [](const ChatParser & self) { return message_dict(self.message()); },
             nb::sig("def message(self) -> dict[str, Any]"),
             R"(The message parsed so far (final after finish()), with the stream's tool call ids.)")
-        .def_prop_ro("text", &ChatParser::text, R"(All text fed so far.)")
+        .def_prop_ro(
+            "text", [](const ChatParser & self) { return text(self.text()); }, nb::sig("def text(self) -> str"),
+            R"(All text fed so far (bytes that are not UTF-8 shown as U+FFFD).)")
         .def_prop_ro("parse_error", &ChatParser::parse_error,
                      R"(Why the final parse fell back to raw content; None if it did not.)")
         .def_prop_ro("is_finished", &ChatParser::is_finished);

@@ -12,6 +12,7 @@
 #include "jinja/lexer.h"
 #include "json-schema-to-grammar.h"
 #include "json.h"
+#include "log.h"
 
 namespace llamabind {
 namespace {
@@ -21,9 +22,11 @@ using json = common_json;
 // llama.cpp's Jinja engine recurses without limit (macros, nested blocks, nested data), so an
 // untrusted template or input could overflow the stack. These bounds keep every recursion
 // far below the stack of a Python thread; real templates and conversations stay well under.
-constexpr int kMaxMacroDepth = 64;
+constexpr int kMaxMacroDepth = 128;
 constexpr int kMaxTemplateNesting = 64;
 constexpr int kMaxJsonDepth = 64;
+// The PEG parser recurses on each [ or { of generated JSON (a few KB of stack per level).
+constexpr int kMaxOutputNesting = 128;
 
 // Deepest nesting of arrays/objects in JSON text (strings skipped); the parser itself does
 // not recurse, the code that walks the result does.
@@ -40,6 +43,20 @@ int json_depth(const std::string & text) {
         } else if (c == '[' || c == '{') {
             max_depth = std::max(max_depth, ++depth);
         } else if (c == ']' || c == '}') {
+            --depth;
+        }
+    }
+    return max_depth;
+}
+
+// Deepest [ / { nesting counting every bracket, in strings too: generated text is not JSON
+// throughout, so quotes cannot be trusted to delimit strings.
+int bracket_depth(const std::string & text) {
+    int depth = 0, max_depth = 0;
+    for (char c : text) {
+        if (c == '[' || c == '{') {
+            max_depth = std::max(max_depth, ++depth);
+        } else if ((c == ']' || c == '}') && depth > 0) {
             --depth;
         }
     }
@@ -108,7 +125,9 @@ void check_template_nesting(const std::vector<jinja::token> & tokens) {
 
 // Adds a depth counter to every macro so that runaway recursion raises instead of overflowing
 // the stack. The inserted tags output nothing and copy the whitespace control of the tags
-// they sit next to, so the rendering is unchanged. Templates without macros are returned as is.
+// they sit next to, so the rendering is unchanged; they use no global name a template could
+// shadow (a macro parameter called `namespace` exists). Templates without macros are
+// returned as is.
 std::string guard_template(const std::string & source) {
     if (source.empty() || source == "chatml") return source;
     jinja::lexer_result lexed;
@@ -131,7 +150,7 @@ std::string guard_template(const std::string & source) {
             if (j == tokens.size()) break;  // the parser reports it
             inserts.emplace_back(tokens[j].pos + tokens[j].value.size(),
                                  "{% if __llamabind_macros is not defined %}"
-                                 "{% set __llamabind_macros = namespace(depth=0) %}{% endif %}"
+                                 "{% set __llamabind_macros = {'depth': 0} %}{% endif %}"
                                  "{% set __llamabind_macros.depth = __llamabind_macros.depth + 1 %}"
                                  "{% if __llamabind_macros.depth > " + limit + " %}"
                                  "{{ raise_exception('macros nest more than " + limit + " deep (runaway recursion?)') }}"
@@ -265,6 +284,12 @@ std::optional<std::string> model_template(const llama_model * model, const char 
 
 }  // namespace
 
+void silence_common_log() {
+    // common/'s LOG_* macros print from a worker thread of their own, with no callback to route
+    // them through; below every level they are not even formatted.
+    common_log_set_verbosity_thold(-1);
+}
+
 ChatTemplates::ChatTemplates(const Model * model, const std::optional<std::string> & template_text,
                              const std::optional<std::string> & bos_token, const std::optional<std::string> & eos_token) {
     std::shared_ptr<llama_model> handle = model != nullptr ? model->handle("ChatTemplates") : nullptr;
@@ -384,6 +409,19 @@ std::vector<int32_t> chat_preserved_token_ids(const ChatParams & p, const llama_
 
 // ---- ChatParser ----
 
+namespace {
+
+// 9 random alphanumerics: llama-server uses 32, but Mistral's templates reject any tool call id
+// that is not exactly 9 alphanumerics when the conversation is rendered again.
+std::string random_tool_call_id(std::mt19937 & rng) {
+    static const char alphabet[] = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz";
+    std::string id(9, ' ');
+    for (char & c : id) c = alphabet[rng() % (sizeof(alphabet) - 1)];
+    return id;
+}
+
+}  // namespace
+
 struct ChatParser::State {
     common_chat_parser_params params;
     std::string text;
@@ -393,13 +431,7 @@ struct ChatParser::State {
     bool finished = false;
     std::mt19937 rng{std::random_device{}()};
 
-    // As llama-server's gen_tool_call_id: 32 random alphanumerics.
-    std::string random_id() {
-        static const char alphabet[] = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz";
-        std::string id(32, ' ');
-        for (char & c : id) c = alphabet[rng() % (sizeof(alphabet) - 1)];
-        return id;
-    }
+    std::string random_id() { return random_tool_call_id(rng); }
 
     // Adopts new_msg when it extends the current message; returns the differences.
     std::vector<common_chat_msg_diff> advance(common_chat_msg new_msg) {
@@ -411,6 +443,28 @@ struct ChatParser::State {
 };
 
 namespace {
+
+// The length of text without a UTF-8 sequence cut off at its end (generated text arrives in
+// token pieces, and a character may span several tokens).
+size_t utf8_complete_length(const std::string & text) {
+    const size_t n = text.size();
+    for (size_t back = 1; back <= 4 && back <= n; ++back) {
+        const unsigned char c = static_cast<unsigned char>(text[n - back]);
+        if ((c & 0xC0) == 0x80) continue;  // a continuation byte: keep looking for the lead
+        const size_t len = c < 0x80 ? 1 : (c & 0xE0) == 0xC0 ? 2 : (c & 0xF0) == 0xE0 ? 3 : (c & 0xF8) == 0xF0 ? 4 : 1;
+        return back < len ? n - back : n;
+    }
+    return n;
+}
+
+common_chat_msg parse_output(const std::string & text, bool is_partial, const common_chat_parser_params & params) {
+    const int depth = bracket_depth(text);
+    if (depth > kMaxOutputNesting) {
+        throw std::runtime_error("the text nests brackets " + std::to_string(depth) + " deep; the parser allows " +
+                                 std::to_string(kMaxOutputNesting));
+    }
+    return common_chat_parse(text, is_partial, params);
+}
 
 ChatMessage to_message(const common_chat_msg & m) {
     ChatMessage out;
@@ -460,7 +514,11 @@ ChatParser::~ChatParser() = default;
 ChatMessage ChatParser::parse(const std::string & text, bool is_partial) const {
     std::lock_guard<std::mutex> lock(mutex_);
     try {
-        return to_message(common_chat_parse(text, is_partial, state_->params));
+        common_chat_msg msg = parse_output(text, is_partial, state_->params);
+        std::vector<std::string> ids;
+        std::mt19937 rng{std::random_device{}()};
+        msg.set_tool_call_ids(ids, [&rng] { return random_tool_call_id(rng); });
+        return to_message(msg);
     } catch (const std::exception & e) {
         throw_value(std::string("[ChatParser.parse] ") + e.what());
     }
@@ -474,7 +532,7 @@ std::vector<ChatDelta> ChatParser::feed(const std::string & piece) {
     // llama-server semantics: a partial parse that fails, or that does not extend what was
     // already streamed, changes nothing; the next piece tries again.
     try {
-        common_chat_msg new_msg = common_chat_parse(s.text, true, s.params);
+        common_chat_msg new_msg = parse_output(s.text.substr(0, utf8_complete_length(s.text)), true, s.params);
         if (new_msg.empty()) return {};
         return to_deltas(s.advance(std::move(new_msg)));
     } catch (const std::exception &) {
@@ -489,7 +547,7 @@ std::vector<ChatDelta> ChatParser::finish() {
     s.finished = true;
     common_chat_msg final_msg;
     try {
-        final_msg = common_chat_parse(s.text, false, s.params);
+        final_msg = parse_output(s.text, false, s.params);
     } catch (const std::exception & e) {
         s.parse_error = e.what();
         final_msg = common_chat_msg();

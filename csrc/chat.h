@@ -78,6 +78,10 @@ ChatSamplerGrammar chat_sampler_grammar(const ChatParams & params, const llama_v
 // The ids of preserved_tokens that are single tokens of the vocabulary, sorted.
 std::vector<int32_t> chat_preserved_token_ids(const ChatParams & params, const llama_vocab * vocab);
 
+// Drops the log lines of llama.cpp's common/ code (chat warnings), which would otherwise go
+// straight to stderr; failures reach Python as exceptions with their reason.
+void silence_common_log();
+
 // A model's chat template(s), or a given template text, parsed by llama.cpp's Jinja engine.
 // Immutable after construction; apply() may run on many threads at once.
 class ChatTemplates {
@@ -129,16 +133,18 @@ struct ChatDelta {
 
 // Parses generated text with the parser ChatTemplates::apply built, whole or streamed.
 // Streaming follows llama-server: each feed() re-parses the text so far as partial and returns
-// the differences from the last good parse; a partial parse that fails yields no deltas;
-// missing tool call ids are filled with random ones, stable for the stream.
+// the differences from the last good parse; a partial parse that fails yields no deltas.
+// Tool calls the model gave no id get 9 random alphanumerics, stable for the stream.
 class ChatParser {
   public:
     explicit ChatParser(const ChatParams & params);
     ~ChatParser();
 
-    // Stateless; throws ValueError when text does not match the format.
+    // Stateless (missing tool call ids are fresh on each call); throws ValueError when text
+    // does not match the format.
     ChatMessage parse(const std::string & text, bool is_partial) const;
 
+    // piece: UTF-8 bytes, possibly ending inside a character (that part waits for the rest).
     std::vector<ChatDelta> feed(const std::string & piece);
     // The final (non-partial) parse. If it fails, the message becomes the raw text as content
     // (llama-server's fallback) and parse_error() says why.

@@ -1,6 +1,7 @@
 #include "sampler.h"
 
 #include <cctype>
+#include <cmath>
 #include <regex>
 
 #include "common.h"
@@ -99,7 +100,7 @@ llama_sampler * make_grammar(const llama_vocab * vocab, const SamplerParams & p)
     return s;
 }
 
-llama_sampler * build_chain(const llama_model * model, const SamplerParams & p, int32_t & grammar_index) {
+llama_sampler * build_chain(const llama_model * model, const SamplerParams & p) {
     const llama_vocab * vocab = llama_model_get_vocab(model);
     const int32_t n_vocab = llama_vocab_n_tokens(vocab);
     check_params(p, n_vocab);
@@ -112,10 +113,6 @@ llama_sampler * build_chain(const llama_model * model, const SamplerParams & p, 
             std::vector<llama_logit_bias> bias;
             for (const auto & [token, value] : p.logit_bias) bias.push_back({token, value});
             llama_sampler_chain_add(chain, llama_sampler_init_logit_bias(n_vocab, static_cast<int32_t>(bias.size()), bias.data()));
-        }
-        if (!p.grammar.empty()) {
-            grammar_index = llama_sampler_chain_n(chain);
-            llama_sampler_chain_add(chain, make_grammar(vocab, p));
         }
         if (p.penalty_last_n != 0 &&
             (p.repeat_penalty != 1.0f || p.frequency_penalty != 0.0f || p.presence_penalty != 0.0f)) {
@@ -159,31 +156,31 @@ llama_sampler * build_chain(const llama_model * model, const SamplerParams & p, 
 
 Sampler::Sampler(const Model & model, const SamplerParams & params)
     : model_(model.handle("Sampler")), params_(params) {
-    chain_ = build_chain(model_.get(), params_, grammar_index_);
-    if (!params_.grammar_prefill.empty()) {
-        prefill_tokens_ = prefill_tokens(llama_model_get_vocab(model_.get()), params_.grammar_prefill);
-        try {
-            prefill_grammar(llama_sampler_chain_get(chain_, grammar_index_));
-        } catch (...) {
-            llama_sampler_free(chain_);
-            chain_ = nullptr;
-            throw;
-        }
+    chain_ = build_chain(model_.get(), params_);
+    try {
+        const llama_vocab * vocab = llama_model_get_vocab(model_.get());
+        if (!params_.grammar.empty()) grammar_ = make_grammar(vocab, params_);
+        prefill_tokens_ = prefill_tokens(vocab, params_.grammar_prefill);
+        prefill_grammar();
+    } catch (...) {
+        close();
+        throw;
     }
 }
 
-void Sampler::prefill_grammar(llama_sampler * grammar) const {
+void Sampler::prefill_grammar() const {
     for (int32_t token : prefill_tokens_) {
         try {
-            llama_sampler_accept(grammar, token);
+            llama_sampler_accept(grammar_, token);
         } catch (const std::exception & e) {
             throw Error(ErrorKind::Grammar, std::string("[Sampler] the grammar does not accept grammar_prefill: ") + e.what());
         }
     }
 }
 
-Sampler::Sampler(std::shared_ptr<llama_model> model, SamplerParams params, llama_sampler * chain)
-    : model_(std::move(model)), params_(std::move(params)), chain_(chain) {}
+Sampler::Sampler(std::shared_ptr<llama_model> model, SamplerParams params, llama_sampler * chain,
+                 llama_sampler * grammar)
+    : model_(std::move(model)), params_(std::move(params)), chain_(chain), grammar_(grammar) {}
 
 Sampler::~Sampler() { close(); }
 
@@ -192,6 +189,10 @@ void Sampler::close() {
     if (chain_ != nullptr) {
         llama_sampler_free(chain_);
         chain_ = nullptr;
+    }
+    if (grammar_ != nullptr) {
+        llama_sampler_free(grammar_);
+        grammar_ = nullptr;
     }
 }
 
@@ -208,8 +209,8 @@ llama_sampler * Sampler::chain(const char * operation) const {
 std::shared_ptr<Sampler> Sampler::clone() const {
     std::lock_guard<std::mutex> lock(mutex_);
     llama_sampler * copy = llama_sampler_clone(chain("Sampler.clone"));
-    auto clone = std::shared_ptr<Sampler>(new Sampler(model_, params_, copy));
-    clone->grammar_index_ = grammar_index_;
+    llama_sampler * grammar = grammar_ != nullptr ? llama_sampler_clone(grammar_) : nullptr;
+    auto clone = std::shared_ptr<Sampler>(new Sampler(model_, params_, copy, grammar));
     clone->prefill_tokens_ = prefill_tokens_;
     return clone;
 }
@@ -217,12 +218,49 @@ std::shared_ptr<Sampler> Sampler::clone() const {
 int32_t Sampler::sample(llama_context * ctx, int32_t i) {
     std::lock_guard<std::mutex> lock(mutex_);
     llama_sampler * c = chain("Sampler.sample");
+    if (llama_get_logits_ith(ctx, i) == nullptr) {
+        throw_value("[Sampler.sample] output " + std::to_string(i) + " has no logits in the last decode");
+    }
     try {
-        return llama_sampler_sample(c, ctx, i);
+        if (grammar_ == nullptr) return llama_sampler_sample(c, ctx, i);
+        return sample_with_grammar(ctx, i);
+    } catch (const Error &) {
+        throw;
     } catch (const std::exception & e) {
         throw Error(params_.grammar.empty() ? ErrorKind::Decode : ErrorKind::Grammar,
                     std::string("[Sampler.sample] ") + e.what());
     }
+}
+
+// As llama.cpp's common_sampler_sample: the chain picks, the grammar checks that one token, and
+// only a rejected token costs a pass of the grammar over the whole vocabulary.
+int32_t Sampler::sample_with_grammar(llama_context * ctx, int32_t i) {
+    const float * logits = llama_get_logits_ith(ctx, i);
+    const int32_t n_vocab = llama_vocab_n_tokens(llama_model_get_vocab(model_.get()));
+    auto fill = [&] {
+        candidates_.resize(n_vocab);
+        for (int32_t t = 0; t < n_vocab; ++t) candidates_[t] = llama_token_data{t, logits[t], 0.0f};
+        return llama_token_data_array{candidates_.data(), candidates_.size(), -1, false};
+    };
+    llama_token_data_array cur = fill();
+    llama_sampler_apply(chain_, &cur);
+    int32_t token = cur.data[cur.selected].id;
+
+    llama_token_data single = {token, 1.0f, 0.0f};
+    llama_token_data_array check = {&single, 1, -1, false};
+    llama_sampler_apply(grammar_, &check);
+    if (check.data[0].logit == -INFINITY) {
+        cur = fill();
+        llama_sampler_apply(grammar_, &cur);
+        bool any = false;
+        for (size_t k = 0; k < cur.size && !any; ++k) any = cur.data[k].logit != -INFINITY;
+        if (!any) throw Error(ErrorKind::Grammar, "[Sampler.sample] no token can continue the grammar");
+        llama_sampler_apply(chain_, &cur);
+        token = cur.data[cur.selected].id;
+    }
+    llama_sampler_accept(grammar_, token);
+    llama_sampler_accept(chain_, token);
+    return token;
 }
 
 void Sampler::accept(int32_t token) {
@@ -232,7 +270,9 @@ void Sampler::accept(int32_t token) {
     }
     std::lock_guard<std::mutex> lock(mutex_);
     try {
-        llama_sampler_accept(chain("Sampler.accept"), token);
+        llama_sampler * c = chain("Sampler.accept");
+        if (grammar_ != nullptr) llama_sampler_accept(grammar_, token);
+        llama_sampler_accept(c, token);
     } catch (const std::exception & e) {
         throw Error(ErrorKind::Grammar, std::string("[Sampler.accept] ") + e.what());
     }
@@ -240,9 +280,11 @@ void Sampler::accept(int32_t token) {
 
 void Sampler::reset() {
     std::lock_guard<std::mutex> lock(mutex_);
-    llama_sampler * c = chain("Sampler.reset");
-    llama_sampler_reset(c);
-    if (!prefill_tokens_.empty()) prefill_grammar(llama_sampler_chain_get(c, grammar_index_));
+    llama_sampler_reset(chain("Sampler.reset"));
+    if (grammar_ != nullptr) {
+        llama_sampler_reset(grammar_);
+        prefill_grammar();
+    }
 }
 
 std::vector<std::string> Sampler::names() const {
@@ -251,6 +293,10 @@ std::vector<std::string> Sampler::names() const {
     std::vector<std::string> out;
     for (int32_t i = 0; i < llama_sampler_chain_n(c); ++i) {
         out.emplace_back(llama_sampler_name(llama_sampler_chain_get(c, i)));
+    }
+    if (grammar_ != nullptr) {  // it acts right after the logit bias
+        const bool biased = !out.empty() && out.front() == "logit-bias";
+        out.insert(out.begin() + (biased ? 1 : 0), llama_sampler_name(grammar_));
     }
     return out;
 }

@@ -56,6 +56,10 @@ struct SamplerParams {
 };
 
 // A llama.cpp sampler chain. Holds the model (its vocabulary backs grammar and DRY).
+// The grammar is kept apart from the chain and checked as llama.cpp's common sampler does:
+// the chain picks a token, the grammar checks only that one, and only when it rejects it is the
+// whole vocabulary filtered by the grammar and the chain run again (grammars with long
+// alternatives cost hundreds of ms per token when applied to every candidate).
 class Sampler {
   public:
     Sampler(const Model & model, const SamplerParams & params);
@@ -76,16 +80,18 @@ class Sampler {
     std::vector<std::string> names() const;
 
   private:
-    Sampler(std::shared_ptr<llama_model> model, SamplerParams params, llama_sampler * chain);
+    Sampler(std::shared_ptr<llama_model> model, SamplerParams params, llama_sampler * chain, llama_sampler * grammar);
     llama_sampler * chain(const char * operation) const;
-    void prefill_grammar(llama_sampler * grammar) const;
+    void prefill_grammar() const;
+    int32_t sample_with_grammar(llama_context * ctx, int32_t i);
 
     std::shared_ptr<llama_model> model_;
     SamplerParams params_;
     mutable std::mutex mutex_;
-    llama_sampler * chain_ = nullptr;
-    int32_t grammar_index_ = -1;  // position of the grammar sampler in the chain
+    llama_sampler * chain_ = nullptr;    // everything but the grammar
+    llama_sampler * grammar_ = nullptr;  // null without a grammar
     std::vector<int32_t> prefill_tokens_;
+    std::vector<llama_token_data> candidates_;
 };
 
 }  // namespace llamabind
