@@ -16,7 +16,7 @@ from datetime import datetime
 from typing import Any
 
 from jinja2 import Template
-from jinja2.sandbox import SecurityError
+from jinja2.exceptions import SecurityError
 
 from .limits import RenderLimits, render_state
 from .tracking import TrackedStr, stats, track

@@ -18,9 +18,9 @@ from collections.abc import Callable, Mapping
 from contextvars import ContextVar
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeVar
 
-from jinja2.sandbox import SecurityError
+from jinja2.exceptions import SecurityError
 
 __all__ = ["LimitExceeded", "RenderLimits", "RenderState", "render_state"]
 
@@ -28,6 +28,7 @@ _MAX_INT_BITS = 4096
 _PRINTF_SPEC = re.compile(r"%(?:\([^)]*\))?[-+ #0]*(\*|\d+)?(?:\.(\*|\d+))?[hlL]?[a-zA-Z%]")
 _FORMAT_NUMBER = re.compile(r"\d+")
 _FORMATTER = string.Formatter()
+_V = TypeVar("_V")
 
 
 @dataclass(frozen=True, slots=True)
@@ -147,7 +148,7 @@ def estimate_chars(value: Any, limit: int) -> int:
             total += str.__len__(item) + 2
         elif isinstance(item, Mapping) and depth < 64:
             total += 2 + 4 * len(item)
-            stack.extend((v, depth + 1) for v in dict.values(item))  # type: ignore[arg-type]
+            stack.extend((v, depth + 1) for v in item.values())
             stack.extend((k, depth + 1) for k in item)
         elif isinstance(item, (list, tuple)) and depth < 64:
             total += 2 + 2 * len(item)
@@ -160,6 +161,7 @@ def estimate_chars(value: Any, limit: int) -> int:
 
 
 def check_value(value: Any, what: str) -> None:
+    """Fails if ``value`` (a string, or a container walked up to the limit) is too large."""
     state = current_state()
     limit = state.limits.max_output_chars
     if isinstance(value, str):
@@ -168,7 +170,8 @@ def check_value(value: Any, what: str) -> None:
         state.check_size(estimate_chars(value, limit), what)
 
 
-def check_result(value: Any, what: str) -> Any:
+def check_result(value: _V, what: str) -> _V:
+    """Fails if ``value``, a string or list just built, is over the size limit; else returns it."""
     if isinstance(value, str):
         current_state().check_size(str.__len__(value), what)
     elif isinstance(value, list):

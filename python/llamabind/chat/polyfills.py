@@ -420,7 +420,7 @@ def _gemma4_tool_responses(messages: list[dict[str, Any]]) -> list[dict[str, Any
             i += 1
             continue
         calls = list(message["tool_calls"])
-        responses = []
+        responses: list[dict[str, Any]] = []
         i += 1
         while i < len(messages) and messages[i]["role"] == "tool":
             tool = messages[i]

@@ -31,17 +31,17 @@ import functools
 import json
 import types
 from collections.abc import Callable, Iterable, Iterator, Mapping
-from typing import Any, ClassVar
+from typing import Any, cast
 
 from jinja2 import nodes
 from jinja2.compiler import CodeGenerator, Frame
+from jinja2.exceptions import SecurityError
 from jinja2.ext import Extension, loopcontrols
 from jinja2.filters import FILTERS
 from jinja2.parser import Parser
 from jinja2.runtime import ChainableUndefined, Context, Undefined
-from jinja2.sandbox import ImmutableSandboxedEnvironment, SecurityError
+from jinja2.sandbox import ImmutableSandboxedEnvironment
 from jinja2.tests import TESTS
-from jinja2.utils import _PassArg
 from markupsafe import Markup
 
 from .limits import (
@@ -86,7 +86,7 @@ def _strftime_now(format: str) -> str:
     if not isinstance(format, str):
         raise TypeError("strftime_now() takes a format string")
     state = current_state()
-    state.check_size(len(format) * 16, "strftime_now()")  # no directive expands past 16x
+    state.check_size(len(format) * 256, "strftime_now()")  # CPython's own bound on the output
     return state.now.strftime(format)
 
 
@@ -146,7 +146,7 @@ def _safe(value: Any) -> Any:
 
 def _wrap_filter(name: str, func: Callable[..., Any], is_test: bool = False) -> Callable[..., Any]:
     """A filter or test that records its use, pre-checks sizes and post-checks its result."""
-    pass_arg = _PassArg.from_obj(func)
+    pass_arg = getattr(func, "jinja_pass_arg", None)  # context/environment passed first
     n_lead = 0 if pass_arg is None else 1
     pre = FILTER_PRE_CHECKS.get(name) if not is_test else None
     op = ("test_is_" if is_test else "") + name
@@ -180,7 +180,7 @@ def _wrap_filter(name: str, func: Callable[..., Any], is_test: bool = False) -> 
 class _GenerationTag(Extension):
     """``{% generation %}...{% endgeneration %}`` (transformers' assistant masks): the body."""
 
-    tags: ClassVar[set[str]] = {"generation"}
+    tags = {"generation"}  # noqa: RUF012 - jinja2 declares it an instance attribute
 
     def parse(self, parser: Parser) -> list[nodes.Node]:
         next(parser.stream)
@@ -275,13 +275,16 @@ class TemplateEnvironment(ImmutableSandboxedEnvironment):
         self.filters["tojson"] = _tojson
         self.filters[_LOOP_GUARD] = _loop_guard
         self.filters[_CONCAT] = _concat
-        self.tests = {name: _wrap_filter(name, f, is_test=True) for name, f in TESTS.items()}
+        self.tests = {
+            name: _wrap_filter(name, cast(Callable[..., Any], f), is_test=True)
+            for name, f in TESTS.items()
+        }
 
     # --- attribute access: HF semantics, unsafe access raises, usage recorded while tracking
 
     def is_safe_attribute(self, obj: Any, attr: str, value: Any) -> bool:
         if isinstance(obj, list) and attr in _MUTABLE_LIST_METHODS:
-            return not attr.startswith("_")
+            return True  # the render works on copies; llama.cpp allows these two as well
         return super().is_safe_attribute(obj, attr, value)
 
     def unsafe_undefined(self, obj: Any, attribute: str) -> Undefined:
@@ -320,7 +323,7 @@ class TemplateEnvironment(ImmutableSandboxedEnvironment):
         @functools.wraps(wrapper)
         def guarded(*args: Any, **kwargs: Any) -> str:
             check_format_string(fmt)
-            return check_result(wrapper(*args, **kwargs), "str.format()")
+            return check_result(str(wrapper(*args, **kwargs)), "str.format()")
 
         return guarded
 

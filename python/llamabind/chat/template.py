@@ -11,7 +11,7 @@ from types import TracebackType
 from typing import Any, TypeVar
 
 from jinja2 import Template, TemplateSyntaxError
-from jinja2.sandbox import SecurityError
+from jinja2.exceptions import SecurityError
 
 from ..errors import TemplateError
 from .caps import TemplateCaps, detect_caps
@@ -163,7 +163,11 @@ class ChatTemplate:
 
     @property
     def caps(self) -> TemplateCaps:
-        """What the template can render, found once by llama.cpp's probes (see ``caps``)."""
+        """What the template can render, found on first use by llama.cpp's probes.
+
+        Raises:
+            TemplateError: A probe render tried an unsafe operation or went past the limits.
+        """
         if self._caps is None:
             with self._caps_lock:
                 if self._caps is None:
@@ -337,4 +341,5 @@ def _template_line(tb: TracebackType | None) -> int | None:
 def _token_text(model: Any, token: int) -> str:
     if token is None or token < 0:
         return ""
-    return model.token_to_piece(token, special=True).decode("utf-8", errors="replace")
+    piece: bytes = model.token_to_piece(token, special=True)
+    return piece.decode("utf-8", errors="replace")

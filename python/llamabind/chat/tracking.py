@@ -26,13 +26,7 @@ class Stats:
         self.ops: set[str] = set()
 
 
-# ----------------------------------------------------------------------------- usage tracking
-# During capability detection the inputs are these subclasses; each carries a Stats that the
-# hooks below fill the way llama.cpp's runtime fills its value stats. The "_" prefix keeps the
-# stats out of the template's reach.
-
-
-class TrackedDict(dict):
+class TrackedDict(dict[Any, Any]):
     """A dict whose use by a template is recorded."""
 
     __slots__ = ("_lb_stats",)
@@ -42,7 +36,7 @@ class TrackedDict(dict):
         self._lb_stats = Stats()
 
 
-class TrackedList(list):
+class TrackedList(list[Any]):
     """A list whose use by a template is recorded."""
 
     __slots__ = ("_lb_stats",)
@@ -121,13 +115,15 @@ def stats(value: Any) -> Stats:
 
 
 def mark(value: Any, op: str | None = None, deep: bool = False) -> None:
+    """Records that the template used ``value`` (with operation ``op``; ``deep``: and all it
+    contains). Values that are not tracked are ignored."""
     if isinstance(value, _TRACKED):
         value._lb_stats.used = True
         if op is not None:
             value._lb_stats.ops.add(op)
     if deep:
         if isinstance(value, Mapping):
-            for item in dict.values(value):  # type: ignore[arg-type]
+            for item in value.values():
                 mark(item, deep=True)
         elif isinstance(value, list):
             for item in list.__iter__(value):
