@@ -234,7 +234,12 @@ def test_progress_callback(hub, tmp_path):
     path = resolver.resolve(f"hf://{REPO}:Q8_0")
     assert events[-1].status == "done" and events[-1].path == path
     assert events[-1].n_bytes_done == path.stat().st_size
-    assert any(e.status == "downloading" for e in events)
+    import inspect
+
+    from huggingface_hub import hf_hub_download
+
+    if "tqdm_class" in inspect.signature(hf_hub_download).parameters:  # huggingface-hub >= 1.3
+        assert any(e.status == "downloading" for e in events)
     assert all(e.url == f"hf://{REPO}/tiny-Q8_0.gguf" for e in events)
 
 

@@ -168,21 +168,26 @@ def _hub() -> Any:
 
 
 def _hub_errors() -> Any:
-    try:
-        return importlib.import_module("huggingface_hub.errors")
-    except ImportError:  # huggingface-hub < 0.24
-        return importlib.import_module("huggingface_hub.utils")
+    # huggingface_hub.utils exports the error classes in every version since 0.23.
+    return importlib.import_module("huggingface_hub.utils")
 
 
 def _progress_class(callback: ProgressCallback, uri: str) -> type:
-    """A tqdm class for ``hf_hub_download`` that reports to ``callback`` instead of drawing."""
+    """A tqdm class for ``hf_hub_download`` that reports to ``callback`` instead of drawing.
+
+    Xet-backed files make two bars (network transfer, then writing the file); only the first
+    one created reports, so the progress seen is monotonic.
+    """
     from tqdm import tqdm  # type: ignore[import-untyped]  # a huggingface-hub dependency
+
+    first = [True]
 
     class CallbackProgress(tqdm):  # type: ignore[misc]
         def __init__(self, *args: Any, **kwargs: Any) -> None:
             kwargs.pop("name", None)
             kwargs["disable"] = True
             super().__init__(*args, **kwargs)
+            self.is_reporting, first[0] = first[0], False
             self.n_bytes_done = kwargs.get("initial") or 0
             self.n_bytes_total = kwargs.get("total")
             self.last_report_s = 0.0
@@ -190,7 +195,7 @@ def _progress_class(callback: ProgressCallback, uri: str) -> type:
         def update(self, n: float | None = 1) -> bool | None:
             self.n_bytes_done += int(n or 0)
             now = time.monotonic()
-            if now - self.last_report_s >= PROGRESS_INTERVAL_S:
+            if self.is_reporting and now - self.last_report_s >= PROGRESS_INTERVAL_S:
                 self.last_report_s = now
                 event = DownloadProgress(uri, None, self.n_bytes_done, self.n_bytes_total)
                 if callback(event) is False:
@@ -222,7 +227,8 @@ class HFModelResolver:
             https://huggingface.co.
         offline: Use only the cache; ``None`` follows ``HF_HUB_OFFLINE``.
         progress: Called with download progress (returning ``False`` cancels); ``None`` keeps
-            ``huggingface_hub``'s own progress bars.
+            ``huggingface_hub``'s own progress bars. Byte-level progress needs
+            huggingface-hub 1.3 or later (``tqdm_class``); older versions report only the end.
     """
 
     def __init__(
