@@ -2,13 +2,17 @@
 for every template llama.cpp ships in ``models/templates`` and a standard set of conversations.
 
 Where a template cannot render a conversation (it raises, e.g. "roles must alternate"), both
-must fail with TemplateError at the same template line. The capabilities our probes find must equal llama.cpp's.
+must fail with TemplateError at the same template line. The capabilities our probes find must
+equal llama.cpp's.
 
-Reasoned exceptions (``EXCEPTIONS``): printing a mapping with ``{{ value }}``. Jinja (and so
-transformers, which model authors test their templates with) prints Python's repr of the
-mapping; llama.cpp's engine prints nothing for a mapping (``gather_string_parts_recursive`` in
-``common/jinja/runtime.h`` skips objects), which drops the value from the prompt. We keep
-Jinja's behaviour. Only MiniCPM5 does this, for a tool-call argument that is an object.
+Reasoned exceptions (``EXCEPTIONS``): turning a mapping or a list into text. Jinja (and so
+transformers, which model authors test their templates with) writes Python's repr; llama.cpp's
+engine prints a mapping as nothing and a list as its items run together
+(``gather_string_parts_recursive`` in ``common/jinja/runtime.h``), and in ``~`` or ``|string``
+writes its own repr, which does not escape ``\\``, tabs or newlines. We keep Jinja's behaviour:
+llama.cpp's drops the value from the prompt. Among the vendored templates only MiniCPM5 does
+this in the conversations below (it prints a tool-call argument that is an object); Gemma 4
+does it for a system message given as content parts.
 """
 
 from __future__ import annotations
@@ -112,7 +116,11 @@ CONVERSATIONS = {
             {"role": "developer", "content": "Be terse."},
             {
                 "role": "user",
-                "content": [{"type": "text", "text": "One."}, {"type": "text", "text": "Two."}],
+                "content": [
+                    {"type": "text", "text": ""},
+                    {"type": "text", "text": "One."},
+                    {"type": "text", "text": "Two."},
+                ],
             },
             {"role": "assistant", "content": [{"type": "text", "text": "Three."}]},
             {"role": "user", "content": '<b>bold</b> & "quotes" — ünïcødé ☁️'},

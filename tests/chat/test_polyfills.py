@@ -106,6 +106,10 @@ def test_string_only_templates_get_parts_joined_with_newlines():
     )
     apply_caps(messages, TemplateCaps(), "")
     assert messages[0]["content"] == "a\nb"
+    parts = [{"type": "text", "text": t} for t in ("", "a", "", "b")]
+    messages = _canonical({"role": "user", "content": parts})
+    apply_caps(messages, TemplateCaps(), "")
+    assert messages[0]["content"] == "a\n\nb"  # no newline before the first text
 
 
 def test_parts_only_templates_get_strings_wrapped():

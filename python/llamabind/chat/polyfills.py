@@ -195,7 +195,11 @@ def parse_tools(tools: Sequence[Mapping[str, Any]] | None) -> list[dict[str, Any
 
 
 def _join_parts(parts: list[dict[str, str]]) -> str:
-    return "\n".join(part["text"] for part in parts)
+    """Parts joined as llama.cpp joins them: a newline before each part after text."""
+    text = ""
+    for part in parts:
+        text += ("\n" if text else "") + part["text"]
+    return text
 
 
 def _trim_all(messages: list[dict[str, Any]]) -> None:
