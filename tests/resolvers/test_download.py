@@ -296,3 +296,14 @@ def test_connection_refused(target):
         download_file("http://127.0.0.1:9/m.gguf", target, options=fast(max_retries=0))
     assert caught.value.reason == "connection"
     assert isinstance(caught.value, OSError)
+
+
+def test_tqdm_progress_draws_a_bar(server, payload, target):
+    import io
+
+    from llamabind.resolvers import tqdm_progress
+
+    url = server.add_file("/m.gguf", payload)
+    out = io.StringIO()
+    download_file(url, target, options=fast(progress=tqdm_progress(file=out)))
+    assert "m.gguf" in out.getvalue() and "100%" in out.getvalue()

@@ -271,3 +271,25 @@ def test_without_huggingface_hub(monkeypatch, tmp_path):
 def test_bad_repo_argument():
     with pytest.raises(ValueError, match="org/name"):
         HFModelResolver("no-slash")
+
+
+def test_cancel_from_progress_callback(hub, tmp_path):
+    import inspect
+
+    from huggingface_hub import hf_hub_download
+
+    if "tqdm_class" not in inspect.signature(hf_hub_download).parameters:
+        pytest.skip("byte-level progress needs huggingface-hub >= 1.3")
+    cancelling = HFModelResolver(
+        cache_dir=tmp_path / "hub", endpoint=hub.base_url, progress=lambda event: False
+    )
+    with pytest.raises(ModelDownloadError, match="cancelled") as caught:
+        cancelling.resolve(f"hf://{REPO}:Q8_0")
+    assert caught.value.reason == "cancelled"
+    snapshots = tmp_path / "hub" / "models--acme--tiny-GGUF" / "snapshots"
+    assert not any(p.is_file() for p in snapshots.rglob("*"))  # nothing that looks complete
+    resolver = HFModelResolver(cache_dir=tmp_path / "hub", endpoint=hub.base_url)
+    assert (
+        resolver.resolve(f"hf://{REPO}:Q8_0").read_bytes()
+        == (hub.repos[REPO][0].files["tiny-Q8_0.gguf"])
+    )
