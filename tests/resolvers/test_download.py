@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import ssl
 import subprocess
@@ -93,6 +94,22 @@ def test_interrupted_download_leaves_only_a_part_file_then_resumes(server, paylo
     assert target.read_bytes() == payload
     assert server.gets("/m.gguf")[-1].range_start == 300_000
     assert leftovers(target) == ["model.gguf", "model.gguf.json"]
+
+
+def test_complete_part_file_is_finished_without_downloading_again(server, payload, target):
+    url = server.add_file("/m.gguf", payload)
+    server.add_fault("/m.gguf", Fault(chunk_delay_s=0.05))
+    finishing = fast(progress=lambda event: event.status != "verifying")  # cancel at the end
+    download_file(url, target, options=finishing)  # too late to cancel: the file is whole
+    assert target.read_bytes() == payload
+    part = target.with_name("model.gguf.part")
+    target.rename(part)  # as if interrupted between the last byte and the rename
+    meta = {"url": url, "n_bytes_total": len(payload)}
+    (target.parent / "model.gguf.part.json").write_text(json.dumps(meta))
+    download_file(url, target, sha256=sha256(payload), options=fast())
+    assert target.read_bytes() == payload
+    last = server.gets("/m.gguf")[-1]
+    assert last.range_start == len(payload)  # answered 416: nothing was sent again
 
 
 def test_server_ignoring_range_restarts_cleanly(server, payload, target):

@@ -69,6 +69,10 @@ class DownloadOptions:
     retry_delay_s: float = 0.25
 
 
+class _AlreadyComplete(Exception):
+    """The server says the partial file already holds every byte."""
+
+
 class _Retry(Exception):
     """A transient failure; the download may resume."""
 
@@ -181,7 +185,9 @@ def _cached_copy_is_valid(target: Path, sha256: str | None) -> bool:
 
 
 def _report(options: DownloadOptions, event: DownloadProgress) -> None:
-    if options.progress is not None and options.progress(event) is False:
+    if options.progress is None:
+        return
+    if options.progress(event) is False and event.status == "downloading":
         raise ModelDownloadError(
             f"download of {event.url} cancelled by the progress callback at "
             f"{event.n_bytes_done} bytes; the partial file is kept and the next attempt resumes",
@@ -288,6 +294,9 @@ class _Download:
                     "check the URL (and the base_url of the resolver)",
                 ) from None
             if exc.code == 416 and self.n_done:
+                complete = re.fullmatch(r"bytes \*/(\d+)", exc.headers.get("Content-Range", ""))
+                if complete and int(complete[1]) == self.n_done:
+                    raise _AlreadyComplete from None  # the part file holds the whole file
                 self._restart()
                 raise _Retry("the server refused to resume (HTTP 416); starting over") from None
             if exc.code in (408, 429) or exc.code >= 500:
@@ -317,7 +326,11 @@ class _Download:
         return _Retry(f"connection failed: {cause}")
 
     def _attempt(self) -> None:
-        with self._open() as response:
+        try:
+            response = self._open()
+        except _AlreadyComplete:
+            return
+        with response:
             self._accept(response)
             try:
                 with self.part.open("ab") as out:
