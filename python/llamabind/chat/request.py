@@ -236,4 +236,4 @@ def _schema_grammar(schema: Mapping[str, Any]) -> str:
 
 def _token_text(model: _native.Model, kind: str) -> str:
     token = model.special_tokens.get(kind, -1)
-    return model.token_text(token) if token >= 0 else ""
+    return model.token_to_piece(token, True).decode("utf-8", errors="replace") if token >= 0 else ""
