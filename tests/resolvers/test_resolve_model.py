@@ -139,3 +139,12 @@ def test_bad_arguments():
         resolve_model("")
     with pytest.raises(ValueError, match="other hosts"):
         resolve_model("file://server/share/m.gguf")
+
+
+def test_importing_resolvers_does_not_import_the_hub():
+    import subprocess
+    import sys
+
+    code = "import sys, llamabind.resolvers; print('huggingface_hub' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"
