@@ -61,7 +61,9 @@ Made by ChatTemplates.apply(). The format's grammar (tool calls, structured outp
 Sampler through ``sampler_kwargs(model)``, its preserved tokens to ``Context.generate`` through
 ``preserved_token_ids(model)``, ``additional_stops`` to the stop strings, and the whole object to
 ChatParser, which holds the format's parser.)")
-        .def_ro("prompt", &ChatParams::prompt, R"(The rendered prompt text (tokenize it with parse_special=True).)")
+        .def_ro("prompt", &ChatParams::prompt,
+                R"(The rendered prompt text. Tokenize it with parse_special=True and add_special=True: when
+the model adds a BOS token itself, llama.cpp leaves it out of the text.)")
         .def_ro("format", &ChatParams::format,
                 R"(llama.cpp's name of the parser kind: "Content-only", "peg-simple", "peg-native", "peg-gemma4", ...)")
         .def_ro("grammar", &ChatParams::grammar,
@@ -86,8 +88,9 @@ ChatParser, which holds the format's parser.)")
 the parser reads the reply as if it followed this text.)")
         .def_ro("supports_thinking", &ChatParams::supports_thinking,
                 R"(Whether the format has a reasoning block (thinking_start_tag .. thinking_end_tags).)")
-        .def_ro("thinking_start_tag", &ChatParams::thinking_start_tag)
-        .def_ro("thinking_end_tags", &ChatParams::thinking_end_tags)
+        .def_ro("thinking_start_tag", &ChatParams::thinking_start_tag,
+                R"(The tag that opens a reasoning block (e.g. "<think>"); "" when none.)")
+        .def_ro("thinking_end_tags", &ChatParams::thinking_end_tags, R"(The tags that close a reasoning block.)")
         .def_ro("reasoning_format", &ChatParams::reasoning_format,
                 R"(The reasoning_format given to apply ("none": reasoning stays in content).)")
         .def(
@@ -161,7 +164,9 @@ Raises:
         .def_prop_ro("source", &ChatTemplates::source, R"(The template text ("chatml" for the built-in ChatML).)")
         .def_prop_ro("tool_use_source", &ChatTemplates::tool_use_source,
                      R"(The model's ``tool_use`` template variant, used when tools are given; None if none.)")
-        .def_prop_ro("has_tool_use_variant", [](const ChatTemplates & t) { return t.tool_use_source().has_value(); })
+        .def_prop_ro(
+            "has_tool_use_variant", [](const ChatTemplates & t) { return t.tool_use_source().has_value(); },
+            R"(Whether the model has a separate ``tool_use`` template.)")
         .def_prop_ro("has_explicit_template", &ChatTemplates::has_explicit_template,
                      R"(False when the model has no template and ChatML stands in.)")
         .def_prop_ro("supports_enable_thinking", &ChatTemplates::supports_enable_thinking, nb::call_guard<native_call>(),
@@ -243,7 +248,7 @@ tool_call_index, tool_call_id, tool_call_name, tool_call_arguments_delta.)")
                 return message_dict(m);
             },
             nb::arg("text"), nb::arg("is_partial") = false,
-            nb::sig("def parse(self, text: str, is_partial: bool = False) -> dict[str, Any]"),
+            nb::sig("def parse(self, text: str, is_partial: bool = False) -> dict[str, typing.Any]"),
             R"(Parses a whole reply (stateless: missing tool call ids are fresh on each call).
 
 Args:
@@ -271,7 +276,7 @@ Raises:
                 std::vector<ChatDelta> deltas = without_gil([&] { return self.feed(bytes); });
                 return delta_list(deltas);
             },
-            nb::arg("piece"), nb::sig("def feed(self, piece: str | bytes) -> list[dict[str, Any]]"),
+            nb::arg("piece"), nb::sig("def feed(self, piece: str | bytes) -> list[dict[str, typing.Any]]"),
             R"(Appends generated text and returns the new deltas (possibly none).
 
 Args:
@@ -286,21 +291,21 @@ Raises:
                 std::vector<ChatDelta> deltas = without_gil([&] { return self.finish(); });
                 return delta_list(deltas);
             },
-            nb::sig("def finish(self) -> list[dict[str, Any]]"),
+            nb::sig("def finish(self) -> list[dict[str, typing.Any]]"),
             R"(Parses the text as complete and returns the remaining deltas.
 
 Raises:
     StateError: Called twice.)")
         .def_prop_ro(
             "message", [](const ChatParser & self) { return message_dict(self.message()); },
-            nb::sig("def message(self) -> dict[str, Any]"),
+            nb::sig("def message(self) -> dict[str, typing.Any]"),
             R"(The message parsed so far (final after finish()), with the stream's tool call ids.)")
         .def_prop_ro(
             "text", [](const ChatParser & self) { return text(self.text()); }, nb::sig("def text(self) -> str"),
             R"(All text fed so far (bytes that are not UTF-8 shown as U+FFFD).)")
         .def_prop_ro("parse_error", &ChatParser::parse_error,
                      R"(Why the final parse fell back to raw content; None if it did not.)")
-        .def_prop_ro("is_finished", &ChatParser::is_finished);
+        .def_prop_ro("is_finished", &ChatParser::is_finished, R"(Whether finish() was called.)");
 }
 
 }  // namespace llamabind

@@ -1,7 +1,7 @@
 """llamabind's native layer: llama.cpp handles bound with nanobind."""
 
 from collections.abc import Callable, Sequence
-from typing import Annotated
+from typing import Annotated, Any
 
 import numpy
 from numpy.typing import NDArray
@@ -215,7 +215,12 @@ class Sampler:
         dry_allowed_length (2), dry_penalty_last_n (-1), dry_sequence_breakers, mirostat (0),
         mirostat_tau (5), mirostat_eta (0.1), greedy (False), logit_bias ({token: bias}), grammar
         (GBNF text), grammar_root ("root"), grammar_lazy (False), trigger_words, trigger_patterns
-        (regexes), trigger_tokens, min_keep (0).
+        (regexes found anywhere in the generated text), trigger_patterns_full (regexes that must match
+        the whole text generated so far), trigger_tokens, grammar_prefill (text a non-lazy grammar
+        accepts before the first token: a chat format's generation prompt, see
+        ChatParams.sampler_kwargs), min_keep (0).
+
+        A lazy grammar constrains nothing until a trigger appears, then applies from the trigger on.
 
         Raises:
             GrammarError: the grammar does not parse (llama.cpp's message) or a trigger pattern is invalid.
@@ -437,7 +442,7 @@ class Context:
         Applies a control vector (n_embd x n_layer floats from layer 1), or clears it with None.
         """
 
-    def generate(self, prompt_tokens: Sequence[int], sampler: Sampler, max_tokens: int = -1, seq_id: int = 0, ignore_eog: bool = False, render_special: bool = False) -> Generator:
+    def generate(self, prompt_tokens: Sequence[int], sampler: Sampler, max_tokens: int = -1, seq_id: int = 0, ignore_eog: bool = False, render_special: bool = False, render_special_tokens: Sequence[int] = ()) -> Generator:
         """
         Starts a generation; see Generator.
 
@@ -448,6 +453,9 @@ class Context:
             seq_id: The sequence to generate in.
             ignore_eog: Keep going past end-of-generation tokens.
             render_special: Render control tokens into the pieces.
+            render_special_tokens: Ids of control tokens rendered into the pieces even when
+                render_special is False: a chat format's preserved tokens (e.g. ``<tool_call>``,
+                see ChatParams.preserved_token_ids) that its parser must see.
 
         Raises:
             ContextOverflowError: the prompt is longer than the context.
@@ -506,3 +514,270 @@ class Generator:
     @property
     def token_ids(self) -> list[int]:
         """The ids generated so far."""
+
+class ChatParams:
+    """
+    A rendered chat prompt and what generating and parsing its reply need.
+
+    Made by ChatTemplates.apply(). The format's grammar (tool calls, structured output) goes to a
+    Sampler through ``sampler_kwargs(model)``, its preserved tokens to ``Context.generate`` through
+    ``preserved_token_ids(model)``, ``additional_stops`` to the stop strings, and the whole object to
+    ChatParser, which holds the format's parser.
+    """
+
+    @property
+    def prompt(self) -> str:
+        """
+        The rendered prompt text. Tokenize it with parse_special=True and add_special=True: when
+        the model adds a BOS token itself, llama.cpp leaves it out of the text.
+        """
+
+    @property
+    def format(self) -> str:
+        """
+        llama.cpp's name of the parser kind: "Content-only", "peg-simple", "peg-native", "peg-gemma4", ...
+        """
+
+    @property
+    def grammar(self) -> str:
+        """
+        GBNF constraining the reply (tool calls, json_schema, or the grammar given to apply); "" if none.
+        """
+
+    @property
+    def grammar_lazy(self) -> bool:
+        """
+        True when the grammar applies only once a trigger appears (tool_choice "auto").
+        """
+
+    @property
+    def grammar_triggers(self) -> list[tuple[str, str, int]]:
+        """
+        (type, value, token) triples: type "word", "pattern" (regex found anywhere),
+        "pattern_full" (regex matching the whole text so far) or "token" (token is the id, else -1).
+        """
+
+    @property
+    def preserved_tokens(self) -> list[str]:
+        """
+        Control tokens of the format that must reach the parser as text (e.g. "<tool_call>").
+        """
+
+    @property
+    def additional_stops(self) -> list[str]:
+        """Stop strings the format adds."""
+
+    @property
+    def generation_prompt(self) -> str:
+        """
+        What add_generation_prompt appended to the prompt (e.g. "<|im_start|>assistant\\n");
+        the parser reads the reply as if it followed this text.
+        """
+
+    @property
+    def supports_thinking(self) -> bool:
+        """
+        Whether the format has a reasoning block (thinking_start_tag .. thinking_end_tags).
+        """
+
+    @property
+    def thinking_start_tag(self) -> str:
+        """The tag that opens a reasoning block (e.g. "<think>"); "" when none."""
+
+    @property
+    def thinking_end_tags(self) -> list[str]:
+        """The tags that close a reasoning block."""
+
+    @property
+    def reasoning_format(self) -> str:
+        """
+        The reasoning_format given to apply ("none": reasoning stays in content).
+        """
+
+    def sampler_kwargs(self, model: Model) -> dict[str, object]:
+        """
+        The grammar as keyword arguments for Sampler (empty when there is no grammar).
+
+        As llama-server: a trigger word that is one token of the model becomes a trigger token, and a
+        grammar that is not lazy gets the generation prompt as ``grammar_prefill``.
+
+        Args:
+            model: The model that will generate (its vocabulary).
+
+        Returns:
+            ``grammar``, ``grammar_lazy``, ``trigger_words``, ``trigger_patterns``,
+            ``trigger_patterns_full``, ``trigger_tokens`` and, when needed, ``grammar_prefill``.
+        """
+
+    def preserved_token_ids(self, model: Model) -> list[int]:
+        """
+        The ids of preserved_tokens that are single tokens of model, sorted: pass them to
+        ``Context.generate(render_special_tokens=...)``.
+        """
+
+    def __repr__(self) -> str: ...
+
+class ChatTemplates:
+    """
+    A chat template rendered by llama.cpp's own Jinja engine (common/chat).
+
+    It detects the template's format (tool-call syntax, reasoning tags), renders prompts, and builds
+    the format's grammar and parser. Templates in model files are untrusted: llama.cpp's engine runs
+    no Python, and llamabind bounds what could exhaust the stack (macro recursion, nesting depth).
+    """
+
+    def __init__(self, model: Model | None = None, *, template: str | None = None, bos_token: str | None = None, eos_token: str | None = None) -> None:
+        """
+        Parses the model's chat template, or the given one.
+
+        Args:
+            model: Supplies the template (``tokenizer.chat_template`` and its ``tool_use`` variant)
+                unless ``template`` is given, and the BOS/EOS token texts. A model without a template
+                gets ChatML (see has_explicit_template).
+            template: Jinja template text overriding the model's ("chatml" names the built-in one).
+            bos_token: The ``bos_token`` text the template sees (with a model: ignored, the model's).
+            eos_token: The ``eos_token`` text the template sees (with a model: ignored, the model's).
+
+        Raises:
+            TemplateError: The template does not parse or nests too deeply.
+            ValueError: Neither model nor template.
+            HandleClosedError: The model is closed.
+        """
+
+    @property
+    def source(self) -> str:
+        """The template text ("chatml" for the built-in ChatML)."""
+
+    @property
+    def tool_use_source(self) -> str | None:
+        """
+        The model's ``tool_use`` template variant, used when tools are given; None if none.
+        """
+
+    @property
+    def has_tool_use_variant(self) -> bool:
+        """Whether the model has a separate ``tool_use`` template."""
+
+    @property
+    def has_explicit_template(self) -> bool:
+        """False when the model has no template and ChatML stands in."""
+
+    @property
+    def supports_enable_thinking(self) -> bool:
+        """
+        Whether the template has a reasoning mode that ``enable_thinking`` switches.
+        """
+
+    @property
+    def caps(self) -> dict[str, bool]:
+        """
+        What the template supports, as llama.cpp detects it (supports_tools, supports_tool_calls,
+        supports_system_role, supports_parallel_tool_calls, ...).
+        """
+
+    def apply(self, messages_json: str, *, tools_json: str | None = None, tool_choice: str = 'auto', parallel_tool_calls: bool = False, add_generation_prompt: bool = True, enable_thinking: bool = True, reasoning_format: str = 'auto', json_schema: str | None = None, grammar: str | None = None, chat_template_kwargs_json: str | None = None) -> ChatParams:
+        """
+        Renders messages and builds the format's grammar and parser (common_chat_templates_apply).
+
+        Args:
+            messages_json: OpenAI-style messages as a JSON array (role, content as text or text parts,
+                tool_calls, tool_call_id, name, reasoning_content).
+            tools_json: OpenAI-style tools as a JSON array ({"type": "function", "function": {...}}).
+            tool_choice: "auto", "none" or "required". For a named function, pass "required" and only
+                that tool (llama-server itself reads an object tool_choice as "auto").
+            parallel_tool_calls: Allow several tool calls in one reply.
+            add_generation_prompt: End the prompt where the assistant's reply begins.
+            enable_thinking: Let a reasoning model think (templates with a thinking switch).
+            reasoning_format: "none" keeps reasoning in content; "auto" (= "deepseek") splits it out.
+                The parser is built here, so this decides what ChatParser returns.
+            json_schema: A JSON schema (JSON text) the reply must follow.
+            grammar: A GBNF grammar the reply must follow (not with tools, unless tool_choice "none").
+            chat_template_kwargs_json: A JSON object of extra template variables (as llama-server's
+                chat_template_kwargs; a boolean enable_thinking there overrides the argument; a
+                ``date_string`` replaces the date llama.cpp provides).
+
+        Returns:
+            ChatParams.
+
+        Raises:
+            ValueError: Invalid JSON (or nested over 64 deep), malformed messages or tools, bad
+                tool_choice / reasoning_format, grammar combined with tools or json_schema.
+            GrammarError: json_schema cannot be converted to a grammar.
+            TemplateError: The template failed to render (raise_exception, runaway recursion, a shape
+                it cannot render) or llama.cpp could not build a parser for it.
+        """
+
+class ChatParser:
+    """
+    Splits generated text into content, reasoning and tool calls: llama.cpp's parser for the format.
+
+    Streaming (llama-server's semantics): ``feed(piece)`` re-parses all text so far as partial and
+    returns the differences from the last good parse as OpenAI-shaped deltas; a partial parse that
+    fails returns no deltas (the next piece tries again). ``finish()`` parses the whole text as
+    final and returns the remaining deltas; if that final parse fails, ``message`` falls back to the
+    raw text as content (as llama-server did before its PEG parsers) and ``parse_error`` says why.
+    Tool calls the model gave no id get 9 random alphanumerics (llama-server uses 32, which Mistral's
+    templates reject when the conversation is rendered again), stable for the stream; an id the
+    model writes after the call's first delta (Mistral writes it after the arguments) is not used.
+    Delta dicts hold only their non-empty keys: content_delta, reasoning_content_delta,
+    tool_call_index, tool_call_id, tool_call_name, tool_call_arguments_delta.
+    """
+
+    def __init__(self, params: ChatParams) -> None:
+        """
+        A parser for replies to the prompt in params (its format, parser and generation prompt).
+        """
+
+    def parse(self, text: str, is_partial: bool = False) -> dict[str, Any]:
+        """
+        Parses a whole reply (stateless: missing tool call ids are fresh on each call).
+
+        Args:
+            text: The generated text (control tokens of preserved_tokens rendered).
+            is_partial: The text may stop mid-way (streaming); unfinished parts are kept.
+
+        Returns:
+            {"role", "content", "reasoning_content", "tool_calls": [{"name", "arguments", "id"}]},
+            arguments as JSON text.
+
+        Raises:
+            ValueError: The text does not match the format.
+        """
+
+    def feed(self, piece: str | bytes) -> list[dict[str, Any]]:
+        """
+        Appends generated text and returns the new deltas (possibly none).
+
+        Args:
+            piece: Text, or the raw bytes of a token piece: a UTF-8 character split between pieces
+                waits for its last byte.
+
+        Raises:
+            StateError: After finish().
+        """
+
+    def finish(self) -> list[dict[str, Any]]:
+        """
+        Parses the text as complete and returns the remaining deltas.
+
+        Raises:
+            StateError: Called twice.
+        """
+
+    @property
+    def message(self) -> dict[str, Any]:
+        """
+        The message parsed so far (final after finish()), with the stream's tool call ids.
+        """
+
+    @property
+    def text(self) -> str:
+        """All text fed so far (bytes that are not UTF-8 shown as U+FFFD)."""
+
+    @property
+    def parse_error(self) -> str | None:
+        """Why the final parse fell back to raw content; None if it did not."""
+
+    @property
+    def is_finished(self) -> bool:
+        """Whether finish() was called."""
