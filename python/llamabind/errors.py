@@ -39,6 +39,26 @@ class ModelNotFoundError(LlamaError):
         super().__init__(message, locations=list(locations or []), **details)
 
 
+class ModelDownloadError(LlamaError, OSError):
+    """A model could not be downloaded: network, TLS, timeout, checksum, disk full, cancelled.
+
+    Also an ``OSError``. No file that looks complete is left behind; a partial download may be
+    kept (as ``*.part``) to resume from.
+
+    Attributes:
+        url: What was being downloaded.
+        reason: ``"http"``, ``"connection"``, ``"timeout"``, ``"tls"``, ``"checksum"``,
+            ``"disk_full"``, ``"incomplete"`` or ``"cancelled"``.
+        status: The HTTP status, for ``reason == "http"``.
+    """
+
+    url: str
+    reason: str
+
+    def __init__(self, message: str, *, url: str, reason: str, **details: Any) -> None:
+        super().__init__(message, url=url, reason=reason, **details)
+
+
 class ContextError(LlamaError):
     """A context could not be created or used (e.g. a vocab-only model, out of memory)."""
 
@@ -82,6 +102,7 @@ __all__ = [
     "GrammarError",
     "HandleClosedError",
     "LlamaError",
+    "ModelDownloadError",
     "ModelLoadError",
     "ModelNotFoundError",
     "StateError",

@@ -9,7 +9,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Literal, Protocol, runtime_checkable
 
-from llamabind.errors import LlamaError, ModelLoadError, ModelNotFoundError
+from llamabind.errors import ModelDownloadError, ModelLoadError, ModelNotFoundError  # noqa: F401 (re-exported)
 from llamabind.resolvers.gguf_info import read_gguf_info, split_parts
 
 GGUF_SUFFIX = ".gguf"
@@ -166,26 +166,6 @@ class DownloadProgress:
 ProgressCallback = Callable[[DownloadProgress], "bool | None"]
 """Called with each :class:`DownloadProgress`; returning ``False`` cancels the download (the
 partial file is kept, so the next attempt resumes)."""
-
-
-class ModelDownloadError(LlamaError, OSError):
-    """A model could not be downloaded: network, TLS, timeout, checksum, disk full, cancelled.
-
-    Also an ``OSError``. No file that looks complete is left behind; a partial download may be
-    kept (as ``*.part``) to resume from.
-
-    Attributes:
-        url: What was being downloaded.
-        reason: ``"http"``, ``"connection"``, ``"timeout"``, ``"tls"``, ``"checksum"``,
-            ``"disk_full"``, ``"incomplete"`` or ``"cancelled"``.
-        status: The HTTP status, for ``reason == "http"``.
-    """
-
-    url: str
-    reason: str
-
-    def __init__(self, message: str, *, url: str, reason: str, **details: Any) -> None:
-        super().__init__(message, url=url, reason=reason, **details)
 
 
 def not_found(name: str, tried: list[tuple[str, str]], hint: str) -> ModelNotFoundError:
