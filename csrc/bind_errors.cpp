@@ -1,5 +1,7 @@
 #include <nanobind/stl/string.h>
 
+#include <cstring>
+
 #include "bind_common.h"
 #include "errors.h"
 
@@ -20,13 +22,18 @@ static const char * python_class_name(ErrorKind kind) {
     return nullptr;
 }
 
+// Messages may quote untrusted text cut at any byte (a template excerpt): never fail on them.
+static nb::str message_text(const char * what) {
+    return nb::steal<nb::str>(PyUnicode_DecodeUTF8(what, static_cast<Py_ssize_t>(std::strlen(what)), "replace"));
+}
+
 static void translate(const std::exception_ptr & p, void *) {
     try {
         std::rethrow_exception(p);
     } catch (const Error & e) {
         const char * name = python_class_name(e.kind);
         if (name == nullptr) {
-            PyErr_SetString(PyExc_ValueError, e.what());
+            PyErr_SetObject(PyExc_ValueError, message_text(e.what()).ptr());
             return;
         }
         nb::object errors = nb::module_::import_("llamabind.errors");
@@ -38,7 +45,7 @@ static void translate(const std::exception_ptr & p, void *) {
             details[key.c_str()] = value;
         }
         nb::object cls = errors.attr(name);
-        nb::object instance = cls(e.what(), **details);
+        nb::object instance = cls(message_text(e.what()), **details);
         PyErr_SetObject(cls.ptr(), instance.ptr());
     }
 }

@@ -925,3 +925,41 @@ def test_sampler_grammar_prefill(smollm2):
         )
     with pytest.raises(ValueError):
         _native.Sampler(smollm2, grammar_prefill="no grammar")
+
+
+def test_apply_and_parse_from_many_threads():
+    """apply() releases the GIL and shares the parsed template; a parser serializes its callers."""
+    tmpl = _native.ChatTemplates(template=template("Qwen-Qwen2.5-7B-Instruct"))
+    expected = tmpl.apply(json.dumps(TOOL_CONVERSATION), tools_json=TOOLS_JSON).prompt
+    parser = _native.ChatParser(tmpl.apply(json.dumps(QUESTION)))
+    prompts: list[str] = []
+    errors: list[BaseException] = []
+
+    def work() -> None:
+        try:
+            for _ in range(10):
+                prompts.append(
+                    tmpl.apply(json.dumps(TOOL_CONVERSATION), tools_json=TOOLS_JSON).prompt
+                )
+                parser.feed("ab")
+        except BaseException as exc:  # noqa: BLE001 - reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=work) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert errors == [] and prompts == [expected] * 40
+    parser.finish()
+    assert parser.message["content"] == "ab" * 40
+
+
+@pytest.mark.parametrize("pad", ["", "a", "ab"])
+def test_error_excerpt_cut_inside_a_character_still_raises_template_error(pad):
+    """llama.cpp quotes 40 bytes around a template error, cutting through UTF-8 characters."""
+    with pytest.raises(TemplateError) as info:
+        _native.ChatTemplates(template=pad + "日本語" * 20 + "{{ foo( }}" + "日本語" * 20).apply(
+            json.dumps(QUESTION)
+        )
+    assert isinstance(info.value.message, str)
