@@ -10,6 +10,7 @@
 #include "common.h"
 #include "errors.h"
 #include "jinja/lexer.h"
+#include "jinja/parser.h"
 #include "json-schema-to-grammar.h"
 #include "json.h"
 #include "log.h"
@@ -137,6 +138,12 @@ std::string guard_template(const std::string & source) {
         throw_template("ChatTemplates", std::string("the template does not parse: ") + e.what());
     }
     check_template_nesting(lexed.tokens);
+    try {
+        // Parsed here for the message: common_chat_templates_init rethrows a sliced copy.
+        jinja::parse_from_tokens(lexed);
+    } catch (const std::exception & e) {
+        throw_template("ChatTemplates", std::string("the template does not parse: ") + e.what());
+    }
 
     using T = jinja::token;
     const std::string limit = std::to_string(kMaxMacroDepth);
