@@ -189,3 +189,42 @@ def test_model_without_template_falls_back_to_chatml_with_a_warning(gemma3_path)
         assert rendered.prompt.startswith("<|im_start|>user\nWhat is the capital of France?")
         completion = engine.complete(QUESTION, GenerationParams(temperature=0, max_tokens=8))
         assert completion.usage.completion_tokens <= 8
+
+
+QWEN_TEMPLATE = "vendor/llama.cpp/models/templates/Qwen-Qwen2.5-7B-Instruct.jinja"
+
+
+@pytest.fixture(scope="module")
+def hermes_engine(smollm2_path):
+    """SmolLM2 with a template that has its own tool syntax (Hermes <tool_call> as in Qwen 2.5)."""
+    from pathlib import Path
+
+    source = (Path(__file__).resolve().parent.parent / QWEN_TEMPLATE).read_text()
+    with LlamaEngine(smollm2_path, ModelParams(n_ctx=2048, chat_template=source)) as engine:
+        yield engine
+
+
+def test_native_format_forced_call_streams_arguments(hermes_engine):
+    question = [{"role": "user", "content": "What's the weather in Paris, in celsius?"}]
+    rendered = hermes_engine.chat_template(question, tools=[WEATHER_TOOL], tool_choice="required")
+    assert rendered.grammar and not rendered.grammar_lazy
+    assert rendered.prompt.endswith("<|im_start|>assistant\n<tool_call>\n")  # opened for the model
+    chunks = list(hermes_engine.create(question, GREEDY.replace(max_tokens=80), tools=[WEATHER_TOOL],
+                                       tool_choice={"type": "function", "function": {"name": "get_weather"}}))
+    deltas = [c.delta.tool_calls[0] for c in chunks if c.delta.tool_calls]
+    assert len(deltas) > 2  # the arguments arrive piece by piece
+    assert deltas[0].function.name == "get_weather" and deltas[0].id
+    assert all(d.index == 0 for d in deltas)
+    assert chunks[-1].finish_reason == "tool_calls"
+    assert not any(c.delta.content for c in chunks)
+    arguments = "".join(d.function.arguments for d in deltas)
+    import json
+
+    jsonschema.validate(json.loads(arguments), WEATHER_TOOL["function"]["parameters"])
+
+
+def test_native_format_auto_keeps_a_lazy_grammar(hermes_engine):
+    rendered = hermes_engine.chat_template(QUESTION, tools=[WEATHER_TOOL])
+    assert rendered.grammar_lazy and any(t.value.startswith("<tool_call>") for t in rendered.grammar_triggers)
+    assert "<tool_call>" in rendered.preserved_tokens
+    assert "get_weather" in rendered.prompt  # the template itself lists the tools

@@ -42,6 +42,8 @@ class ChatRequest:
         native: llama.cpp's ChatParams, from which the reply's parser is made.
         generic_tools: Tools go through our generic JSON format (the template has no tool
             syntax; see ``chat.generic``).
+        reply_prefix: Text the prompt ends with that belongs to the reply (the tool-call
+            opener of a required call); the parser reads it first.
     """
 
     prompt: str
@@ -56,12 +58,33 @@ class ChatRequest:
     schema: Mapping[str, Any] | None
     native: Any
     generic_tools: bool = False
+    reply_prefix: str = ""
 
     def parser(self) -> Any:
         """A fresh streaming parser of the reply (``feed``/``finish`` → deltas)."""
         if self.generic_tools:
             return generic.GenericToolParser()
-        return _native.ChatParser(self.native)
+        parser = _native.ChatParser(self.native)
+        return _PrefixedParser(parser, self.reply_prefix) if self.reply_prefix else parser
+
+
+class _PrefixedParser:
+    """A parser that reads ``prefix`` (already in the prompt) before the generated text."""
+
+    __slots__ = ("_parser", "_prefix")
+
+    def __init__(self, parser: Any, prefix: str) -> None:
+        self._parser, self._prefix = parser, prefix
+
+    def feed(self, text: str) -> Any:
+        if self._prefix:
+            text, self._prefix = self._prefix + text, ""
+        return self._parser.feed(text)
+
+    def finish(self) -> Any:
+        if self._prefix:
+            self.feed("")
+        return self._parser.finish()
 
 
 @dataclass(frozen=True, slots=True)
@@ -182,16 +205,16 @@ def build_chat_request(
                              "without tool support")
         messages = generic.rewrite_messages(messages, tools_json)
         generic_mode, tools_json, mode = mode, [], "none"
-    native = native_templates.apply(
-        json.dumps(messages, ensure_ascii=False),
+    apply_kwargs: dict[str, Any] = dict(
         tools_json=json.dumps(tools_json) if tools_json else None,
-        tool_choice=mode,
         parallel_tool_calls=parallel_tool_calls,
         add_generation_prompt=add_generation_prompt,
         enable_thinking=enable_thinking,
         json_schema=json.dumps(schema) if schema is not None else None,
         chat_template_kwargs_json=json.dumps(kwargs) if kwargs else None,
     )
+    messages_json = json.dumps(messages, ensure_ascii=False)
+    native = native_templates.apply(messages_json, tool_choice=mode, **apply_kwargs)
     prompt = template.render(messages, tools=tools_json or None,
                              add_generation_prompt=add_generation_prompt,
                              enable_thinking=enable_thinking, **kwargs)
@@ -202,6 +225,15 @@ def build_chat_request(
                      native.format)
         prompt = native.prompt
     sampler_kwargs = dict(native.sampler_kwargs(model))
+    opener = ""
+    if mode == "required" and sampler_kwargs and not sampler_kwargs.get("grammar_lazy"):
+        # llama.cpp's "required" grammar lets text come before the call; open the reply with
+        # the format's tool-call marker (its trigger word) so the call starts at once.
+        auto = native_templates.apply(messages_json, tool_choice="auto", **apply_kwargs)
+        opener = next((value for kind, value, _ in auto.grammar_triggers if kind == "word"), "")
+        if opener:
+            prompt += opener
+            sampler_kwargs["grammar_prefill"] = native.generation_prompt + opener
     if use_generic:
         sampler_kwargs = {"grammar": generic.grammar([t.to_openai() for t in active_tools],
                                                      generic_mode, parallel_tool_calls)}
@@ -222,6 +254,7 @@ def build_chat_request(
         schema=schema,
         native=native,
         generic_tools=use_generic,
+        reply_prefix=opener,
     )
 
 
