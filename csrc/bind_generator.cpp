@@ -1,3 +1,4 @@
+#include <nanobind/stl/optional.h>
 #include <nanobind/stl/shared_ptr.h>
 #include <nanobind/stl/string.h>
 #include <nanobind/stl/vector.h>
@@ -40,15 +41,20 @@ an end-of-generation token ("eog"), at max_tokens ("length"), when the context i
                      R"(Milliseconds to evaluate the prompt and sample the first token.)")
         .def_prop_ro("t_generation_ms", &Generator::t_generation_ms,
                      R"(Milliseconds spent on the tokens after the first.)")
-        .def_prop_ro("token_ids", &Generator::token_ids, R"(The ids generated so far.)");
+        .def_prop_ro("token_ids", &Generator::token_ids, R"(The ids generated so far.)")
+        .def_prop_ro("sampling_backend", &Generator::sampling_backend, nb::call_guard<nb::gil_scoped_release>(),
+                     R"("backend" while the sampler chain runs inside the compute graph (llama.cpp's
+backend sampling: only the picked token is read back), "cpu" when it samples from the logits
+on the CPU. It reads "cpu" once the generation has finished.)");
 
     nb::class_<Context> context = nb::borrow<nb::class_<Context>>(m.attr("Context"));
     context.def(
         "generate",
         [](std::shared_ptr<Context> self, std::vector<int32_t> prompt_tokens, std::shared_ptr<Sampler> sampler,
            int32_t max_tokens, int32_t seq_id, bool ignore_eog, bool render_special,
-           std::vector<int32_t> render_special_tokens) {
-            GenerateOptions options{max_tokens, seq_id, ignore_eog, render_special, std::move(render_special_tokens)};
+           std::vector<int32_t> render_special_tokens, std::optional<bool> backend_sampling) {
+            GenerateOptions options{max_tokens,   seq_id, ignore_eog, render_special, std::move(render_special_tokens),
+                                    backend_sampling};
             return without_gil([&] {
                 return std::make_shared<Generator>(self, sampler, std::move(prompt_tokens), options);
             });
@@ -56,6 +62,7 @@ an end-of-generation token ("eog"), at max_tokens ("length"), when the context i
         nb::arg("prompt_tokens"), nb::arg("sampler"), nb::arg("max_tokens") = -1, nb::arg("seq_id") = 0,
         nb::arg("ignore_eog") = false, nb::arg("render_special") = false,
         nb::arg("render_special_tokens").sig("()") = std::vector<int32_t>(),
+        nb::arg("backend_sampling") = nb::none(),
         R"(Starts a generation; see Generator.
 
 Args:
@@ -68,9 +75,16 @@ Args:
     render_special_tokens: Ids of control tokens rendered into the pieces even when
         render_special is False: a chat format's preserved tokens (e.g. ``<tool_call>``,
         see ChatParams.preserved_token_ids) that its parser must see.
+    backend_sampling: Where the chain runs. None (default): inside the compute graph when
+        it can (llama.cpp backend sampling; only the token is read back, not the logits),
+        else on the CPU. True: in the graph, or ValueError. False: always on the CPU.
+        Chains that can run in the graph hold only logit bias, top-k, top-p, min-p,
+        temperature (also dynamic), greedy and dist; grammars, penalties, DRY, typical,
+        XTC, top-n-sigma and mirostat sample on the CPU. See Generator.sampling_backend.
 
 Raises:
-    ContextOverflowError: the prompt is longer than the context.)");
+    ContextOverflowError: the prompt is longer than the context.
+    ValueError: backend_sampling is True and the chain cannot run in the graph.)");
 }
 
 }  // namespace llamabind

@@ -99,6 +99,10 @@ Raises:
         .def_prop_ro("is_closed", &Sampler::is_closed)
         .def_prop_ro("names", &Sampler::names, R"(The names of the samplers in the chain, in order.)")
         .def_prop_ro("is_greedy", [](const Sampler & s) { return s.params().is_greedy(); })
+        .def_prop_ro("can_run_in_graph", &Sampler::can_run_in_graph,
+                     R"(Whether the whole chain can run inside the compute graph (backend sampling): true
+when it holds no grammar and only logit bias, top-k, top-p, min-p, temperature (also
+dynamic), greedy and dist.)")
         .def_prop_ro("has_grammar", [](const Sampler & s) { return !s.params().grammar.empty(); })
         .def("__enter__", [](nb::object self) { return self; })
         .def("__exit__", [](Sampler & self, nb::args) { self.close(); });

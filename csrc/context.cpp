@@ -116,6 +116,7 @@ void Context::close() {
         batch_ = {};
         tokens_.clear();
         adapters_.clear();
+        graph_samplers_.clear();
     }
 }
 
@@ -175,6 +176,32 @@ void Context::sync_tracked_locked(int32_t seq_id) {
     if (static_cast<int32_t>(tracked.size()) > n_held) {
         tracked.resize(static_cast<size_t>(std::max(n_held, 0)));
     }
+}
+
+bool Context::attach_graph_sampler_locked(int32_t seq_id, llama_sampler * chain) {
+    if (!llama_set_sampler(ctx_, seq_id, chain)) {
+        graph_samplers_.erase(seq_id);
+        return false;
+    }
+    graph_samplers_[seq_id] = chain;
+    return true;
+}
+
+void Context::detach_graph_sampler_locked(int32_t seq_id, llama_sampler * chain) {
+    auto it = graph_samplers_.find(seq_id);
+    if (ctx_ == nullptr || it == graph_samplers_.end() || it->second != chain) return;
+    llama_set_sampler(ctx_, seq_id, nullptr);
+    graph_samplers_.erase(it);
+}
+
+void Context::detach_any_graph_sampler_locked(int32_t seq_id) {
+    auto it = graph_samplers_.find(seq_id);
+    if (it != graph_samplers_.end()) detach_graph_sampler_locked(seq_id, it->second);
+}
+
+bool Context::has_graph_sampler_locked(int32_t seq_id, llama_sampler * chain) const {
+    auto it = graph_samplers_.find(seq_id);
+    return it != graph_samplers_.end() && it->second == chain;
 }
 
 int32_t Context::decode_piece_locked(const int32_t * tokens, size_t n, int32_t seq_id, LogitsMode logits) {

@@ -104,6 +104,12 @@ class Context {
     int32_t decode_piece_locked(const int32_t * tokens, size_t n, int32_t seq_id, LogitsMode logits);
     void check_fits_locked(size_t n_new, int32_t seq_id, const char * operation) const;
     void sync_tracked_locked(int32_t seq_id);
+    // Backend sampling: runs `chain` inside the graph for seq_id's outputs (false: the context
+    // cannot). Detaching a chain that is no longer the one attached does nothing.
+    bool attach_graph_sampler_locked(int32_t seq_id, llama_sampler * chain);
+    void detach_graph_sampler_locked(int32_t seq_id, llama_sampler * chain);
+    void detach_any_graph_sampler_locked(int32_t seq_id);
+    bool has_graph_sampler_locked(int32_t seq_id, llama_sampler * chain) const;
 
   private:
     std::shared_ptr<llama_model> model_;
@@ -114,6 +120,7 @@ class Context {
     int32_t n_vocab_ = 0;
     int32_t n_embd_ = 0;
     std::map<int32_t, std::vector<int32_t>> tokens_;
+    std::map<int32_t, llama_sampler *> graph_samplers_;  // not owned: the generators hold them
     std::vector<std::shared_ptr<LoraAdapter>> adapters_;
 };
 

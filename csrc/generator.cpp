@@ -28,6 +28,80 @@ Generator::Generator(std::shared_ptr<Context> context, std::shared_ptr<Sampler> 
             .with("n_tokens", static_cast<int64_t>(prompt_.size()))
             .with("n_ctx", n_ctx);
     }
+    attach_graph_sampler();
+}
+
+Generator::~Generator() { release_graph_sampler(); }
+
+// Backend sampling runs a copy of the chain inside the graph (a chain is initialised for one
+// graph only once); the caller's Sampler still accepts every token, so its state follows along.
+// Called with the context lock held.
+void Generator::attach_graph_sampler() {
+    const bool can_run = sampler_->can_run_in_graph();
+    if (options_.backend_sampling.value_or(false) && !can_run) {
+        std::string names;
+        for (const std::string & name : sampler_->names()) names += (names.empty() ? "" : ", ") + name;
+        throw_value("[Context.generate] backend_sampling=True, but the sampler chain (" + names +
+                    ") cannot run in the compute graph: grammars, penalties, DRY, typical, XTC, top-n-sigma and "
+                    "mirostat sample on the CPU; pass backend_sampling=None to choose automatically");
+    }
+    const int32_t seq = options_.seq_id;
+    if (!options_.backend_sampling.value_or(can_run)) {
+        context_->detach_any_graph_sampler_locked(seq);  // an abandoned generator's chain
+        return;
+    }
+    graph_chain_ = sampler_->clone_chain();
+    if (!context_->attach_graph_sampler_locked(seq, graph_chain_)) {
+        llama_sampler_free(graph_chain_);
+        graph_chain_ = nullptr;
+    }
+}
+
+void Generator::release_graph_sampler() noexcept {
+    if (graph_chain_ == nullptr) return;
+    try {
+        auto guard = context_->lock("Generator");
+        context_->detach_graph_sampler_locked(options_.seq_id, graph_chain_);
+        llama_sampler_free(graph_chain_);
+        graph_chain_ = nullptr;
+    } catch (...) {
+        // the context is closed: llama.cpp dropped the attachment with it
+        llama_sampler_free(graph_chain_);
+        graph_chain_ = nullptr;
+    }
+}
+
+std::string Generator::sampling_backend() const {
+    auto guard = context_->lock("Generator.sampling_backend");
+    return graph_chain_ != nullptr && context_->has_graph_sampler_locked(options_.seq_id, graph_chain_) ? "backend"
+                                                                                                        : "cpu";
+}
+
+// The token the graph picked; where the device ran only a prefix of the chain, the rest runs
+// here on what the graph left (as llama.cpp's common sampler does).
+int32_t Generator::sample_in_graph_locked(llama_context * ctx) {
+    int32_t token = llama_get_sampled_token_ith(ctx, -1);
+    if (token == LLAMA_TOKEN_NULL) {
+        const float * probs = llama_get_sampled_probs_ith(ctx, -1);
+        const float * logits = llama_get_sampled_logits_ith(ctx, -1);
+        const llama_token * ids = llama_get_sampled_candidates_ith(ctx, -1);
+        if (logits != nullptr && ids != nullptr) {
+            const uint32_t n = llama_get_sampled_logits_count_ith(ctx, -1);
+            candidates_.resize(n);
+            for (uint32_t k = 0; k < n; ++k) candidates_[k] = {ids[k], logits[k], probs != nullptr ? probs[k] : 0.0f};
+        } else {
+            const float * raw = llama_get_logits_ith(ctx, -1);
+            if (raw == nullptr) throw Error(ErrorKind::Decode, "[Generator] the graph returned neither a token nor logits");
+            candidates_.resize(context_->n_vocab());
+            for (int32_t t = 0; t < context_->n_vocab(); ++t) candidates_[t] = {t, raw[t], 0.0f};
+        }
+        llama_token_data_array cur{candidates_.data(), candidates_.size(), -1, false};
+        llama_sampler_apply(graph_chain_, &cur);  // skips the part that ran in the graph
+        if (cur.selected < 0) throw Error(ErrorKind::Decode, "[Generator] the sampler chain selected no token");
+        token = cur.data[cur.selected].id;
+    }
+    llama_sampler_accept(graph_chain_, token);
+    return token;
 }
 
 void Generator::finish(const char * reason) {
@@ -42,6 +116,7 @@ void Generator::cancel() {
 void Generator::close() {
     cancel();
     finish("cancelled");
+    release_graph_sampler();
 }
 
 // Reuses the longest prefix of the prompt that the sequence already holds, then evaluates the
@@ -121,7 +196,17 @@ std::optional<GeneratedToken> Generator::sample_next() {
     int32_t token;
     {
         auto guard = context_->lock("Generator");
-        token = sampler_->sample(context_->raw("Generator"), -1);
+        llama_context * ctx = context_->raw("Generator");
+        if (cancelled_.load()) {  // closed between the decode and here: no fresh output to read
+            finish("cancelled");
+            return std::nullopt;
+        }
+        if (graph_chain_ != nullptr && context_->has_graph_sampler_locked(options_.seq_id, graph_chain_)) {
+            token = sample_in_graph_locked(ctx);
+            sampler_->accept(token);
+        } else {
+            token = sampler_->sample(ctx, -1);  // also when another generator took the sequence over
+        }
     }
     const llama_vocab * vocab = llama_model_get_vocab(context_->model().get());
     if (!options_.ignore_eog && llama_vocab_is_eog(vocab, token)) {
@@ -138,6 +223,12 @@ std::optional<GeneratedToken> Generator::sample_next() {
 }
 
 std::optional<GeneratedToken> Generator::next(const InterruptCheck & interrupt) {
+    std::optional<GeneratedToken> token = step(interrupt);
+    if (!token) release_graph_sampler();  // the sequence's outputs are plain logits again
+    return token;
+}
+
+std::optional<GeneratedToken> Generator::step(const InterruptCheck & interrupt) {
     if (is_finished()) return std::nullopt;
     if (cancelled_.load()) {
         finish("cancelled");

@@ -18,6 +18,9 @@ struct GenerateOptions {
     bool ignore_eog = false;
     bool render_special = false;  // control tokens appear in the pieces
     std::vector<int32_t> render_special_tokens;  // sorted: these render as text even so
+    // Sample inside the compute graph: nullopt picks it when the chain can run there; true
+    // insists (ValueError when it cannot); false samples on the CPU from the logits.
+    std::optional<bool> backend_sampling;
 };
 
 struct GeneratedToken {
@@ -31,6 +34,9 @@ class Generator {
   public:
     Generator(std::shared_ptr<Context> context, std::shared_ptr<Sampler> sampler,
               std::vector<int32_t> prompt, GenerateOptions options);
+    ~Generator();
+    Generator(const Generator &) = delete;
+    Generator & operator=(const Generator &) = delete;
 
     // The next token, or nullopt once finished (finish_reason says why).
     std::optional<GeneratedToken> next(const InterruptCheck & interrupt);
@@ -45,12 +51,18 @@ class Generator {
     double t_prompt_eval_ms() const { return t_prompt_us_ / 1000.0; }
     double t_generation_ms() const { return t_generation_us_ / 1000.0; }
     const std::vector<int32_t> & token_ids() const { return generated_; }
+    // "backend" while the chain runs inside the compute graph, else "cpu".
+    std::string sampling_backend() const;
 
   private:
+    std::optional<GeneratedToken> step(const InterruptCheck & interrupt);
     void evaluate_prompt(const InterruptCheck & interrupt);
     bool decode_one(int32_t token);
     std::optional<GeneratedToken> sample_next();
     void finish(const char * reason);
+    void attach_graph_sampler();
+    void release_graph_sampler() noexcept;
+    int32_t sample_in_graph_locked(llama_context * ctx);
 
     std::shared_ptr<Context> context_;
     std::shared_ptr<Sampler> sampler_;
@@ -58,6 +70,8 @@ class Generator {
     GenerateOptions options_;
     std::atomic<bool> cancelled_{false};
     bool started_ = false;
+    llama_sampler * graph_chain_ = nullptr;  // our copy of the chain, attached to the context
+    std::vector<llama_token_data> candidates_;
     std::optional<int32_t> pending_;  // sampled and returned, not yet decoded
     std::string finish_reason_;
     int32_t n_reused_ = 0;

@@ -1,5 +1,6 @@
 #include "sampler.h"
 
+#include <algorithm>
 #include <cctype>
 #include <cmath>
 #include <regex>
@@ -154,6 +155,12 @@ llama_sampler * build_chain(const llama_model * model, const SamplerParams & p) 
 
 }  // namespace
 
+const std::vector<std::string> & graph_sampler_names() {
+    static const std::vector<std::string> names = {"logit-bias", "top-k", "top-p", "min-p",
+                                                   "temp",       "temp-ext", "greedy", "dist"};
+    return names;
+}
+
 Sampler::Sampler(const Model & model, const SamplerParams & params)
     : model_(model.handle("Sampler")), params_(params) {
     chain_ = build_chain(model_.get(), params_);
@@ -299,6 +306,23 @@ std::vector<std::string> Sampler::names() const {
         out.insert(out.begin() + (biased ? 1 : 0), llama_sampler_name(grammar_));
     }
     return out;
+}
+
+bool Sampler::can_run_in_graph() const {
+    std::lock_guard<std::mutex> lock(mutex_);
+    if (grammar_ != nullptr) return false;
+    llama_sampler * c = chain("Sampler.can_run_in_graph");
+    const auto & allowed = graph_sampler_names();
+    for (int32_t i = 0; i < llama_sampler_chain_n(c); ++i) {
+        const std::string name = llama_sampler_name(llama_sampler_chain_get(c, i));
+        if (std::find(allowed.begin(), allowed.end(), name) == allowed.end()) return false;
+    }
+    return llama_sampler_chain_n(c) > 0;
+}
+
+llama_sampler * Sampler::clone_chain() const {
+    std::lock_guard<std::mutex> lock(mutex_);
+    return llama_sampler_clone(chain("Sampler.clone"));
 }
 
 }  // namespace llamabind

@@ -55,6 +55,12 @@ struct SamplerParams {
     bool is_greedy() const { return greedy || (temperature <= 0.0f && mirostat == 0); }
 };
 
+// The samplers of the vendored llama.cpp that run inside the compute graph with our contexts.
+// penalties also has a graph path, but only for contexts limited to one output per sequence
+// (n_outputs_max_per_seq = 1), which ours are not; typical, XTC, top-n-sigma, mirostat, DRY and
+// grammars have none.
+const std::vector<std::string> & graph_sampler_names();
+
 // A llama.cpp sampler chain. Holds the model (its vocabulary backs grammar and DRY).
 // The grammar is kept apart from the chain and checked as llama.cpp's common sampler does:
 // the chain picks a token, the grammar checks only that one, and only when it rejects it is the
@@ -78,6 +84,12 @@ class Sampler {
 
     const SamplerParams & params() const { return params_; }
     std::vector<std::string> names() const;
+
+    // Whether the whole chain can run inside the compute graph (llama.cpp backend sampling):
+    // no grammar, and only samplers listed in graph_sampler_names().
+    bool can_run_in_graph() const;
+    // A fresh copy of the chain (state included) for llama_set_sampler; the caller frees it.
+    llama_sampler * clone_chain() const;
 
   private:
     Sampler(std::shared_ptr<llama_model> model, SamplerParams params, llama_sampler * chain, llama_sampler * grammar);

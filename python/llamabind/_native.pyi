@@ -255,6 +255,14 @@ class Sampler:
     def is_greedy(self) -> bool: ...
 
     @property
+    def can_run_in_graph(self) -> bool:
+        """
+        Whether the whole chain can run inside the compute graph (backend sampling): true
+        when it holds no grammar and only logit bias, top-k, top-p, min-p, temperature (also
+        dynamic), greedy and dist.
+        """
+
+    @property
     def has_grammar(self) -> bool: ...
 
     def __enter__(self) -> object: ...
@@ -442,7 +450,7 @@ class Context:
         Applies a control vector (n_embd x n_layer floats from layer 1), or clears it with None.
         """
 
-    def generate(self, prompt_tokens: Sequence[int], sampler: Sampler, max_tokens: int = -1, seq_id: int = 0, ignore_eog: bool = False, render_special: bool = False, render_special_tokens: Sequence[int] = ()) -> Generator:
+    def generate(self, prompt_tokens: Sequence[int], sampler: Sampler, max_tokens: int = -1, seq_id: int = 0, ignore_eog: bool = False, render_special: bool = False, render_special_tokens: Sequence[int] = (), backend_sampling: bool | None = None) -> Generator:
         """
         Starts a generation; see Generator.
 
@@ -456,9 +464,16 @@ class Context:
             render_special_tokens: Ids of control tokens rendered into the pieces even when
                 render_special is False: a chat format's preserved tokens (e.g. ``<tool_call>``,
                 see ChatParams.preserved_token_ids) that its parser must see.
+            backend_sampling: Where the chain runs. None (default): inside the compute graph when
+                it can (llama.cpp backend sampling; only the token is read back, not the logits),
+                else on the CPU. True: in the graph, or ValueError. False: always on the CPU.
+                Chains that can run in the graph hold only logit bias, top-k, top-p, min-p,
+                temperature (also dynamic), greedy and dist; grammars, penalties, DRY, typical,
+                XTC, top-n-sigma and mirostat sample on the CPU. See Generator.sampling_backend.
 
         Raises:
             ContextOverflowError: the prompt is longer than the context.
+            ValueError: backend_sampling is True and the chain cannot run in the graph.
         """
 
 class Generator:
@@ -514,6 +529,14 @@ class Generator:
     @property
     def token_ids(self) -> list[int]:
         """The ids generated so far."""
+
+    @property
+    def sampling_backend(self) -> str:
+        """
+        "backend" while the sampler chain runs inside the compute graph (llama.cpp's
+        backend sampling: only the picked token is read back), "cpu" when it samples from the logits
+        on the CPU. It reads "cpu" once the generation has finished.
+        """
 
 class ChatParams:
     """
