@@ -6,7 +6,6 @@ On CPU builds the graph runs on the CPU backend; the same llama.cpp API is used 
 import threading
 
 import pytest
-
 from llamabind import _native
 
 PROMPT = "Once upon a time"
@@ -66,7 +65,10 @@ def test_seeded_sampling_over_the_whole_vocabulary_is_deterministic(smollm2):
 def test_automatic_choice(smollm2):
     assert generate(smollm2, {"temperature": 0}, None, max_tokens=2)[1] == "backend"
     assert generate(smollm2, {"seed": 1}, None, max_tokens=2)[1] == "backend"
-    assert generate(smollm2, {"temperature": 0, "logit_bias": {0: -1.0}}, None, max_tokens=2)[1] == "backend"
+    assert (
+        generate(smollm2, {"temperature": 0, "logit_bias": {0: -1.0}}, None, max_tokens=2)[1]
+        == "backend"
+    )
     for kwargs in (
         {"temperature": 0, "grammar": 'root ::= "yes" | "no"'},
         {"repeat_penalty": 1.1},
@@ -106,22 +108,30 @@ def test_second_sequence(smollm2):
 def test_two_sequences_each_with_its_own_chain(smollm2):
     tokens = smollm2.tokenize(PROMPT, add_special=True)
     with _native.Context(smollm2, n_ctx=256, n_seq_max=2) as ctx:
-        greedy = ctx.generate(tokens, _native.Sampler(smollm2, temperature=0), max_tokens=8, seq_id=0)
+        greedy = ctx.generate(
+            tokens, _native.Sampler(smollm2, temperature=0), max_tokens=8, seq_id=0
+        )
         seeded = ctx.generate(tokens, _native.Sampler(smollm2, seed=3), max_tokens=8, seq_id=1)
         assert greedy.sampling_backend == seeded.sampling_backend == "backend"
         interleaved = [(next(greedy)[0], next(seeded)[0]) for _ in range(8)]
-    assert [a for a, _ in interleaved] == generate(smollm2, {"temperature": 0}, False, max_tokens=8)[0]
+    assert [a for a, _ in interleaved] == generate(
+        smollm2, {"temperature": 0}, False, max_tokens=8
+    )[0]
     assert [b for _, b in interleaved] == generate(smollm2, {"seed": 3}, False, max_tokens=8)[0]
 
 
 def test_prefix_reuse_on_the_backend_path(smollm2):
     tokens = smollm2.tokenize(PROMPT, add_special=True)
     with _native.Context(smollm2, n_ctx=256) as ctx:
-        first = ctx.generate(tokens, _native.Sampler(smollm2, temperature=0), max_tokens=6, backend_sampling=True)
+        first = ctx.generate(
+            tokens, _native.Sampler(smollm2, temperature=0), max_tokens=6, backend_sampling=True
+        )
         ids = [t for t, _ in first]
         assert first.sampling_backend == "cpu"  # finished: the sequence gives plain logits again
         follow = tokens + ids
-        second = ctx.generate(follow, _native.Sampler(smollm2, temperature=0), max_tokens=6, backend_sampling=True)
+        second = ctx.generate(
+            follow, _native.Sampler(smollm2, temperature=0), max_tokens=6, backend_sampling=True
+        )
         more = [t for t, _ in second]
         assert second.n_reused_tokens >= len(follow) - 2
         # plain decode and logits work after a backend generation
@@ -134,7 +144,9 @@ def test_prefix_reuse_on_the_backend_path(smollm2):
 def test_cancel_on_the_backend_path(smollm2):
     tokens = smollm2.tokenize(PROMPT, add_special=True)
     with _native.Context(smollm2, n_ctx=512) as ctx:
-        gen = ctx.generate(tokens, _native.Sampler(smollm2, temperature=0), ignore_eog=True, backend_sampling=True)
+        gen = ctx.generate(
+            tokens, _native.Sampler(smollm2, temperature=0), ignore_eog=True, backend_sampling=True
+        )
         assert gen.sampling_backend == "backend"
         next(gen)
         threading.Timer(0.2, gen.cancel).start()
@@ -150,7 +162,9 @@ def test_abandoned_backend_generator_yields_to_a_cpu_one(smollm2):
     with _native.Context(smollm2, n_ctx=256) as ctx:
         old = ctx.generate(tokens, _native.Sampler(smollm2, temperature=0), max_tokens=8)
         next(old)
-        new = ctx.generate(tokens, _native.Sampler(smollm2, temperature=0), max_tokens=8, backend_sampling=False)
+        new = ctx.generate(
+            tokens, _native.Sampler(smollm2, temperature=0), max_tokens=8, backend_sampling=False
+        )
         assert old.sampling_backend == "cpu" and new.sampling_backend == "cpu"
         ids = [t for t, _ in new]
     assert ids == generate(smollm2, {"temperature": 0}, True, max_tokens=8)[0]
