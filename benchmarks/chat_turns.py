@@ -21,7 +21,6 @@ from pathlib import Path
 from typing import Any
 
 import harness
-
 from llamabind import ChatSession, GenerationParams, LlamaEngine, ModelParams
 
 SYSTEM_PROMPT = "You are a helpful assistant. Answer briefly."
@@ -114,7 +113,7 @@ def print_tables(results: list[dict[str, Any]]) -> None:
 
 
 def main() -> None:
-    parser = harness.common_parser(__doc__, default_models=("smollm2",))
+    parser = harness.common_parser(__doc__, default_models=("smollm2",), with_llama_bench=False)
     parser.add_argument("--max-tokens", type=int, default=48, help="reply limit per turn (default 48)")
     parser.add_argument("--n-ctx", type=int, default=4096, help="context size (default 4096)")
     args = parser.parse_args()

@@ -10,6 +10,7 @@ import argparse
 import json
 import os
 import platform
+import re
 import statistics
 import subprocess
 import sys
@@ -26,7 +27,7 @@ for _extra in (REPO_ROOT / "scripts", REPO_ROOT / "tests"):
     if str(_extra) not in sys.path:
         sys.path.append(str(_extra))
 
-import build_llama_bench  # noqa: E402  (scripts/)
+import build_llama_bench
 
 REAL_MODELS = ("smollm2", "gemma3")
 PEER_INSTALL_HINT = (
@@ -71,27 +72,38 @@ def resolve_model(name: str, quant: str = "Q4_K_M") -> tuple[str, Path]:
 # --- command line ---------------------------------------------------------------------------
 
 def common_parser(doc: str, default_models: Sequence[str] = REAL_MODELS,
-                  default_repetitions: int = 3) -> argparse.ArgumentParser:
-    """An argument parser with the options every script takes."""
+                  default_repetitions: int = 3, *, with_threads: bool = True,
+                  with_llama_bench: bool = True) -> argparse.ArgumentParser:
+    """An argument parser with the options the scripts share.
+
+    Args:
+        doc: The script's docstring (its --help text).
+        default_models: Models measured when no -m is given.
+        default_repetitions: Rounds measured when no -r is given.
+        with_threads: Offer -t (scripts that fix the thread count themselves do not).
+        with_llama_bench: Offer --llama-bench and --cuda (for scripts that run llama-bench).
+    """
     parser = argparse.ArgumentParser(description=doc,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("-m", "--model", action="append", dest="models", metavar="MODEL",
                         help=f"{model_names_help()} (default: {' '.join(default_models)})")
     parser.add_argument("--quant", default="Q4_K_M",
                         help="quantization of synthetic models (default: Q4_K_M)")
-    parser.add_argument("-t", "--threads", type=int, default=os.cpu_count() or 1,
-                        help="CPU threads for generation and prompt (default: all cores)")
+    if with_threads:
+        parser.add_argument("-t", "--threads", type=int, default=os.cpu_count() or 1,
+                            help="CPU threads for generation and prompt (default: all cores)")
     parser.add_argument("-ngl", "--n-gpu-layers", type=int, default=-1,
                         help="layers offloaded to a GPU, -1 all (ignored by a CPU build)")
     parser.add_argument("-fa", "--flash-attn", choices=("auto", "on", "off"), default="auto",
                         help="flash attention, for llamabind and llama-bench alike")
     parser.add_argument("-r", "--repetitions", type=int, default=default_repetitions,
                         help=f"measured rounds; medians are reported (default {default_repetitions})")
-    parser.add_argument("--llama-bench", type=Path, default=None,
-                        help="llama-bench binary (default: the one scripts/build_llama_bench.py "
-                             "built, CUDA build when --cuda)")
-    parser.add_argument("--cuda", action="store_true",
-                        help="use the CUDA build of llama-bench by default")
+    if with_llama_bench:
+        parser.add_argument("--llama-bench", type=Path, default=None,
+                            help="llama-bench binary (default: the one scripts/build_llama_bench.py "
+                                 "built; its CUDA build with --cuda)")
+        parser.add_argument("--cuda", action="store_true",
+                            help="use the CUDA build of llama-bench by default")
     parser.add_argument("--json", type=Path, default=None,
                         help="where to write the results (default: benchmarks/results/<script>-<device>.json)")
     parser.add_argument("--max-load", type=float, default=0.5,
@@ -285,11 +297,13 @@ def print_table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
 
 
 def write_json(args: argparse.Namespace, script: str, payload: dict[str, Any]) -> Path:
-    """Writes the results; the default name says whether a GPU was used."""
+    """Writes the results; the default name says whether a GPU was used, and which models."""
     from llamabind import _native
 
     gpu = _native.supports_gpu_offload() and args.n_gpu_layers != 0
-    path = args.json or RESULTS_DIR / f"{script}-{'gpu' if gpu else 'cpu'}.json"
+    names = [Path(name).name.removesuffix(".gguf") for name in (args.models or args.default_models)]
+    slug = re.sub(r"[^A-Za-z0-9_.]+", "-", "-".join(names)).strip("-")
+    path = args.json or RESULTS_DIR / f"{script}-{'gpu' if gpu else 'cpu'}-{slug}.json"
     path.parent.mkdir(parents=True, exist_ok=True)
     payload = {"script": script, "command": " ".join([Path(sys.argv[0]).as_posix(), *sys.argv[1:]]),
                "time": time.strftime("%Y-%m-%dT%H:%M:%S%z"), **payload}

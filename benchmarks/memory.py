@@ -73,11 +73,12 @@ def measure_model(label: str, path: Path, args: Any, bench: Path | None) -> dict
     def add(key: str, value: float) -> None:
         samples.setdefault(key, []).append(value)
 
-    common = dict(threads=args.threads, n_gpu_layers=args.n_gpu_layers, flash_attn=args.flash_attn)
+    common = {"threads": args.threads, "n_gpu_layers": args.n_gpu_layers,
+              "flash_attn": args.flash_attn}
     for round_no in range(args.repetitions):
         facts, run = run_ours(path, args, args.n_prompt, args.n_gen)
         add("ours_peak_rss", run.peak_rss_bytes)
-        for key in ("rss_import", "rss_loaded", "load_ms", "model_load_ms"):
+        for key in ("rss_start", "rss_import", "rss_loaded", "load_ms", "model_load_ms"):
             add(f"ours_{key}", facts[key])
         _, run = run_ours(path, args, 1, 1)
         add("ours_start_to_exit_s", run.wall_s)
@@ -97,7 +98,7 @@ def measure_model(label: str, path: Path, args: Any, bench: Path | None) -> dict
 def print_tables(results: list[dict[str, Any]], args: Any) -> None:
     mib = 2**20
     print(f"\nMemory (MiB): peak RSS over load + {args.n_prompt}-token prompt + {args.n_gen} "
-          "generated tokens; llamabind's RSS after import and after load")
+          "generated tokens; llamabind's RSS at Python start, after import and after load")
     rows = []
     for r in results:
         s = r["summary"]
@@ -106,10 +107,11 @@ def print_tables(results: list[dict[str, Any]], args: Any) -> None:
         rows.append([r["model"], f"{r['size_bytes'] / mib:.0f}",
                      f"{bench.median / mib:.0f}" if bench else "-", f"{ours.median / mib:.0f}",
                      f"{(ours.median - bench.median) / mib:+.0f}" if bench else "-",
+                     f"{s['ours_rss_start'].median / mib:.0f}",
                      f"{s['ours_rss_import'].median / mib:.0f}",
                      f"{s['ours_rss_loaded'].median / mib:.0f}"])
     harness.print_table(["model", "file", "llama-bench peak", "llamabind peak", "difference",
-                         "llamabind after import", "llamabind after load"], rows)
+                         "Python at start", "after import", "after load"], rows)
 
     print("\nLoad time: in process (Model + Context, ms) and process start to exit with one "
           "generated token (s)")

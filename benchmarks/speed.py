@@ -6,16 +6,19 @@
 
 Per model and round (rounds interleave the contenders, so drift on a shared machine hits all):
 
-- llama-bench ``-p 512 -n 128 -r 1``: pp512 and tg128 tokens/s, the engine's ceiling (decode
-  only, no sampling), built from the same llama.cpp by scripts/build_llama_bench.py.
+- llama-bench ``-p 512 -n 0`` and ``-p 0 -n 128 -d D``, one repetition each: pp512 and tg128
+  tokens/s, the engine's ceiling (decode only, no sampling), built from the same llama.cpp by
+  scripts/build_llama_bench.py.
 - llamabind, prompt: a 512-token prompt (random ids, as llama-bench uses) evaluated from an
   empty cache; pp512 tokens/s from the native Generator's prompt timer, and time to first
   token through the Generator and through ``LlamaEngine.start_generation``.
-- llamabind, generation of 128 tokens after a short prompt, greedy, end of text ignored:
-  (a) the native ``Generator`` (wall time between the first and the last token handed to
-  Python), (b) ``LlamaEngine.generate`` (text pieces) and (c) ``LlamaEngine.create`` (streamed
-  chat chunks), both from their usage (whole stream after the first token). Each is a ratio
-  to tg128 of the same round, and an overhead in microseconds per token over llama-bench's.
+- llamabind, generation of 128 tokens, greedy, end of text ignored, all three after the same
+  prompt (one user message rendered with the model's chat template, D tokens): (a) the native
+  ``Generator`` (wall time between the first and the last token handed to Python), (b)
+  ``LlamaEngine.generate`` (text pieces) and (c) ``LlamaEngine.create`` (streamed chat
+  chunks), both from their usage (the whole stream after the first token). Each is a ratio to
+  llama-bench's tg128 at the same depth (``-d D``) of the same round, and an overhead in
+  microseconds per token over llama-bench's.
 - llama-cpp-python, when importable: the same prompt and generation through ``Llama.generate``.
 
 Medians over rounds, with the spread (max - min) / median.
@@ -27,16 +30,15 @@ import os
 import random
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import harness
 from harness import Summary
-
 from llamabind import GenerationParams, LlamaEngine, ModelParams, _native
 
-GEN_PROMPT = "Once upon a time"
-CHAT_PROMPT = "Tell me a long story about a lighthouse keeper."
+CHAT_MESSAGES = [{"role": "user", "content": "Tell me a long story about a lighthouse keeper."}]
 
 
 def greedy(max_tokens: int) -> GenerationParams:
@@ -73,7 +75,12 @@ class Ours:
         self.model = self.engine.model
         self.context = self.engine.context
         self.prompt_ids = random_prompt(self.model, args.n_prompt)
-        self.gen_prompt_ids = self.model.tokenize(GEN_PROMPT, add_special=True)
+        # The chat prompt that create() renders, as tokens, so that all three paths do the same work.
+        rendered = self.engine.chat_template(CHAT_MESSAGES).prompt
+        self.gen_prompt_ids = self.model.tokenize(rendered, add_special=True, parse_special=True)
+        bos = self.model.special_tokens.get("bos", -1)
+        if len(self.gen_prompt_ids) > 1 and self.gen_prompt_ids[0] == self.gen_prompt_ids[1] == bos:
+            self.gen_prompt_ids = self.gen_prompt_ids[1:]  # the template wrote BOS too
 
     def close(self) -> None:
         self.engine.close()
@@ -113,7 +120,7 @@ class Ours:
 
     def generate_engine(self, n_gen: int) -> float:
         self.engine.reset_cache()
-        run = self.engine.start_generation(GEN_PROMPT, greedy(n_gen))
+        run = self.engine.start_generation(self.gen_prompt_ids, greedy(n_gen))
         for _ in run:
             pass
         return after_first_token(run.usage)
@@ -121,7 +128,7 @@ class Ours:
     def create_stream(self, n_gen: int) -> float:
         self.engine.reset_cache()
         last = None
-        for chunk in self.engine.create([{"role": "user", "content": CHAT_PROMPT}], greedy(n_gen)):
+        for chunk in self.engine.create(CHAT_MESSAGES, greedy(n_gen)):
             last = chunk
         return after_first_token(last.usage)
 
@@ -129,17 +136,19 @@ class Ours:
 class Peer:
     """llama-cpp-python on the same model and settings (only built when importable)."""
 
-    def __init__(self, path: Path, args: Any, prompt_ids: list[int]) -> None:
+    def __init__(self, path: Path, args: Any, prompt_ids: list[int],
+                 gen_prompt_ids: list[int]) -> None:
         from llama_cpp import Llama
 
-        kwargs: dict[str, Any] = dict(model_path=str(path), n_ctx=args.n_prompt + args.n_gen + 128,
-                                      n_threads=args.threads, n_threads_batch=args.threads,
-                                      n_gpu_layers=args.n_gpu_layers, verbose=False)
+        kwargs: dict[str, Any] = {
+            "model_path": str(path), "n_ctx": args.n_prompt + args.n_gen + 128,
+            "n_threads": args.threads, "n_threads_batch": args.threads,
+            "n_gpu_layers": args.n_gpu_layers, "verbose": False}
         if args.flash_attn != "auto":
             kwargs["flash_attn"] = args.flash_attn == "on"
         self.llm = Llama(**kwargs)
         self.prompt_ids = prompt_ids
-        self.gen_prompt_ids = self.llm.tokenize(GEN_PROMPT.encode())
+        self.gen_prompt_ids = gen_prompt_ids
 
     def _tokens(self, ids: list[int]) -> Any:
         self.llm.reset()
@@ -166,6 +175,22 @@ class Peer:
         return (n_gen - 1) / (last - first)
 
 
+def generation_steps(ours: Ours, peer: Peer | None, n_gen: int,
+                     samples: dict[str, list[float]]) -> list[Callable[[], None]]:
+    """One callable per generation path; each measures once and records its sample."""
+    def native() -> None:
+        seen, internal = ours.generate_native(n_gen)
+        samples["native"].append(seen)
+        samples["native_internal"].append(internal)
+
+    steps = [native,
+             lambda: samples["generate"].append(ours.generate_engine(n_gen)),
+             lambda: samples["create"].append(ours.create_stream(n_gen))]
+    if peer is not None:
+        steps.append(lambda: samples["peer"].append(peer.generate(n_gen)))
+    return steps
+
+
 def measure_model(label: str, path: Path, args: Any, bench: Path | None) -> dict[str, Any]:
     pp_key, tg_key = f"pp{args.n_prompt}", f"tg{args.n_gen}"
     samples: dict[str, list[float]] = {key: [] for key in (
@@ -174,11 +199,12 @@ def measure_model(label: str, path: Path, args: Any, bench: Path | None) -> dict
     started = time.perf_counter()
     ours = Ours(path, args)
     n_params, size_bytes = ours.model.n_params, ours.model.size_bytes
+    depth = len(ours.gen_prompt_ids)
     peer = None
     if args.peer:
         try:
-            peer = Peer(path, args, ours.prompt_ids)
-        except Exception as exc:  # a broken peer install must not stop our rows
+            peer = Peer(path, args, ours.prompt_ids, ours.gen_prompt_ids)
+        except Exception as exc:  # noqa: BLE001  (a broken peer install must not stop our rows)
             print(f"llama-cpp-python failed to load {path.name}: {exc}", file=sys.stderr)
     try:
         ours.prompt_native()  # warm-up: page cache, graph allocation, thread pool
@@ -187,29 +213,32 @@ def measure_model(label: str, path: Path, args: Any, bench: Path | None) -> dict
         ours.create_stream(16)
         for round_no in range(args.repetitions):
             if bench is not None:
-                tests, _ = harness.llama_bench(bench, path, n_prompt=args.n_prompt, n_gen=args.n_gen,
-                                               threads=args.threads, n_gpu_layers=args.n_gpu_layers,
-                                               flash_attn=args.flash_attn)
+                common = {"threads": args.threads, "n_gpu_layers": args.n_gpu_layers,
+                          "flash_attn": args.flash_attn}
+                tests, _ = harness.llama_bench(bench, path, n_prompt=args.n_prompt, n_gen=0, **common)
                 samples[pp_key] += tests[pp_key]
+                tests, _ = harness.llama_bench(bench, path, n_prompt=0, n_gen=args.n_gen,
+                                               extra=["-d", str(depth)], **common)
                 samples[tg_key] += tests[tg_key]
             pp, ttft = ours.prompt_native()
             samples["pp_native"].append(pp)
             samples["ttft_native_ms"].append(ttft)
             samples["ttft_engine_ms"].append(ours.prompt_engine())
-            seen, internal = ours.generate_native(args.n_gen)
-            samples["native"].append(seen)
-            samples["native_internal"].append(internal)
-            samples["generate"].append(ours.generate_engine(args.n_gen))
-            samples["create"].append(ours.create_stream(args.n_gen))
             if peer is not None:
                 samples["peer_ttft_ms"].append(peer.prompt())
-                samples["peer"].append(peer.generate(args.n_gen))
+            # The generation paths take turns at going first, so that none always follows
+            # the prompt runs (or anything else that leaves the caches or clocks different).
+            steps = generation_steps(ours, peer, args.n_gen, samples)
+            shift = round_no % len(steps)
+            for step in steps[shift:] + steps[:shift]:
+                step()
             print(f"  {label}: round {round_no + 1}/{args.repetitions} done "
                   f"({time.perf_counter() - started:.0f} s)", file=sys.stderr, flush=True)
     finally:
         ours.close()
     result: dict[str, Any] = {"model": label, "file": path.name, "n_params": n_params,
-                              "size_bytes": size_bytes, "samples": samples,
+                              "size_bytes": size_bytes, "generation_prompt_tokens": depth,
+                              "samples": samples,
                               "summary": harness.summarize(samples)}
     if samples[tg_key]:
         paired: dict[str, list[float]] = {}
@@ -248,8 +277,9 @@ def print_tables(results: list[dict[str, Any]], args: Any) -> None:
         rows.append(row)
     harness.print_table(headers, rows)
 
-    print(f"\nGeneration: {args.n_gen} tokens, greedy (tokens/s, and × llama-bench {tg_key} "
-          "of the same round)")
+    depths = ", ".join(f"{r['model']} {r['generation_prompt_tokens']}" for r in results)
+    print(f"\nGeneration: {args.n_gen} tokens, greedy, after a chat prompt of D tokens ({depths}); "
+          f"tokens/s, and × llama-bench {tg_key} at depth D of the same round")
     paths = [("native", "Generator"), ("generate", "engine.generate"), ("create", "engine.create")]
     if has_peer:
         paths.append(("peer", "llama-cpp-python"))

@@ -25,7 +25,6 @@ from pathlib import Path
 from typing import Any
 
 import harness
-
 from llamabind import _native
 
 PROMPT = "Once upon a time"
@@ -53,7 +52,7 @@ def parallel_round(model: _native.Model, contexts: list[_native.Context], n_gen:
         try:
             barrier.wait()
             generate(model, context, n_gen)
-        except BaseException as exc:  # surfaced below, after join
+        except BaseException as exc:  # noqa: BLE001  (re-raised in the main thread after join)
             errors.append(exc)
 
     threads = [threading.Thread(target=worker, args=(ctx,)) for ctx in contexts]
@@ -169,10 +168,10 @@ def print_tables(results: list[dict[str, Any]], args: Any) -> None:
 
 
 def main() -> None:
-    parser = harness.common_parser(__doc__)
+    parser = harness.common_parser(__doc__, with_threads=False, with_llama_bench=False)
     parser.add_argument("-n", "--n-gen", type=int, default=128, help="tokens per generation")
     args = parser.parse_args()
-    args.threads = 1  # each context uses one thread here, whatever -t says
+    args.threads = 1  # every context here uses one thread
     models = harness.models_of(args)
     quiet = harness.wait_for_quiet(args.max_load, args.max_wait)
     info = harness.machine_info(args.threads)
