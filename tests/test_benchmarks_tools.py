@@ -13,10 +13,9 @@ pytest.importorskip("gguf")
 BENCHMARKS = Path(__file__).resolve().parent.parent / "benchmarks"
 sys.path.insert(0, str(BENCHMARKS))
 
-import harness  # noqa: E402
-import synthetic_model  # noqa: E402
-
-from llamabind import _native  # noqa: E402
+import harness
+import synthetic_model
+from llamabind import _native
 
 
 def test_tiny_synthetic_model_loads_and_generates(tmp_path: Path) -> None:
