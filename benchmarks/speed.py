@@ -78,6 +78,7 @@ class Ours:
         # The chat prompt that create() renders, as tokens, so that all three paths do the same work.
         rendered = self.engine.chat_template(CHAT_MESSAGES).prompt
         self.gen_prompt_ids = self.model.tokenize(rendered, add_special=True, parse_special=True)
+        self.sampling_backend = ""
         bos = self.model.special_tokens.get("bos", -1)
         if len(self.gen_prompt_ids) > 1 and self.gen_prompt_ids[0] == self.gen_prompt_ids[1] == bos:
             self.gen_prompt_ids = self.gen_prompt_ids[1:]  # the template wrote BOS too
@@ -116,6 +117,7 @@ class Ours:
             if not first:
                 first = last
         n = gen.n_generated_tokens
+        self.sampling_backend = gen.sampling_backend  # "backend" (in the graph) or "cpu"
         return (n - 1) / (last - first), (n - 1) / (gen.t_generation_ms / 1000)
 
     def generate_engine(self, n_gen: int) -> float:
@@ -238,6 +240,7 @@ def measure_model(label: str, path: Path, args: Any, bench: Path | None) -> dict
         ours.close()
     result: dict[str, Any] = {"model": label, "file": path.name, "n_params": n_params,
                               "size_bytes": size_bytes, "generation_prompt_tokens": depth,
+                              "sampling_backend": ours.sampling_backend,
                               "samples": samples,
                               "summary": harness.summarize(samples)}
     if samples[tg_key]:
@@ -278,8 +281,10 @@ def print_tables(results: list[dict[str, Any]], args: Any) -> None:
     harness.print_table(headers, rows)
 
     depths = ", ".join(f"{r['model']} {r['generation_prompt_tokens']}" for r in results)
+    where = ", ".join(f"{r['model']} {r['sampling_backend']}" for r in results)
     print(f"\nGeneration: {args.n_gen} tokens, greedy, after a chat prompt of D tokens ({depths}); "
-          f"tokens/s, and × llama-bench {tg_key} at depth D of the same round")
+          f"tokens/s, and × llama-bench {tg_key} at depth D of the same round; the "
+          f"Generator sampled on: {where}")
     paths = [("native", "Generator"), ("generate", "engine.generate"), ("create", "engine.create")]
     if has_peer:
         paths.append(("peer", "llama-cpp-python"))
