@@ -13,6 +13,7 @@ import threading
 from collections.abc import Iterator, Sequence
 
 from llamabind import _native
+from llamabind.engine import backend_name, gpu_memory
 from llamabind.errors import HandleClosedError, StateError
 from llamabind.params import GenerationParams, ModelParams
 
@@ -182,17 +183,15 @@ class LlamaBackend:
     # --- backend ---------------------------------------------------------------------------
 
     def get_backend_name(self) -> str:
-        gpus = [d.name for d in _native.devices() if d.type != "cpu"]
-        return ", ".join(gpus) if gpus else "CPU"
+        return backend_name()
 
     def is_gpu_supported(self) -> bool:
         return _native.supports_gpu_offload()
 
     def get_vram_info(self) -> dict[str, int]:
         """{"total": bytes, "free": bytes} over GPU devices (zeros on a CPU-only build)."""
-        gpus = [d for d in _native.devices() if d.type in ("gpu", "igpu")]
-        return {"total": sum(d.memory_total_bytes for d in gpus),
-                "free": sum(d.memory_free_bytes for d in gpus)}
+        total, free = gpu_memory()
+        return {"total": total, "free": free}
 
     def set_log_level(self, level: int | str) -> None:
         """Same as ``llamabind.set_log_level``: llama.cpp records at or above ``level``."""

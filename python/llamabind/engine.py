@@ -21,7 +21,12 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from llamabind import _native
-from llamabind.chat.request import ChatRequest, LlamaChatTemplateResult, build_chat_request
+from llamabind.chat.request import (
+    ChatRequest,
+    LlamaChatTemplateResult,
+    build_chat_request,
+    chat_templates,
+)
 from llamabind.completions import stream_chunks
 from llamabind.errors import StateError, StructuredOutputError
 from llamabind.generation import RunHandle, TokenRun
@@ -495,8 +500,6 @@ class LlamaEngine:
     def get_capabilities(self) -> LlamaEngineCapabilities:
         loaded = self._require()
         has_template = loaded.params.chat_template is not None or bool(loaded.model.chat_template())
-        offload = _native.supports_gpu_offload()
-        names = [d.name for d in _native.devices() if d.type != "cpu"]
         return LlamaEngineCapabilities(
             has_chat_template=has_template,
             supports_embeddings=True,
@@ -504,11 +507,12 @@ class LlamaEngine:
             supports_structured_output=True,
             supports_grammar=True,
             supports_lazy_grammar=True,
-            supports_thinking=_supports_thinking(self, loaded),
+            supports_thinking=chat_templates(loaded.model, loaded.chat,
+                                             loaded.params.chat_template).supports_enable_thinking,
             supports_vision=False,
             supports_audio=False,
-            supports_gpu_offload=offload,
-            backend_name=", ".join(names) if names else "CPU",
+            supports_gpu_offload=_native.supports_gpu_offload(),
+            backend_name=backend_name(),
         )
 
     def get_devices(self) -> list[_native.DeviceInfo]:
@@ -517,8 +521,7 @@ class LlamaEngine:
 
     def get_vram_info(self) -> tuple[int, int]:
         """(total, free) bytes over the GPU devices; (0, 0) on a CPU-only build."""
-        gpus = [d for d in _native.devices() if d.type in ("gpu", "igpu")]
-        return (sum(d.memory_total_bytes for d in gpus), sum(d.memory_free_bytes for d in gpus))
+        return gpu_memory()
 
     def get_perf(self) -> dict[str, Any]:
         """llama.cpp's perf counters of the context (load/prompt/eval ms and token counts)."""
@@ -663,6 +666,14 @@ class LlamaEngine:
         return {path: scale for path, (_, scale) in loaded.loras.items()} if loaded else {}
 
 
-def _supports_thinking(engine: LlamaEngine, loaded: _Loaded) -> bool:
-    template = loaded.params.chat_template or loaded.model.chat_template() or ""
-    return "enable_thinking" in template or "<think>" in template or "reasoning_content" in template
+
+def backend_name() -> str:
+    """The GPU devices of this build, comma-separated, or "CPU"."""
+    names = [d.name for d in _native.devices() if d.type != "cpu"]
+    return ", ".join(names) if names else "CPU"
+
+
+def gpu_memory() -> tuple[int, int]:
+    """(total, free) bytes over the GPU devices; (0, 0) on a CPU-only build."""
+    gpus = [d for d in _native.devices() if d.type in ("gpu", "igpu")]
+    return sum(d.memory_total_bytes for d in gpus), sum(d.memory_free_bytes for d in gpus)

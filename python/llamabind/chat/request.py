@@ -184,15 +184,9 @@ def build_chat_request(
         raise ValueError("response_format cannot be combined with a required tool call")
     template = cache.get("template")
     if template is None:
-        template = (ChatTemplate(template_override, bos_token=_token_text(model, "bos"),
-                                 eos_token=_token_text(model, "eos"), add_bos=bool(model.add_bos),
-                                 add_eos=bool(model.add_eos), name="override")
-                    if template_override is not None else ChatTemplate.from_model(model))
+        template = ChatTemplate.from_model(model, source=template_override)
         cache["template"] = template
-    native_templates = cache.get("native")
-    if native_templates is None:
-        native_templates = _native.ChatTemplates(model, template=template_override)
-        cache["native"] = native_templates
+    native_templates = chat_templates(model, cache, template_override)
     # Tools stay visible to the template with tool_choice "none", as in llama-server.
     tools_json = [tool.to_openai() for tool in active_tools]
     kwargs = dict(chat_template_kwargs or {})
@@ -267,6 +261,10 @@ def _schema_grammar(schema: Mapping[str, Any]) -> str:
         raise GrammarError(f"response_format schema cannot become a grammar: {exc}") from exc
 
 
-def _token_text(model: _native.Model, kind: str) -> str:
-    token = model.special_tokens.get(kind, -1)
-    return model.token_to_piece(token, True).decode("utf-8", errors="replace") if token >= 0 else ""
+def chat_templates(model: _native.Model, cache: dict[str, Any],
+                   template_override: str | None = None) -> Any:
+    """llama.cpp's parsed chat templates of the model (or of the override), made once per cache."""
+    native = cache.get("native")
+    if native is None:
+        native = cache["native"] = _native.ChatTemplates(model, template=template_override)
+    return native

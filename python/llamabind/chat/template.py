@@ -112,7 +112,8 @@ class ChatTemplate:
         return f"template {self.name!r}" if self.name else "the chat template"
 
     @classmethod
-    def from_model(cls, model: Any, name: str | None = None) -> ChatTemplate:
+    def from_model(cls, model: Any, name: str | None = None,
+                   source: str | None = None) -> ChatTemplate:
         """The chat template stored in a model's GGUF file, with its BOS/EOS token texts.
 
         Without ``name``, the default template is used, and the model's ``tool_use`` template
@@ -138,6 +139,8 @@ class ChatTemplate:
             "add_bos": bool(model.add_bos),
             "add_eos": bool(model.add_eos),
         }
+        if source is not None:  # an override, with the model's BOS/EOS
+            return cls(source, name=name or "override", **common)
         if name is not None:
             # model.chat_templates calls the main template "default"; GGUF files store it unnamed
             source = model.chat_template(None if name == "default" else name)
