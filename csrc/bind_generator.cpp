@@ -43,9 +43,13 @@ an end-of-generation token ("eog"), at max_tokens ("length"), when the context i
                      R"(Milliseconds spent on the tokens after the first.)")
         .def_prop_ro("token_ids", &Generator::token_ids, R"(The ids generated so far.)")
         .def_prop_ro("sampling_backend", &Generator::sampling_backend, nb::call_guard<nb::gil_scoped_release>(),
-                     R"("backend" while the sampler chain runs inside the compute graph (llama.cpp's
-backend sampling: only the picked token is read back), "cpu" when it samples from the logits
-on the CPU. It reads "cpu" once the generation has finished.)");
+                     R"(Where the latest token was picked: "backend" inside the compute graph
+(llama.cpp's backend sampling: only the picked token is read back), "cpu" from the logits on
+the CPU. Before the first token it says where the first will be picked; after the end it
+keeps the path of the last one.)")
+        .def_prop_ro("n_graph_sampled_tokens", &Generator::n_graph_sampled_tokens,
+                     R"(How many of the tokens (the end-of-generation token included) were picked inside
+the compute graph; the rest were sampled on the CPU.)");
 
     nb::class_<Context> context = nb::borrow<nb::class_<Context>>(m.attr("Context"));
     context.def(

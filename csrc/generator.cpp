@@ -72,6 +72,7 @@ void Generator::release_graph_sampler() noexcept {
 }
 
 std::string Generator::sampling_backend() const {
+    if (const char * path = last_path_.load()) return path;  // also once the context is closed
     auto guard = context_->lock("Generator.sampling_backend");
     return graph_chain_ != nullptr && context_->has_graph_sampler_locked(options_.seq_id, graph_chain_) ? "backend"
                                                                                                         : "cpu";
@@ -204,8 +205,11 @@ std::optional<GeneratedToken> Generator::sample_next() {
         if (graph_chain_ != nullptr && context_->has_graph_sampler_locked(options_.seq_id, graph_chain_)) {
             token = sample_in_graph_locked(ctx);
             sampler_->accept(token);
+            last_path_ = "backend";
+            ++n_graph_sampled_;
         } else {
             token = sampler_->sample(ctx, -1);  // also when another generator took the sequence over
+            last_path_ = "cpu";
         }
     }
     const llama_vocab * vocab = llama_model_get_vocab(context_->model().get());

@@ -51,8 +51,11 @@ class Generator {
     double t_prompt_eval_ms() const { return t_prompt_us_ / 1000.0; }
     double t_generation_ms() const { return t_generation_us_ / 1000.0; }
     const std::vector<int32_t> & token_ids() const { return generated_; }
-    // "backend" while the chain runs inside the compute graph, else "cpu".
+    // Where the latest token was picked: "backend" (inside the compute graph) or "cpu"; before
+    // the first token, where it will be. Stays after the end, so a finished run can tell.
     std::string sampling_backend() const;
+    // How many of the generated tokens were picked inside the compute graph.
+    int32_t n_graph_sampled_tokens() const { return n_graph_sampled_; }
 
   private:
     std::optional<GeneratedToken> step(const InterruptCheck & interrupt);
@@ -76,6 +79,8 @@ class Generator {
     std::string finish_reason_;
     int32_t n_reused_ = 0;
     int32_t n_generated_ = 0;
+    int32_t n_graph_sampled_ = 0;
+    std::atomic<const char *> last_path_{nullptr};  // where the latest token was sampled
     int64_t t_prompt_us_ = 0;
     int64_t t_generation_us_ = 0;
     std::vector<int32_t> generated_;

@@ -67,6 +67,24 @@ def test_usage_counts_equal_the_tokenizer(engine):
     assert again.usage.cached_prompt_tokens == usage.prompt_tokens - 1
 
 
+def test_the_run_tells_where_tokens_were_sampled(engine):
+    # the seed's default repeat_penalty (1.1) needs the CPU; without penalties greedy is picked
+    # inside the graph, with the same tokens as greedy on the CPU
+    with_penalty = engine.start_generation(PROMPT, GREEDY.replace(repeat_penalty=1.1))
+    assert with_penalty.sampling_backend is None
+    "".join(with_penalty)
+    assert with_penalty.sampling_backend == "cpu"
+    in_graph = engine.start_generation(PROMPT, GREEDY.replace(repeat_penalty=1.0))
+    "".join(in_graph)
+    assert in_graph.sampling_backend == "backend"
+    model = engine.model
+    tokens = model.tokenize(PROMPT, add_special=True, parse_special=True)
+    with _native.Context(model, n_ctx=512) as ctx:
+        sampler = _native.Sampler(model, temperature=0)
+        on_cpu = ctx.generate(tokens, sampler, max_tokens=24, backend_sampling=False)
+        assert [t for t, _ in on_cpu] == in_graph.token_ids
+
+
 def test_stop_strings_spanning_tokens_end_the_stream_and_are_not_emitted(engine):
     run = engine.start_generation(PROMPT, GREEDY)
     full = "".join(run)

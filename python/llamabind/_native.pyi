@@ -533,9 +533,17 @@ class Generator:
     @property
     def sampling_backend(self) -> str:
         """
-        "backend" while the sampler chain runs inside the compute graph (llama.cpp's
-        backend sampling: only the picked token is read back), "cpu" when it samples from the logits
-        on the CPU. It reads "cpu" once the generation has finished.
+        Where the latest token was picked: "backend" inside the compute graph
+        (llama.cpp's backend sampling: only the picked token is read back), "cpu" from the logits on
+        the CPU. Before the first token it says where the first will be picked; after the end it
+        keeps the path of the last one.
+        """
+
+    @property
+    def n_graph_sampled_tokens(self) -> int:
+        """
+        How many of the tokens (the end-of-generation token included) were picked inside
+        the compute graph; the rest were sampled on the CPU.
         """
 
 class ChatParams:

@@ -49,7 +49,8 @@ class TokenRun:
     """The text pieces of one native generation, then its finish reason and usage.
 
     Iterate it for text; after the loop ``finish_reason`` is "stop", "length" or "cancelled"
-    and ``usage`` holds counts and timings. Closing it (or breaking out of a ``for`` over the
+    and ``usage`` holds counts and timings; ``sampling_backend`` says where the tokens were picked
+    ("backend": inside llama.cpp's compute graph, "cpu": from the logits). Closing it (or breaking out of a ``for`` over the
     engine's iterators) stops the native loop at once.
     """
 
@@ -67,6 +68,7 @@ class TokenRun:
         self.finish_reason: str | None = None
         self.usage: LlamaUsage | None = None
         self.token_ids: list[int] = []
+        self.sampling_backend: str | None = None
         self.started = time.perf_counter()
 
     def __iter__(self) -> Iterator[str]:
@@ -116,6 +118,10 @@ class TokenRun:
         else:
             self.finish_reason = "length"
         self.token_ids = native.token_ids
+        try:
+            self.sampling_backend = native.sampling_backend
+        except HandleClosedError:  # unloaded before the first token
+            self.sampling_backend = None
         n_prompt, n_reused = native.n_prompt_tokens, native.n_reused_tokens
         n_generated = native.n_generated_tokens
         t_prompt, t_gen = native.t_prompt_eval_ms, native.t_generation_ms

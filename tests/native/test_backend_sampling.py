@@ -22,7 +22,12 @@ def generate(model, sampler_kwargs, backend_sampling, *, max_tokens=24, n_seq_ma
             backend_sampling=backend_sampling,
         )
         where = gen.sampling_backend
-        return [t for t, _ in gen], where, gen.finish_reason
+        ids = [t for t, _ in gen]
+        # the path announced before the first token is the one every token took
+        assert gen.sampling_backend == where
+        n_sampled = len(ids) + (gen.finish_reason == "eog")
+        assert gen.n_graph_sampled_tokens == (n_sampled if where == "backend" else 0)
+        return ids, where, gen.finish_reason
 
 
 def test_greedy_tokens_identical_on_both_paths_smollm2(smollm2):
@@ -127,7 +132,8 @@ def test_prefix_reuse_on_the_backend_path(smollm2):
             tokens, _native.Sampler(smollm2, temperature=0), max_tokens=6, backend_sampling=True
         )
         ids = [t for t, _ in first]
-        assert first.sampling_backend == "cpu"  # finished: the sequence gives plain logits again
+        # finished: the sequence gives plain logits again, the generator keeps its record
+        assert first.sampling_backend == "backend" and first.n_graph_sampled_tokens == 6
         follow = tokens + ids
         second = ctx.generate(
             follow, _native.Sampler(smollm2, temperature=0), max_tokens=6, backend_sampling=True
@@ -165,6 +171,7 @@ def test_abandoned_backend_generator_yields_to_a_cpu_one(smollm2):
         new = ctx.generate(
             tokens, _native.Sampler(smollm2, temperature=0), max_tokens=8, backend_sampling=False
         )
-        assert old.sampling_backend == "cpu" and new.sampling_backend == "cpu"
+        assert old.n_graph_sampled_tokens == 1 and new.sampling_backend == "cpu"
         ids = [t for t, _ in new]
+        assert new.n_graph_sampled_tokens == 0
     assert ids == generate(smollm2, {"temperature": 0}, True, max_tokens=8)[0]
