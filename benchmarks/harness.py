@@ -33,7 +33,10 @@ REAL_MODELS = ("smollm2", "gemma3")
 PEER_INSTALL_HINT = (
     "llama-cpp-python is not installed, so its column is skipped. To add it (it builds "
     "llama.cpp from source, ~10 min on 2 cores): pip install llama-cpp-python==0.3.36 "
-    "(the same llama.cpp build; CMAKE_ARGS=\"-DGGML_CUDA=on\" for CUDA)")
+    "(the same llama.cpp build; CMAKE_ARGS=\"-DGGML_CUDA=on\" for CUDA). On a CPU that "
+    "reports AMX, keep ggml's AMX kernels out as our build does (they crash on some VMs): "
+    "CMAKE_ARGS=\"-DCMAKE_C_FLAGS='-mno-amx-tile -mno-amx-int8 -mno-amx-bf16' "
+    "-DCMAKE_CXX_FLAGS='-mno-amx-tile -mno-amx-int8 -mno-amx-bf16'\"")
 
 
 # --- models --------------------------------------------------------------------------------

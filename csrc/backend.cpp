@@ -6,7 +6,18 @@
 #include "llama.h"
 #include "logging.h"
 
+#ifdef LLAMABIND_OPENMP
+extern "C" int omp_pause_resource_all(int kind);  // OpenMP 5.0, in libgomp since GCC 10
+#endif
+
 namespace llamabind {
+
+void release_compute_threads() noexcept {
+#ifdef LLAMABIND_OPENMP
+    constexpr int omp_pause_soft = 1;
+    omp_pause_resource_all(omp_pause_soft);
+#endif
+}
 
 void ensure_backend() {
     static std::once_flag once;

@@ -65,6 +65,14 @@ void bind_backend(nb::module_ & m) {
 The records that pass go to the logger ``llamabind.native``; ``llamabind.set_log_level``
 sets both this threshold and that logger's level.)");
     m.def("log_threshold", &log_threshold, R"(The current source threshold (a logging level).)");
+    m.def("release_compute_threads", &release_compute_threads,
+          R"(Frees the calling thread's idle CPU compute threads (ggml's OpenMP team).
+
+libgomp counts every team still alive; once there are more such threads than cores it stops
+spin-waiting at its barriers and CPU decoding gets several times slower. So a thread that
+computed (Context.decode) and will not again soon, while another thread goes on computing,
+should call this. Generators do it themselves when their decode-ahead thread takes over;
+LlamaEngine does it after embeddings and scoring. A no-op without OpenMP.)");
     m.def("flush_logs", &flush_logs, R"(Emit queued llama.cpp log records now.)");
 }
 

@@ -11,8 +11,11 @@ namespace llamabind {
 void bind_generator(nb::module_ & m) {
     nb::class_<Generator>(m, "Generator", R"(The generate loop as a Python iterator of (token_id, piece_bytes).
 
-Each ``next()`` releases the GIL, decodes the previous token, samples and returns one token.
-The first step evaluates the prompt, reusing the prefix the context already holds. It stops at
+Each ``next()`` releases the GIL and returns one token. The first step evaluates the prompt,
+reusing the prefix the context already holds. Decode-ahead: once a token is handed out, a
+thread of the generator decodes it and samples the next while Python handles it, so Python's
+time per token overlaps the decode (the sampler has accepted one token more than was handed
+out). A newer generator on the same sequence supersedes this one: it finishes "cancelled". It stops at
 an end-of-generation token ("eog"), at max_tokens ("length"), when the context is full
 ("context") or after cancel() ("cancelled"): see ``finish_reason``.)")
         .def("__iter__", [](nb::object self) { return self; })
@@ -24,9 +27,10 @@ an end-of-generation token ("eog"), at max_tokens ("length"), when the context i
              })
         .def("cancel", &Generator::cancel,
              R"(Stops the generation from any thread; a decode in flight is aborted. The context stays usable.)")
-        .def("close", &Generator::close, R"(Cancels and finishes the generation.)")
+        .def("close", [](Generator & self) { without_gil([&] { self.close(); }); },
+             R"(Cancels and finishes the generation (waits for a decode in flight to stop).)")
         .def("__enter__", [](nb::object self) { return self; })
-        .def("__exit__", [](Generator & self, nb::args) { self.close(); })
+        .def("__exit__", [](Generator & self, nb::args) { without_gil([&] { self.close(); }); })
         .def_prop_ro("finish_reason",
                      [](const Generator & self) -> nb::object {
                          if (!self.is_finished()) return nb::none();
@@ -56,9 +60,9 @@ the compute graph; the rest were sampled on the CPU.)");
         "generate",
         [](std::shared_ptr<Context> self, std::vector<int32_t> prompt_tokens, std::shared_ptr<Sampler> sampler,
            int32_t max_tokens, int32_t seq_id, bool ignore_eog, bool render_special,
-           std::vector<int32_t> render_special_tokens, std::optional<bool> backend_sampling) {
+           std::vector<int32_t> render_special_tokens, std::optional<bool> backend_sampling, bool decode_ahead) {
             GenerateOptions options{max_tokens,   seq_id, ignore_eog, render_special, std::move(render_special_tokens),
-                                    backend_sampling};
+                                    backend_sampling, decode_ahead};
             return without_gil([&] {
                 return std::make_shared<Generator>(self, sampler, std::move(prompt_tokens), options);
             });
@@ -66,7 +70,7 @@ the compute graph; the rest were sampled on the CPU.)");
         nb::arg("prompt_tokens"), nb::arg("sampler"), nb::arg("max_tokens") = -1, nb::arg("seq_id") = 0,
         nb::arg("ignore_eog") = false, nb::arg("render_special") = false,
         nb::arg("render_special_tokens").sig("()") = std::vector<int32_t>(),
-        nb::arg("backend_sampling") = nb::none(),
+        nb::arg("backend_sampling") = nb::none(), nb::arg("decode_ahead") = true,
         R"(Starts a generation; see Generator.
 
 Args:
@@ -85,6 +89,9 @@ Args:
         Chains that can run in the graph hold only logit bias, top-k, top-p, min-p,
         temperature (also dynamic), greedy and dist; grammars, penalties, DRY, typical,
         XTC, top-n-sigma and mirostat sample on the CPU. See Generator.sampling_backend.
+    decode_ahead: Decode each token handed out (and sample the next) on the generator's
+        thread while Python handles it (default). False: every step runs inside next(), so
+        the sampler has accepted exactly the tokens handed out.
 
 Raises:
     ContextOverflowError: the prompt is longer than the context.

@@ -110,6 +110,13 @@ class Context {
     void detach_graph_sampler_locked(int32_t seq_id, llama_sampler * chain);
     void detach_any_graph_sampler_locked(int32_t seq_id);
     bool has_graph_sampler_locked(int32_t seq_id, llama_sampler * chain) const;
+    // A new generator on seq_id takes the sequence over: the ticket it gets is the current one
+    // until the next claim, and older generators drop their decode-ahead work.
+    uint64_t claim_sequence_locked(int32_t seq_id) { return ++claims_[seq_id]; }
+    bool holds_sequence_locked(int32_t seq_id, uint64_t ticket) const {
+        auto it = claims_.find(seq_id);
+        return it != claims_.end() && it->second == ticket;
+    }
 
   private:
     std::shared_ptr<llama_model> model_;
@@ -121,6 +128,7 @@ class Context {
     int32_t n_embd_ = 0;
     std::map<int32_t, std::vector<int32_t>> tokens_;
     std::map<int32_t, llama_sampler *> graph_samplers_;  // not owned: the generators hold them
+    std::map<int32_t, uint64_t> claims_;
     std::vector<std::shared_ptr<LoraAdapter>> adapters_;
 };
 

@@ -1,7 +1,9 @@
 #include "generator.h"
 
 #include <algorithm>
+#include <system_error>
 
+#include "backend.h"
 #include "errors.h"
 
 namespace llamabind {
@@ -28,10 +30,14 @@ Generator::Generator(std::shared_ptr<Context> context, std::shared_ptr<Sampler> 
             .with("n_tokens", static_cast<int64_t>(prompt_.size()))
             .with("n_ctx", n_ctx);
     }
+    ticket_ = context_->claim_sequence_locked(options_.seq_id);
     attach_graph_sampler();
 }
 
-Generator::~Generator() { release_graph_sampler(); }
+Generator::~Generator() {
+    stop_worker();
+    release_graph_sampler();
+}
 
 // Backend sampling runs a copy of the chain inside the graph (a chain is initialised for one
 // graph only once); the caller's Sampler still accepts every token, so its state follows along.
@@ -116,13 +122,14 @@ void Generator::cancel() {
 
 void Generator::close() {
     cancel();
+    stop_worker();  // the decode in flight is aborted; wait for it
     finish("cancelled");
     release_graph_sampler();
 }
 
 // Reuses the longest prefix of the prompt that the sequence already holds, then evaluates the
 // rest in n_batch pieces; at least the last prompt token is evaluated to get its logits.
-void Generator::evaluate_prompt(const InterruptCheck & interrupt) {
+size_t Generator::evaluate_prompt(const InterruptCheck & interrupt) {
     const int32_t seq = options_.seq_id;
     size_t n_batch = 0;
     size_t n_keep = 0;
@@ -144,16 +151,16 @@ void Generator::evaluate_prompt(const InterruptCheck & interrupt) {
         n_batch = llama_n_batch(ctx);
     }
     n_reused_ = static_cast<int32_t>(n_keep);
-    for (size_t start = n_keep; start < prompt_.size(); start += n_batch) {
-        const size_t n = std::min(n_batch, prompt_.size() - start);
-        const bool last = start + n == prompt_.size();
+    // Every piece but the last; the last is decoded with the first token's sampling (advance).
+    size_t start = n_keep;
+    for (; prompt_.size() - start > n_batch; start += n_batch) {
         {
             auto guard = context_->lock("Generator");
             if (cancelled_.load()) break;
             context_->abort_flag().store(false);
             if (cancelled_.load()) break;
-            const int32_t rc = context_->decode_piece_locked(prompt_.data() + start, n, options_.seq_id,
-                                                             last ? LogitsMode::Last : LogitsMode::None);
+            const int32_t rc = context_->decode_piece_locked(prompt_.data() + start, n_batch, options_.seq_id,
+                                                             LogitsMode::None);
             if (rc == 2) break;  // aborted by cancel()
             if (rc != 0) {
                 finish("error");
@@ -162,68 +169,154 @@ void Generator::evaluate_prompt(const InterruptCheck & interrupt) {
                     .with("code", static_cast<int64_t>(rc));
             }
         }
-        if (!last && interrupt) interrupt();
+        if (interrupt) interrupt();
     }
+    return start;
 }
 
-bool Generator::decode_one(int32_t token) {
-    auto guard = context_->lock("Generator");
-    llama_context * ctx = context_->raw("Generator");
-    const int64_t n_past = llama_memory_seq_pos_max(llama_get_memory(ctx), options_.seq_id) + 1;
-    if (n_past + 1 > static_cast<int64_t>(llama_n_ctx_seq(ctx))) {
-        finish("context");
-        return false;
+// Decodes the token handed out last (or the prompt's last piece) and samples the next, in one
+// hold of the context lock, so that no other decode replaces the outputs in between. Runs on the
+// caller's thread or on the decode-ahead worker; errors travel back in the Step.
+Step Generator::advance(const int32_t * tokens, size_t n, bool prompt) noexcept {
+    Step step;
+    const int64_t t0 = llama_time_us();
+    try {
+        auto guard = context_->lock("Generator");
+        advance_locked(context_->raw("Generator"), tokens, n, prompt, step);
+    } catch (...) {
+        step.error = std::current_exception();
+    }
+    step.elapsed_us = llama_time_us() - t0;
+    return step;
+}
+
+void Generator::advance_locked(llama_context * ctx, const int32_t * tokens, size_t n, bool prompt, Step & step) {
+    const int32_t seq = options_.seq_id;
+    if (!context_->holds_sequence_locked(seq, ticket_)) {  // a newer generator took the sequence
+        step.finish = "cancelled";
+        return;
+    }
+    const int64_t n_past = llama_memory_seq_pos_max(llama_get_memory(ctx), seq) + 1;
+    if (!prompt && n_past + static_cast<int64_t>(n) > static_cast<int64_t>(llama_n_ctx_seq(ctx))) {
+        step.finish = "context";
+        return;
     }
     context_->abort_flag().store(false);
     if (cancelled_.load()) {
-        finish("cancelled");
-        return false;
+        step.finish = "cancelled";
+        return;
     }
-    const int32_t rc = context_->decode_piece_locked(&token, 1, options_.seq_id, LogitsMode::Last);
+    const int32_t rc = context_->decode_piece_locked(tokens, n, seq, LogitsMode::Last);
     if (rc == 2) {
-        finish("cancelled");
-        return false;
+        step.finish = "cancelled";
+        return;
+    }
+    if (rc == 1 && !prompt) {
+        step.finish = "context";
+        return;
     }
     if (rc != 0) {
-        finish(rc == 1 ? "context" : "error");
-        if (rc == 1) return false;
-        throw Error(ErrorKind::Decode, "[Generator] llama_decode returned " + std::to_string(rc))
+        step.finish = "error";
+        throw Error(rc == 1 ? ErrorKind::ContextOverflow : ErrorKind::Decode,
+                    std::string(prompt ? "[Generator] evaluating the prompt failed" : "[Generator] decoding failed") +
+                        ": llama_decode returned " + std::to_string(rc))
             .with("code", static_cast<int64_t>(rc));
     }
-    return true;
-}
-
-std::optional<GeneratedToken> Generator::sample_next() {
-    int32_t token;
-    {
-        auto guard = context_->lock("Generator");
-        llama_context * ctx = context_->raw("Generator");
-        if (cancelled_.load()) {  // closed between the decode and here: no fresh output to read
-            finish("cancelled");
-            return std::nullopt;
-        }
-        if (graph_chain_ != nullptr && context_->has_graph_sampler_locked(options_.seq_id, graph_chain_)) {
-            token = sample_in_graph_locked(ctx);
-            sampler_->accept(token);
-            last_path_ = "backend";
-            ++n_graph_sampled_;
-        } else {
-            token = sampler_->sample(ctx, -1);  // also when another generator took the sequence over
-            last_path_ = "cpu";
-        }
+    if (cancelled_.load()) {  // closed after the decode: no fresh outputs to trust
+        step.finish = "cancelled";
+        return;
     }
+    int32_t token;
+    if (graph_chain_ != nullptr && context_->has_graph_sampler_locked(seq, graph_chain_)) {
+        token = sample_in_graph_locked(ctx);
+        sampler_->accept(token);
+        step.in_graph = true;
+    } else {
+        token = sampler_->sample(ctx, -1);  // also when another generator took the chain over
+    }
+    step.token = token;
     const llama_vocab * vocab = llama_model_get_vocab(context_->model().get());
     if (!options_.ignore_eog && llama_vocab_is_eog(vocab, token)) {
-        finish("eog");
-        return std::nullopt;
+        step.finish = "eog";
+        return;
     }
-    ++n_generated_;
-    generated_.push_back(token);
-    pending_ = token;
     const bool special = options_.render_special ||
                          std::binary_search(options_.render_special_tokens.begin(),
                                             options_.render_special_tokens.end(), token);
-    return GeneratedToken{token, token_piece(vocab, token, special)};
+    step.piece = token_piece(vocab, token, special);
+}
+
+// Takes a worked-out step into the generator's visible state (on the caller's thread).
+std::optional<GeneratedToken> Generator::commit(Step step) {
+    t_generation_us_ += step.elapsed_us;
+    if (step.token) {
+        last_path_.store(step.in_graph ? "backend" : "cpu");
+        if (step.in_graph) ++n_graph_sampled_;
+    }
+    if (step.error) {
+        if (step.finish != nullptr) finish(step.finish);
+        std::rethrow_exception(step.error);
+    }
+    if (step.finish != nullptr || !step.token) {
+        finish(step.finish != nullptr ? step.finish : "error");
+        return std::nullopt;
+    }
+    ++n_generated_;
+    generated_.push_back(*step.token);
+    pending_ = step.token;
+    return GeneratedToken{*step.token, std::move(step.piece)};
+}
+
+bool Generator::wants_more() const {
+    return !is_finished() && !cancelled_.load() && (options_.max_tokens < 0 || n_generated_ < options_.max_tokens);
+}
+
+void Generator::launch_ahead(int32_t token) {
+    std::lock_guard<std::mutex> lk(ahead_mutex_);
+    if (stop_worker_) return;
+    if (!worker_.joinable()) {
+        release_compute_threads();  // the prompt's OpenMP team idles from now on: free it
+        try {
+            worker_ = std::thread([this] { worker_loop(); });
+        } catch (const std::system_error &) {
+            return;  // no thread to be had: the next step runs on the caller's thread
+        }
+    }
+    ahead_job_ = token;
+    ahead_cv_.notify_all();
+}
+
+// The step the worker worked out (waiting for it), or nullopt when none was started.
+std::optional<Step> Generator::take_ahead() {
+    std::unique_lock<std::mutex> lk(ahead_mutex_);
+    ahead_cv_.wait(lk, [&] { return ahead_result_.has_value() || !ahead_job_.has_value(); });
+    std::optional<Step> out = std::move(ahead_result_);
+    ahead_result_.reset();
+    return out;
+}
+
+void Generator::stop_worker() noexcept {
+    {
+        std::lock_guard<std::mutex> lk(ahead_mutex_);
+        stop_worker_ = true;
+    }
+    ahead_cv_.notify_all();
+    if (worker_.joinable() && worker_.get_id() != std::this_thread::get_id()) worker_.join();
+}
+
+void Generator::worker_loop() {
+    std::unique_lock<std::mutex> lk(ahead_mutex_);
+    for (;;) {
+        ahead_cv_.wait(lk, [&] { return ahead_job_.has_value() || stop_worker_; });
+        if (!ahead_job_) return;  // stopping, nothing left to do
+        const int32_t token = *ahead_job_;
+        lk.unlock();
+        Step step = advance(&token, 1, false);
+        lk.lock();
+        ahead_result_ = std::move(step);
+        ahead_job_.reset();
+        ahead_cv_.notify_all();
+    }
 }
 
 std::optional<GeneratedToken> Generator::next(const InterruptCheck & interrupt) {
@@ -234,34 +327,42 @@ std::optional<GeneratedToken> Generator::next(const InterruptCheck & interrupt) 
 
 std::optional<GeneratedToken> Generator::step(const InterruptCheck & interrupt) {
     if (is_finished()) return std::nullopt;
+    std::optional<Step> ready = take_ahead();
+    if (ready) context_->lock("Generator");  // closed meanwhile: HandleClosedError, as without decode-ahead
     if (cancelled_.load()) {
         finish("cancelled");
         return std::nullopt;
     }
-    if (options_.max_tokens >= 0 && n_generated_ >= options_.max_tokens) {
-        finish("length");
-        return std::nullopt;
-    }
-    const int64_t t0 = llama_time_us();
-    if (!started_) {
-        started_ = true;
-        evaluate_prompt(interrupt);
-        if (cancelled_.load()) {
-            finish("cancelled");
+    if (!ready) {
+        if (options_.max_tokens >= 0 && n_generated_ >= options_.max_tokens) {
+            finish("length");
             return std::nullopt;
         }
-        auto result = sample_next();
-        t_prompt_us_ += llama_time_us() - t0;
-        return result;
+        if (!started_) {
+            started_ = true;
+            const int64_t t0 = llama_time_us();
+            {
+                auto guard = context_->lock("Generator");
+                if (!context_->holds_sequence_locked(options_.seq_id, ticket_)) {
+                    finish("cancelled");  // a newer generator took the sequence before we began
+                    return std::nullopt;
+                }
+            }
+            const size_t last_piece = evaluate_prompt(interrupt);
+            if (cancelled_.load()) {
+                finish("cancelled");
+                return std::nullopt;
+            }
+            ready = advance(prompt_.data() + last_piece, prompt_.size() - last_piece, true);
+            t_prompt_us_ += llama_time_us() - t0;
+            ready->elapsed_us = 0;  // the first token counts as prompt time
+        } else {
+            const int32_t token = *pending_;
+            ready = advance(&token, 1, false);
+        }
     }
-    if (pending_ && !decode_one(*pending_)) {
-        pending_.reset();
-        t_generation_us_ += llama_time_us() - t0;
-        return std::nullopt;
-    }
-    pending_.reset();
-    auto result = sample_next();
-    t_generation_us_ += llama_time_us() - t0;
+    std::optional<GeneratedToken> result = commit(std::move(*ready));
+    if (result && options_.decode_ahead && wants_more()) launch_ahead(*pending_);
     return result;
 }
 

@@ -1,10 +1,14 @@
 #pragma once
 
 #include <atomic>
+#include <condition_variable>
 #include <cstdint>
+#include <exception>
 #include <memory>
+#include <mutex>
 #include <optional>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "context.h"
@@ -21,6 +25,7 @@ struct GenerateOptions {
     // Sample inside the compute graph: nullopt picks it when the chain can run there; true
     // insists (ValueError when it cannot); false samples on the CPU from the logits.
     std::optional<bool> backend_sampling;
+    bool decode_ahead = true;  // decode handed-out tokens on a worker thread (see Generator)
 };
 
 struct GeneratedToken {
@@ -28,8 +33,26 @@ struct GeneratedToken {
     std::string piece;  // raw bytes; a UTF-8 character may span several tokens
 };
 
+// One token worked out: the previous token decoded and the next one sampled, in one hold of the
+// context lock (so that another sequence's decode cannot replace the outputs in between).
+struct Step {
+    std::optional<int32_t> token;  // nullopt: finished without a token (see finish)
+    std::string piece;
+    const char * finish = nullptr;  // "eog" (with token), "context", "cancelled", "error"
+    bool in_graph = false;
+    int64_t elapsed_us = 0;
+    std::exception_ptr error;
+};
+
 // The generate loop: evaluates the prompt (reusing the prefix the context already holds) on the
 // first step, then decodes and samples one token per step. Keeps its context and sampler alive.
+//
+// Decode-ahead: once a token is handed out, a worker thread of this generator decodes it and
+// samples the next while the caller (Python) handles the token, so the caller's time per token
+// (and its wait for the GIL) overlaps the decode. The sampler therefore has accepted one token
+// more than was handed out; the KV cache holds every token handed out, and may hold the last
+// one's successor's input too. A newer generator on the same sequence supersedes this one's
+// pending work (it is dropped, not decoded).
 class Generator {
   public:
     Generator(std::shared_ptr<Context> context, std::shared_ptr<Sampler> sampler,
@@ -59,9 +82,16 @@ class Generator {
 
   private:
     std::optional<GeneratedToken> step(const InterruptCheck & interrupt);
-    void evaluate_prompt(const InterruptCheck & interrupt);
-    bool decode_one(int32_t token);
-    std::optional<GeneratedToken> sample_next();
+    size_t evaluate_prompt(const InterruptCheck & interrupt);
+    Step advance(const int32_t * tokens, size_t n, bool prompt) noexcept;
+    void advance_locked(llama_context * ctx, const int32_t * tokens, size_t n, bool prompt, Step & step);
+    std::optional<GeneratedToken> commit(Step step);
+    bool wants_more() const;
+    void launch_ahead(int32_t token);
+    std::optional<Step> take_ahead();
+    void wait_ahead_idle();
+    void stop_worker() noexcept;
+    void worker_loop();
     void finish(const char * reason);
     void attach_graph_sampler();
     void release_graph_sampler() noexcept;
@@ -76,6 +106,14 @@ class Generator {
     llama_sampler * graph_chain_ = nullptr;  // our copy of the chain, attached to the context
     std::vector<llama_token_data> candidates_;
     std::optional<int32_t> pending_;  // sampled and returned, not yet decoded
+    uint64_t ticket_ = 0;  // this generator's claim on its sequence (Context::claim_sequence_locked)
+    // Decode-ahead worker: one job (the token to decode) at a time.
+    std::thread worker_;
+    std::mutex ahead_mutex_;
+    std::condition_variable ahead_cv_;
+    std::optional<int32_t> ahead_job_;
+    std::optional<Step> ahead_result_;
+    bool stop_worker_ = false;
     std::string finish_reason_;
     int32_t n_reused_ = 0;
     int32_t n_generated_ = 0;

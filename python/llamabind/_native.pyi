@@ -63,6 +63,17 @@ def set_log_threshold(level: int) -> None:
 def log_threshold() -> int:
     """The current source threshold (a logging level)."""
 
+def release_compute_threads() -> None:
+    """
+    Frees the calling thread's idle CPU compute threads (ggml's OpenMP team).
+
+    libgomp counts every team still alive; once there are more such threads than cores it stops
+    spin-waiting at its barriers and CPU decoding gets several times slower. So a thread that
+    computed (Context.decode) and will not again soon, while another thread goes on computing,
+    should call this. Generators do it themselves when their decode-ahead thread takes over;
+    LlamaEngine does it after embeddings and scoring. A no-op without OpenMP.
+    """
+
 def flush_logs() -> None:
     """Emit queued llama.cpp log records now."""
 
@@ -450,7 +461,7 @@ class Context:
         Applies a control vector (n_embd x n_layer floats from layer 1), or clears it with None.
         """
 
-    def generate(self, prompt_tokens: Sequence[int], sampler: Sampler, max_tokens: int = -1, seq_id: int = 0, ignore_eog: bool = False, render_special: bool = False, render_special_tokens: Sequence[int] = (), backend_sampling: bool | None = None) -> Generator:
+    def generate(self, prompt_tokens: Sequence[int], sampler: Sampler, max_tokens: int = -1, seq_id: int = 0, ignore_eog: bool = False, render_special: bool = False, render_special_tokens: Sequence[int] = (), backend_sampling: bool | None = None, decode_ahead: bool = True) -> Generator:
         """
         Starts a generation; see Generator.
 
@@ -470,6 +481,9 @@ class Context:
                 Chains that can run in the graph hold only logit bias, top-k, top-p, min-p,
                 temperature (also dynamic), greedy and dist; grammars, penalties, DRY, typical,
                 XTC, top-n-sigma and mirostat sample on the CPU. See Generator.sampling_backend.
+            decode_ahead: Decode each token handed out (and sample the next) on the generator's
+                thread while Python handles it (default). False: every step runs inside next(), so
+                the sampler has accepted exactly the tokens handed out.
 
         Raises:
             ContextOverflowError: the prompt is longer than the context.
@@ -480,8 +494,11 @@ class Generator:
     """
     The generate loop as a Python iterator of (token_id, piece_bytes).
 
-    Each ``next()`` releases the GIL, decodes the previous token, samples and returns one token.
-    The first step evaluates the prompt, reusing the prefix the context already holds. It stops at
+    Each ``next()`` releases the GIL and returns one token. The first step evaluates the prompt,
+    reusing the prefix the context already holds. Decode-ahead: once a token is handed out, a
+    thread of the generator decodes it and samples the next while Python handles it, so Python's
+    time per token overlaps the decode (the sampler has accepted one token more than was handed
+    out). A newer generator on the same sequence supersedes this one: it finishes "cancelled". It stops at
     an end-of-generation token ("eog"), at max_tokens ("length"), when the context is full
     ("context") or after cancel() ("cancelled"): see ``finish_reason``.
     """
@@ -496,7 +513,9 @@ class Generator:
         """
 
     def close(self) -> None:
-        """Cancels and finishes the generation."""
+        """
+        Cancels and finishes the generation (waits for a decode in flight to stop).
+        """
 
     def __enter__(self) -> object: ...
 

@@ -61,7 +61,10 @@ class Embedder:
                 f"{self._context.n_ctx}", n_tokens=len(tokens), n_ctx=self._context.n_ctx)
         with self._lock:
             self._context.memory_clear()
-            self._context.decode(tokens, 0, "all")
+            try:
+                self._context.decode(tokens, 0, "all")
+            finally:
+                _native.release_compute_threads()  # this thread may not compute again soon
             vector = self._context.sequence_embeddings(0)
         if normalize:
             norm = float(np.linalg.norm(vector))

@@ -585,7 +585,10 @@ class LlamaEngine:
             context.memory_remove(0, keep, -1) or context.memory_clear()
             if not context.cached_tokens(0):
                 keep = 0
-            context.decode(tokens[keep:], 0, "last")
+            try:
+                context.decode(tokens[keep:], 0, "last")
+            finally:
+                _native.release_compute_threads()  # this thread may not compute again soon
             logits = context.logits(-1).astype(np.float64)
         finally:
             self._end_run(run)

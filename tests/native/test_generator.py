@@ -1,4 +1,5 @@
 import gc
+import os
 import threading
 import time
 
@@ -200,3 +201,104 @@ def test_load_generate_close_cycles_do_not_grow_rss(smollm2_path):
     gc.collect()
     grown = rss_bytes() - start
     assert grown < 64 * 1024 * 1024, f"RSS grew by {grown / 1e6:.1f} MB over 200 cycles"
+
+
+def _thread_count():
+    return len(os.listdir("/proc/self/task")) if os.path.isdir("/proc/self/task") else 0
+
+
+def _ids(ctx, model, sampler, *, decode_ahead, max_tokens=24, seq_id=0, text=PROMPT):
+    gen = ctx.generate(model.tokenize(text, add_special=True), sampler, max_tokens=max_tokens,
+                       seq_id=seq_id, decode_ahead=decode_ahead)
+    return [t for t, _ in gen], gen
+
+
+@pytest.mark.parametrize("kwargs", [{"temperature": 0}, {"seed": 11, "temperature": 0.9},
+                                    {"seed": 5, "repeat_penalty": 1.3}])
+def test_decode_ahead_gives_the_same_tokens(smollm2, kwargs):
+    with _native.Context(smollm2, n_ctx=256) as ctx:
+        ahead, gen = _ids(ctx, smollm2, _native.Sampler(smollm2, **kwargs), decode_ahead=True)
+        assert gen.finish_reason in ("length", "eog") and gen.token_ids == ahead
+        ctx.memory_clear()
+        inline, _ = _ids(ctx, smollm2, _native.Sampler(smollm2, **kwargs), decode_ahead=False)
+    assert ahead == inline and len(ahead) > 3
+
+
+def test_decode_ahead_keeps_every_handed_out_token_in_the_cache(smollm2):
+    tokens = smollm2.tokenize(PROMPT, add_special=True)
+    with _native.Context(smollm2, n_ctx=256) as ctx:
+        gen = ctx.generate(tokens, greedy(smollm2), max_tokens=40)
+        handed = [next(gen)[0] for _ in range(5)]
+        gen.close()  # stops the decode ahead (of the fifth token) wherever it is
+        cached = ctx.cached_tokens(0)
+        # the prompt and the first four are decoded; the fifth may or may not be
+        assert cached[: len(tokens) + 4] == tokens + handed[:4]
+        assert len(cached) in (len(tokens) + 4, len(tokens) + 5)
+        assert ctx.memory_pos_max(0) == len(cached) - 1
+        # a follow-up prompt reuses all of it and continues as one long run would
+        follow = ctx.generate(tokens + handed, greedy(smollm2), max_tokens=5)
+        more = [t for t, _ in follow]
+        assert follow.n_reused_tokens >= len(tokens) + 4
+    assert handed + more == run(smollm2, max_tokens=10)[0]
+
+
+def test_a_newer_generator_on_the_sequence_supersedes_the_old(smollm2):
+    tokens = smollm2.tokenize(PROMPT, add_special=True)
+    with _native.Context(smollm2, n_ctx=256) as ctx:
+        old = ctx.generate(tokens, greedy(smollm2), max_tokens=30)
+        next(old)  # its worker now decodes ahead
+        new = ctx.generate(smollm2.tokenize("The recipe for bread", add_special=True),
+                           greedy(smollm2), max_tokens=12)
+        ids = [t for t, _ in new]
+        assert list(old) == [] and old.finish_reason == "cancelled"
+    assert ids == run(smollm2, text="The recipe for bread", max_tokens=12)[0]
+
+
+def test_closing_while_the_worker_decodes(smollm2):
+    tokens = smollm2.tokenize(PROMPT, add_special=True)
+    with _native.Context(smollm2, n_ctx=512) as ctx:
+        for _ in range(20):  # close at every moment of the step cycle
+            gen = ctx.generate(tokens, greedy(smollm2), max_tokens=100, ignore_eog=True)
+            for _ in range(3):
+                next(gen)
+            gen.close()
+            assert gen.finish_reason == "cancelled" and list(gen) == []
+        assert [t for t, _ in ctx.generate(tokens, greedy(smollm2), max_tokens=6)] == run(
+            smollm2, max_tokens=6)[0]
+
+
+def test_generators_dropped_mid_run_are_freed(smollm2):
+    tokens = smollm2.tokenize(PROMPT, add_special=True)
+    with _native.Context(smollm2, n_ctx=256) as ctx:
+        counts = []
+        for _ in range(10):
+            gen = ctx.generate(tokens, greedy(smollm2), max_tokens=50)
+            next(gen)
+            next(gen)
+            del gen  # no close: the destructor waits for the worker and joins it
+            gc.collect()
+            counts.append(_thread_count())
+        assert counts[-1] <= counts[0]  # worker threads (and their OpenMP teams) do not pile up
+        assert [t for t, _ in ctx.generate(tokens, greedy(smollm2), max_tokens=6)] == run(
+            smollm2, max_tokens=6)[0]
+
+
+@pytest.mark.parametrize("backend_sampling", [False, None])
+def test_two_threads_on_two_sequences_of_one_context(smollm2, backend_sampling):
+    # each step decodes and samples in one hold of the context lock: no thread samples from
+    # the other sequence's outputs
+    texts = ["Once upon a time", "The recipe for bread"]
+    expected = [run(smollm2, text=t, max_tokens=20)[0] for t in texts]
+    results = [None, None]
+    with _native.Context(smollm2, n_ctx=512, n_seq_max=2) as ctx:
+        def worker(i):
+            gen = ctx.generate(smollm2.tokenize(texts[i], add_special=True), greedy(smollm2),
+                               max_tokens=20, seq_id=i, backend_sampling=backend_sampling)
+            results[i] = [t for t, _ in gen]
+
+        threads = [threading.Thread(target=worker, args=(i,)) for i in range(2)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+    assert results == expected
