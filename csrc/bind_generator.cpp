@@ -84,8 +84,8 @@ Args:
         render_special is False: a chat format's preserved tokens (e.g. ``<tool_call>``,
         see ChatParams.preserved_token_ids) that its parser must see.
     backend_sampling: Where the chain runs. None (default): inside the compute graph when
-        it can (llama.cpp backend sampling; only the token is read back, not the logits),
-        else on the CPU. True: in the graph, or ValueError. False: always on the CPU.
+        it can and the logits are on a GPU (Model.output_on_gpu; llama.cpp backend sampling:
+        only the token is read back, not the logits), else on the CPU. True: in the graph, or ValueError. False: always on the CPU.
         Chains that can run in the graph hold only logit bias, top-k, top-p, min-p,
         temperature (also dynamic), greedy and dist; grammars, penalties, DRY, typical,
         XTC, top-n-sigma and mirostat sample on the CPU. See Generator.sampling_backend.

@@ -98,6 +98,9 @@ Raises:
         .def_prop_ro("n_vocab", &Model::n_vocab)
         .def_prop_ro("vocab_type", &Model::vocab_type, R"(1 SPM, 2 BPE, 3 WPM, 4 UGM, 5 RWKV, 6 PLaMo-2.)")
         .def_prop_ro("is_vocab_only", &Model::is_vocab_only)
+        .def_prop_ro("output_on_gpu", &Model::output_on_gpu,
+                     R"(Whether the output layer (the logits) is computed on a GPU: every layer offloaded
+and a GPU present. Context.generate then samples inside the compute graph by default.)")
         .def_prop_ro("has_encoder", &Model::has_encoder)
         .def_prop_ro("has_decoder", &Model::has_decoder)
         .def_prop_ro("is_recurrent", &Model::is_recurrent)

@@ -25,7 +25,8 @@ bool abort_callback(void * data) { return static_cast<std::atomic<bool> *>(data)
 
 }  // namespace
 
-Context::Context(const Model & model, const ContextOptions & o) : model_(model.handle("Context")) {
+Context::Context(const Model & model, const ContextOptions & o)
+    : model_(model.handle("Context")), output_on_gpu_(model.output_on_gpu()) {
     if (model.is_vocab_only()) {
         throw Error(ErrorKind::Context,
                     "[Context] the model was loaded with vocab_only=True and has no weights to evaluate; "

@@ -98,6 +98,7 @@ class Context {
     llama_context * raw(const char * operation) const;
     std::atomic<bool> & abort_flag() { return abort_; }
     const std::shared_ptr<llama_model> & model() const { return model_; }
+    bool output_on_gpu() const { return output_on_gpu_; }
     std::map<int32_t, std::vector<int32_t>> & tracked_tokens() { return tokens_; }
 
     // Evaluates one piece (<= n_batch tokens) with the lock held. Returns llama_decode's code.
@@ -129,6 +130,7 @@ class Context {
     std::map<int32_t, std::vector<int32_t>> tokens_;
     std::map<int32_t, llama_sampler *> graph_samplers_;  // not owned: the generators hold them
     std::map<int32_t, uint64_t> claims_;
+    bool output_on_gpu_ = false;
     std::vector<std::shared_ptr<LoraAdapter>> adapters_;
 };
 

@@ -52,7 +52,10 @@ void Generator::attach_graph_sampler() {
                     "mirostat sample on the CPU; pass backend_sampling=None to choose automatically");
     }
     const int32_t seq = options_.seq_id;
-    if (!options_.backend_sampling.value_or(can_run)) {
+    // Automatic: in the graph when the logits are on a GPU (reading them back is what costs
+    // there). With the output on the CPU, sampling in the graph is no faster and for a 262k
+    // vocabulary slower (Gemma 3: 46.8 against 48.0 tokens/s, benchmarks/RESULTS.md).
+    if (!options_.backend_sampling.value_or(can_run && context_->output_on_gpu())) {
         context_->detach_any_graph_sampler_locked(seq);  // an abandoned generator's chain
         return;
     }

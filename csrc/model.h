@@ -60,6 +60,8 @@ class Model {
     int32_t n_vocab() const;
     int32_t vocab_type() const;
     bool is_vocab_only() const { return options_.vocab_only; }
+    // Whether the output layer (the logits) is computed on a GPU.
+    bool output_on_gpu() const { return output_on_gpu_; }
     bool has_encoder() const;
     bool has_decoder() const;
     bool is_recurrent() const;
@@ -87,6 +89,7 @@ class Model {
     ModelOptions options_;
     mutable std::mutex mutex_;
     std::shared_ptr<llama_model> model_;
+    bool output_on_gpu_ = false;
 };
 
 }  // namespace llamabind

@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cctype>
 #include <cmath>
+#include <cstring>
 #include <regex>
 
 #include "common.h"
@@ -222,6 +223,55 @@ std::shared_ptr<Sampler> Sampler::clone() const {
     return clone;
 }
 
+namespace {
+
+// A chain of llama.cpp's greedy sampler alone picks the first highest logit; we read it straight
+// from the logits instead of copying all n_vocab of them into a candidate array first (60-250 us
+// a token at 49k-262k vocabularies on a CPU).
+bool is_plain_greedy(llama_sampler * chain) {
+    return llama_sampler_chain_n(chain) == 1 &&
+           std::strcmp(llama_sampler_name(llama_sampler_chain_get(chain, 0)), "greedy") == 0;
+}
+
+// The first index of the highest logit, in one pass over independent lanes, each keeping its
+// maximum and where it first saw it (the compiler vectorises this; the plain compare-and-
+// remember loop does not: 74 against 700 us at a 262k vocabulary).
+int32_t argmax(const float * logits, int32_t n) {
+    constexpr int32_t lanes = 16;
+    float lane_max[lanes];
+    int32_t lane_at[lanes];
+    for (int32_t k = 0; k < lanes; ++k) {
+        lane_max[k] = -INFINITY;
+        lane_at[k] = k;
+    }
+    int32_t t = 0;
+    for (; t + lanes <= n; t += lanes) {
+        for (int32_t k = 0; k < lanes; ++k) {
+            const float v = logits[t + k];
+            const bool higher = v > lane_max[k];
+            lane_max[k] = higher ? v : lane_max[k];
+            lane_at[k] = higher ? t + k : lane_at[k];
+        }
+    }
+    float best = -INFINITY;
+    int32_t at = -1;
+    for (int32_t k = 0; k < lanes; ++k) {
+        if (lane_max[k] > best || (lane_max[k] == best && lane_at[k] < at)) {
+            best = lane_max[k];
+            at = lane_at[k];
+        }
+    }
+    for (; t < n; ++t) {
+        if (logits[t] > best) {
+            best = logits[t];
+            at = t;
+        }
+    }
+    return at < 0 ? 0 : at;  // every logit -inf or NaN: the first token
+}
+
+}  // namespace
+
 int32_t Sampler::sample(llama_context * ctx, int32_t i) {
     std::lock_guard<std::mutex> lock(mutex_);
     llama_sampler * c = chain("Sampler.sample");
@@ -229,8 +279,14 @@ int32_t Sampler::sample(llama_context * ctx, int32_t i) {
         throw_value("[Sampler.sample] output " + std::to_string(i) + " has no logits in the last decode");
     }
     try {
-        if (grammar_ == nullptr) return llama_sampler_sample(c, ctx, i);
-        return sample_with_grammar(ctx, i);
+        if (grammar_ != nullptr) return sample_with_grammar(ctx, i);
+        if (is_plain_greedy(c)) {
+            const int32_t token =
+                argmax(llama_get_logits_ith(ctx, i), llama_vocab_n_tokens(llama_model_get_vocab(model_.get())));
+            llama_sampler_accept(c, token);
+            return token;
+        }
+        return llama_sampler_sample(c, ctx, i);
     } catch (const Error &) {
         throw;
     } catch (const std::exception & e) {
@@ -249,9 +305,15 @@ int32_t Sampler::sample_with_grammar(llama_context * ctx, int32_t i) {
         for (int32_t t = 0; t < n_vocab; ++t) candidates_[t] = llama_token_data{t, logits[t], 0.0f};
         return llama_token_data_array{candidates_.data(), candidates_.size(), -1, false};
     };
-    llama_token_data_array cur = fill();
-    llama_sampler_apply(chain_, &cur);
-    int32_t token = cur.data[cur.selected].id;
+    llama_token_data_array cur;
+    int32_t token;
+    if (is_plain_greedy(chain_)) {
+        token = argmax(logits, n_vocab);
+    } else {
+        cur = fill();
+        llama_sampler_apply(chain_, &cur);
+        token = cur.data[cur.selected].id;
+    }
 
     llama_token_data single = {token, 1.0f, 0.0f};
     llama_token_data_array check = {&single, 1, -1, false};

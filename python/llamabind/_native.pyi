@@ -155,6 +155,13 @@ class Model:
     def is_vocab_only(self) -> bool: ...
 
     @property
+    def output_on_gpu(self) -> bool:
+        """
+        Whether the output layer (the logits) is computed on a GPU: every layer offloaded
+        and a GPU present. Context.generate then samples inside the compute graph by default.
+        """
+
+    @property
     def has_encoder(self) -> bool: ...
 
     @property
@@ -476,8 +483,8 @@ class Context:
                 render_special is False: a chat format's preserved tokens (e.g. ``<tool_call>``,
                 see ChatParams.preserved_token_ids) that its parser must see.
             backend_sampling: Where the chain runs. None (default): inside the compute graph when
-                it can (llama.cpp backend sampling; only the token is read back, not the logits),
-                else on the CPU. True: in the graph, or ValueError. False: always on the CPU.
+                it can and the logits are on a GPU (Model.output_on_gpu; llama.cpp backend sampling:
+                only the token is read back, not the logits), else on the CPU. True: in the graph, or ValueError. False: always on the CPU.
                 Chains that can run in the graph hold only logit bias, top-k, top-p, min-p,
                 temperature (also dynamic), greedy and dist; grammars, penalties, DRY, typical,
                 XTC, top-n-sigma and mirostat sample on the CPU. See Generator.sampling_backend.

@@ -103,3 +103,24 @@ def test_clone_accept_reset(smollm2):
     sampler.close()
     with pytest.raises(Exception, match="closed"):
         sampler.reset()
+
+
+@pytest.mark.parametrize("model_name", ["smollm2", "gemma3"])
+def test_greedy_picks_the_first_highest_logit(request, model_name):
+    # the greedy chain reads the argmax straight from the logits (csrc/sampler.cpp)
+    import numpy as np
+
+    if model_name == "smollm2":
+        model, owned = request.getfixturevalue("smollm2"), None
+    else:
+        model = owned = _native.Model(request.getfixturevalue("gemma3_path"))
+    try:
+        with _native.Context(model, n_ctx=256) as ctx:
+            tokens = model.tokenize("The quick brown fox jumps over the lazy dog", add_special=True)
+            ctx.decode(tokens, 0, "all")
+            for i in range(len(tokens)):
+                logits = ctx.logits(i)
+                assert _native.Sampler(model, temperature=0).sample(ctx, i) == int(np.argmax(logits))
+    finally:
+        if owned is not None:
+            owned.close()
