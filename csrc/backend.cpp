@@ -55,6 +55,15 @@ static const char * device_type_name(enum ggml_backend_dev_type type) {
     }
 }
 
+bool has_gpu_device() {
+    ensure_backend();
+    for (size_t i = 0; i < ggml_backend_dev_count(); ++i) {
+        const auto type = ggml_backend_dev_type(ggml_backend_dev_get(i));
+        if (type == GGML_BACKEND_DEVICE_TYPE_GPU || type == GGML_BACKEND_DEVICE_TYPE_IGPU) return true;
+    }
+    return false;
+}
+
 std::vector<DeviceInfo> devices() {
     ensure_backend();
     std::vector<DeviceInfo> result;

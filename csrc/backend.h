@@ -23,6 +23,8 @@ bool supports_gpu_offload();
 bool supports_mmap();
 bool supports_mlock();
 std::vector<DeviceInfo> devices();
+// Whether a discrete or integrated GPU is among the devices.
+bool has_gpu_device();
 
 // Frees the calling thread's idle OpenMP team (ggml's CPU threads). libgomp counts every team
 // still alive, idle ones included; once there are more such threads than cores it stops

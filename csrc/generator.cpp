@@ -131,13 +131,18 @@ void Generator::close() {
 }
 
 // Reuses the longest prefix of the prompt that the sequence already holds, then evaluates the
-// rest in n_batch pieces; at least the last prompt token is evaluated to get its logits.
+// rest in n_batch pieces but the last, whose start it returns (advance decodes it together with
+// the first sampling); at least the last prompt token is left for that.
 size_t Generator::evaluate_prompt(const InterruptCheck & interrupt) {
     const int32_t seq = options_.seq_id;
     size_t n_batch = 0;
     size_t n_keep = 0;
     {
         auto guard = context_->lock("Generator");
+        if (!context_->holds_sequence_locked(seq, ticket_)) {
+            cancelled_.store(true);  // a newer generator took the sequence before we began
+            return prompt_.size();
+        }
         llama_context * ctx = context_->raw("Generator");
         auto & tracked = context_->tracked_tokens()[seq];
         context_->sync_tracked_locked(seq);
@@ -344,13 +349,6 @@ std::optional<GeneratedToken> Generator::step(const InterruptCheck & interrupt) 
         if (!started_) {
             started_ = true;
             const int64_t t0 = llama_time_us();
-            {
-                auto guard = context_->lock("Generator");
-                if (!context_->holds_sequence_locked(options_.seq_id, ticket_)) {
-                    finish("cancelled");  // a newer generator took the sequence before we began
-                    return std::nullopt;
-                }
-            }
             const size_t last_piece = evaluate_prompt(interrupt);
             if (cancelled_.load()) {
                 finish("cancelled");

@@ -89,7 +89,6 @@ class Generator {
     bool wants_more() const;
     void launch_ahead(int32_t token);
     std::optional<Step> take_ahead();
-    void wait_ahead_idle();
     void stop_worker() noexcept;
     void worker_loop();
     void finish(const char * reason);

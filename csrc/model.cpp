@@ -6,7 +6,6 @@
 
 #include "backend.h"
 #include "errors.h"
-#include "ggml-backend.h"
 #include "logging.h"
 
 namespace llamabind {
@@ -152,12 +151,7 @@ Model::Model(const std::string & path, const ModelOptions & options, const Progr
 
     // llama.cpp puts the output layer on the GPU when every layer is offloaded (n_gpu_layers
     // above the layer count, or -1) and there is a GPU to put it on.
-    bool has_gpu = false;
-    for (size_t d = 0; d < ggml_backend_dev_count(); ++d) {
-        const auto type = ggml_backend_dev_type(ggml_backend_dev_get(d));
-        has_gpu = has_gpu || type == GGML_BACKEND_DEVICE_TYPE_GPU || type == GGML_BACKEND_DEVICE_TYPE_IGPU;
-    }
-    output_on_gpu_ = has_gpu && !options.vocab_only &&
+    output_on_gpu_ = !options.vocab_only && has_gpu_device() &&
                      (params.n_gpu_layers < 0 || params.n_gpu_layers > llama_model_n_layer(raw));
 }
 

@@ -484,7 +484,8 @@ class Context:
                 see ChatParams.preserved_token_ids) that its parser must see.
             backend_sampling: Where the chain runs. None (default): inside the compute graph when
                 it can and the logits are on a GPU (Model.output_on_gpu; llama.cpp backend sampling:
-                only the token is read back, not the logits), else on the CPU. True: in the graph, or ValueError. False: always on the CPU.
+                only the token is read back, not the logits), else on the CPU. True: in the graph,
+                or ValueError. False: always on the CPU.
                 Chains that can run in the graph hold only logit bias, top-k, top-p, min-p,
                 temperature (also dynamic), greedy and dist; grammars, penalties, DRY, typical,
                 XTC, top-n-sigma and mirostat sample on the CPU. See Generator.sampling_backend.
@@ -505,9 +506,9 @@ class Generator:
     reusing the prefix the context already holds. Decode-ahead: once a token is handed out, a
     thread of the generator decodes it and samples the next while Python handles it, so Python's
     time per token overlaps the decode (the sampler has accepted one token more than was handed
-    out). A newer generator on the same sequence supersedes this one: it finishes "cancelled". It stops at
-    an end-of-generation token ("eog"), at max_tokens ("length"), when the context is full
-    ("context") or after cancel() ("cancelled"): see ``finish_reason``.
+    out). A newer generator on the same sequence supersedes this one: it finishes "cancelled".
+    It stops at an end-of-generation token ("eog"), at max_tokens ("length"), when the context is
+    full ("context") or after cancel() ("cancelled"): see ``finish_reason``.
     """
 
     def __iter__(self) -> object: ...
