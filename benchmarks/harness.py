@@ -237,7 +237,7 @@ def summarize(samples: dict[str, list[float]]) -> dict[str, Summary]:
     return {key: Summary.of(values) for key, values in samples.items() if values}
 
 
-# --- llama-bench ----------------------------------------------------------------------------------
+# --- child processes and llama-bench -------------------------------------------------------------
 
 @dataclass(frozen=True, slots=True)
 class ChildRun:
@@ -264,6 +264,26 @@ def run_child(argv: Sequence[str]) -> ChildRun:
             tail = err_file.read().decode(errors="replace")[-2000:]
             raise RuntimeError(f"{Path(argv[0]).name} failed ({proc.returncode}):\n{tail}")
     return ChildRun(out.decode(), wall, usage.ru_maxrss * 1024)
+
+
+CHILD_FLAG = "--child"
+
+
+def run_json_child(script: str, spec: dict[str, Any]) -> tuple[dict[str, Any], ChildRun]:
+    """Runs ``python SCRIPT --child SPEC`` to the end; its result is its last stdout line, JSON.
+
+    The script answers with ``child_spec(sys.argv)`` in its ``__main__`` block. A child
+    process starts with nothing loaded and holds the model alone, as llama-bench does.
+    """
+    run = run_child([sys.executable, script, CHILD_FLAG, json.dumps(spec)])
+    return json.loads(run.stdout.strip().splitlines()[-1]), run
+
+
+def child_spec(argv: Sequence[str]) -> dict[str, Any] | None:
+    """The spec given by ``run_json_child`` when this process is such a child, else None."""
+    if len(argv) == 3 and argv[1] == CHILD_FLAG:
+        return json.loads(argv[2])
+    return None
 
 
 def llama_bench(binary: Path, model: Path, *, n_prompt: int, n_gen: int, threads: int,

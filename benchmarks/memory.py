@@ -27,8 +27,6 @@ from typing import Any
 
 import harness
 
-CHILD_FLAG = "--child"
-
 
 def child(spec: dict[str, Any]) -> None:
     """Runs in the child process: load, then optionally a prompt and a generation."""
@@ -62,8 +60,7 @@ def child(spec: dict[str, Any]) -> None:
 def run_ours(path: Path, args: Any, n_prompt: int, n_gen: int) -> tuple[dict[str, Any], harness.ChildRun]:
     spec = {"path": str(path), "n_prompt": n_prompt, "n_gen": n_gen, "threads": args.threads,
             "n_gpu_layers": args.n_gpu_layers, "flash_attn": args.flash_attn}
-    run = harness.run_child([sys.executable, __file__, CHILD_FLAG, json.dumps(spec)])
-    return json.loads(run.stdout.strip().splitlines()[-1]), run
+    return harness.run_json_child(__file__, spec)
 
 
 def measure_model(label: str, path: Path, args: Any, bench: Path | None) -> dict[str, Any]:
@@ -150,7 +147,8 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    if len(sys.argv) == 3 and sys.argv[1] == CHILD_FLAG:
-        child(json.loads(sys.argv[2]))
+    spec = harness.child_spec(sys.argv)
+    if spec is not None:
+        child(spec)
     else:
         main()

@@ -4,7 +4,10 @@
     python benchmarks/speed.py -m synthetic-llama-3.2-1b -r 2   # after synthetic_model.py
     python benchmarks/speed.py -m smollm2 --cuda -ngl -1        # a CUDA build, all layers on GPU
 
-Per model and round (rounds interleave the contenders, so drift on a shared machine hits all):
+Per model and round, each contender in a process of its own that holds the model alone and
+warms up first (a process generated 3-6 % faster on our CPU while another held the same model,
+so none runs beside another's); the contenders take turns at going first, so that drift on a
+shared machine hits all alike:
 
 - llama-bench ``-p 512 -n 0`` and ``-p 0 -n 128 -d D``, one repetition each: pp512 and tg128
   tokens/s, the engine's ceiling (decode only, no sampling), built from the same llama.cpp by
@@ -19,25 +22,30 @@ Per model and round (rounds interleave the contenders, so drift on a shared mach
   chunks), both from their usage (the whole stream after the first token). Each is a ratio to
   llama-bench's tg128 at the same depth (``-d D``) of the same round, and an overhead in
   microseconds per token over llama-bench's.
-- llama-cpp-python, when importable: the same prompt and generation through ``Llama.generate``.
+- llama-cpp-python, when importable: the same prompt and generation through ``Llama.generate``
+  (benchmarks/peer.py, a process without llamabind in it).
 
 Medians over rounds, with the spread (max - min) / median.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import random
 import sys
 import time
+from collections import defaultdict
 from collections.abc import Callable
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import harness
 from harness import Summary
 from llamabind import GenerationParams, LlamaEngine, ModelParams, _native
 
+PEER_SCRIPT = str(Path(__file__).with_name("peer.py"))
 CHAT_MESSAGES = [{"role": "user", "content": "Tell me a long story about a lighthouse keeper."}]
 
 
@@ -135,49 +143,7 @@ class Ours:
         return after_first_token(last.usage)
 
 
-class Peer:
-    """llama-cpp-python on the same model and settings (only built when importable)."""
-
-    def __init__(self, path: Path, args: Any, prompt_ids: list[int],
-                 gen_prompt_ids: list[int]) -> None:
-        from llama_cpp import Llama
-
-        kwargs: dict[str, Any] = {
-            "model_path": str(path), "n_ctx": args.n_prompt + args.n_gen + 128,
-            "n_threads": args.threads, "n_threads_batch": args.threads,
-            "n_gpu_layers": args.n_gpu_layers, "verbose": False}
-        if args.flash_attn != "auto":
-            kwargs["flash_attn"] = args.flash_attn == "on"
-        self.llm = Llama(**kwargs)
-        self.prompt_ids = prompt_ids
-        self.gen_prompt_ids = gen_prompt_ids
-
-    def _tokens(self, ids: list[int]) -> Any:
-        self.llm.reset()
-        return self.llm.generate(ids, top_k=1, temp=0.0, repeat_penalty=1.0, reset=True)
-
-    def prompt(self) -> float:
-        start = time.perf_counter()
-        tokens = self._tokens(self.prompt_ids)
-        next(tokens)
-        ttft_ms = (time.perf_counter() - start) * 1000
-        tokens.close()
-        return ttft_ms
-
-    def generate(self, n_gen: int) -> float:
-        tokens = self._tokens(self.gen_prompt_ids)
-        first = last = 0.0
-        for i, _ in enumerate(tokens, 1):
-            last = time.perf_counter()
-            if not first:
-                first = last
-            if i == n_gen:
-                break
-        tokens.close()
-        return (n_gen - 1) / (last - first)
-
-
-def generation_steps(ours: Ours, peer: Peer | None, n_gen: int,
+def generation_steps(ours: Ours, n_gen: int,
                      samples: dict[str, list[float]]) -> list[Callable[[], None]]:
     """One callable per generation path; each measures once and records its sample."""
     def native() -> None:
@@ -185,68 +151,105 @@ def generation_steps(ours: Ours, peer: Peer | None, n_gen: int,
         samples["native"].append(seen)
         samples["native_internal"].append(internal)
 
-    steps = [native,
-             lambda: samples["generate"].append(ours.generate_engine(n_gen)),
-             lambda: samples["create"].append(ours.create_stream(n_gen))]
-    if peer is not None:
-        steps.append(lambda: samples["peer"].append(peer.generate(n_gen)))
-    return steps
+    return [native,
+            lambda: samples["generate"].append(ours.generate_engine(n_gen)),
+            lambda: samples["create"].append(ours.create_stream(n_gen))]
+
+
+def child(spec: dict[str, Any]) -> None:
+    """Runs in a child process: one contender's round on one model; prints its samples as JSON."""
+    args = SimpleNamespace(**spec["args"])
+    path = Path(spec["path"])
+    if spec["role"] == "prepare":  # the prompts, and facts about the model
+        ours = Ours(path, args)
+        print(json.dumps({"prompt_ids": ours.prompt_ids, "gen_prompt_ids": ours.gen_prompt_ids,
+                          "n_params": ours.model.n_params, "size_bytes": ours.model.size_bytes}))
+        ours.close()
+        return
+    samples: dict[str, list[float]] = defaultdict(list)
+    ours = Ours(path, args)
+    try:
+        ours.prompt_native()  # warm-up
+        ours.generate_native(16)
+        ours.generate_engine(16)
+        ours.create_stream(16)
+        pp, ttft = ours.prompt_native()
+        samples["pp_native"].append(pp)
+        samples["ttft_native_ms"].append(ttft)
+        samples["ttft_engine_ms"].append(ours.prompt_engine())
+        # The generation paths take turns at going first, so that none always follows
+        # the prompt runs (or anything else that leaves the caches or clocks different).
+        steps = generation_steps(ours, args.n_gen, samples)
+        shift = spec["round"] % len(steps)
+        for step in steps[shift:] + steps[:shift]:
+            step()
+    finally:
+        ours.close()
+    print(json.dumps({"samples": samples, "sampling_backend": ours.sampling_backend}))
 
 
 def measure_model(label: str, path: Path, args: Any, bench: Path | None) -> dict[str, Any]:
+    """Rounds of every contender, each in a process of its own that holds the model alone.
+
+    On the machines we measured, generation in one process ran 3-6 % faster while another
+    process held the same model loaded, so no contender may run beside another's model.
+    """
     pp_key, tg_key = f"pp{args.n_prompt}", f"tg{args.n_gen}"
     samples: dict[str, list[float]] = {key: [] for key in (
         pp_key, tg_key, "pp_native", "ttft_native_ms", "ttft_engine_ms", "native", "native_internal",
         "generate", "create", "peer_ttft_ms", "peer")}
     started = time.perf_counter()
-    ours = Ours(path, args)
-    n_params, size_bytes = ours.model.n_params, ours.model.size_bytes
-    depth = len(ours.gen_prompt_ids)
-    peer = None
-    if args.peer:
+    child_args = {"n_prompt": args.n_prompt, "n_gen": args.n_gen, "threads": args.threads,
+                  "n_gpu_layers": args.n_gpu_layers, "flash_attn": args.flash_attn}
+    spec = {"path": str(path), "args": child_args}
+    facts, _ = harness.run_json_child(__file__, {**spec, "role": "prepare"})
+    depth = len(facts["gen_prompt_ids"])
+    prompts = {"prompt_ids": facts["prompt_ids"], "gen_prompt_ids": facts["gen_prompt_ids"]}
+    sampling_backend = ""
+
+    def run_ours(round_no: int) -> None:
+        nonlocal sampling_backend
+        result, _ = harness.run_json_child(__file__, {**spec, "role": "ours", "round": round_no})
+        sampling_backend = result["sampling_backend"]
+        for key, values in result["samples"].items():
+            samples[key] += values
+
+    def run_peer(round_no: int) -> None:
         try:
-            peer = Peer(path, args, ours.prompt_ids, ours.gen_prompt_ids)
-        except Exception as exc:  # noqa: BLE001  (a broken peer install must not stop our rows)
-            print(f"llama-cpp-python failed to load {path.name}: {exc}", file=sys.stderr)
-    try:
-        ours.prompt_native()  # warm-up: page cache, graph allocation, thread pool
-        ours.generate_native(16)
-        ours.generate_engine(16)
-        ours.create_stream(16)
-        for round_no in range(args.repetitions):
-            if bench is not None:
-                common = {"threads": args.threads, "n_gpu_layers": args.n_gpu_layers,
-                          "flash_attn": args.flash_attn}
-                tests, _ = harness.llama_bench(bench, path, n_prompt=args.n_prompt, n_gen=0, **common)
-                samples[pp_key] += tests[pp_key]
-                tests, _ = harness.llama_bench(bench, path, n_prompt=0, n_gen=args.n_gen,
-                                               extra=["-d", str(depth)], **common)
-                samples[tg_key] += tests[tg_key]
-            pp, ttft = ours.prompt_native()
-            samples["pp_native"].append(pp)
-            samples["ttft_native_ms"].append(ttft)
-            samples["ttft_engine_ms"].append(ours.prompt_engine())
-            if peer is not None:
-                samples["peer_ttft_ms"].append(peer.prompt())
-            # The generation paths take turns at going first, so that none always follows
-            # the prompt runs (or anything else that leaves the caches or clocks different).
-            steps = generation_steps(ours, peer, args.n_gen, samples)
-            shift = round_no % len(steps)
-            for step in steps[shift:] + steps[:shift]:
-                step()
-            print(f"  {label}: round {round_no + 1}/{args.repetitions} done "
-                  f"({time.perf_counter() - started:.0f} s)", file=sys.stderr, flush=True)
-    finally:
-        ours.close()
-    result: dict[str, Any] = {"model": label, "file": path.name, "n_params": n_params,
-                              "size_bytes": size_bytes, "generation_prompt_tokens": depth,
-                              "sampling_backend": ours.sampling_backend,
+            result, _ = harness.run_json_child(PEER_SCRIPT, {**spec, **prompts})
+        except RuntimeError as exc:  # a broken peer install must not stop our rows
+            print(f"llama-cpp-python failed on {path.name}: {exc}", file=sys.stderr)
+            return
+        for key, values in result["samples"].items():
+            samples[key] += values
+
+    def run_bench(round_no: int) -> None:
+        common = {"threads": args.threads, "n_gpu_layers": args.n_gpu_layers,
+                  "flash_attn": args.flash_attn}
+        tests, _ = harness.llama_bench(bench, path, n_prompt=args.n_prompt, n_gen=0, **common)
+        samples[pp_key] += tests[pp_key]
+        tests, _ = harness.llama_bench(bench, path, n_prompt=0, n_gen=args.n_gen,
+                                       extra=["-d", str(depth)], **common)
+        samples[tg_key] += tests[tg_key]
+
+    contenders = [run_ours] + ([run_bench] if bench is not None else []) + (
+        [run_peer] if args.peer else [])
+    for round_no in range(args.repetitions):
+        # The contenders take turns at going first: drift on a shared machine hits all alike.
+        shift = round_no % len(contenders)
+        for contender in contenders[shift:] + contenders[:shift]:
+            contender(round_no)
+        print(f"  {label}: round {round_no + 1}/{args.repetitions} done "
+              f"({time.perf_counter() - started:.0f} s)", file=sys.stderr, flush=True)
+    result: dict[str, Any] = {"model": label, "file": path.name, "n_params": facts["n_params"],
+                              "size_bytes": facts["size_bytes"], "generation_prompt_tokens": depth,
+                              "sampling_backend": sampling_backend,
                               "samples": samples,
                               "summary": harness.summarize(samples)}
     if samples[tg_key]:
         paired: dict[str, list[float]] = {}
         for key in ("native", "native_internal", "generate", "create", "peer"):
-            if samples[key]:
+            if len(samples[key]) == len(samples[tg_key]):
                 tg = samples[tg_key]
                 paired[f"{key}_ratio"] = [ours_ / ref for ours_, ref in zip(samples[key], tg)]
                 paired[f"{key}_overhead_us"] = [1e6 / ours_ - 1e6 / ref
@@ -342,4 +345,8 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    spec = harness.child_spec(sys.argv)
+    if spec is not None:
+        child(spec)
+    else:
+        main()
