@@ -13,7 +13,6 @@ turn-10 prompt is evaluated again from an empty cache, to show what the reuse sa
 
 from __future__ import annotations
 
-import os
 import sys
 import time
 import warnings
@@ -117,13 +116,8 @@ def main() -> None:
     parser.add_argument("--max-tokens", type=int, default=48, help="reply limit per turn (default 48)")
     parser.add_argument("--n-ctx", type=int, default=4096, help="context size (default 4096)")
     args = parser.parse_args()
-    models = harness.models_of(args)
-    quiet = harness.wait_for_quiet(args.max_load, args.max_wait)
-    info = harness.machine_info(args.threads)
-    results = [measure_model(label, path, args) for label, path in models]
-    info["load_average_after"] = [round(x, 2) for x in os.getloadavg()]
-    print()
-    harness.print_machine(info, quiet)
+    info, quiet, results = harness.run_models(
+        args, lambda label, path: measure_model(label, path, args))
     print(f"{args.repetitions} conversations of {len(QUESTIONS)} turns, replies ≤ "
           f"{args.max_tokens} tokens, greedy, n_ctx {args.n_ctx}")
     print_tables(results)

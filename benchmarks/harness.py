@@ -16,7 +16,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -128,6 +128,23 @@ def llama_bench_of(args: argparse.Namespace) -> Path | None:
     print(f"llama-bench not found at {path}: its columns are skipped. Build it once with\n"
           f"  python scripts/build_llama_bench.py{' --cuda' if args.cuda else ''}", file=sys.stderr)
     return None
+
+
+def run_models(args: argparse.Namespace, measure: Callable[[str, Path], dict[str, Any]]
+               ) -> tuple[dict[str, Any], dict[str, float], list[dict[str, Any]]]:
+    """What every script's main does around its measurements.
+
+    Waits for a quiet machine, measures each model with ``measure(label, path)``, then prints
+    the machine facts; returns them, the load facts and the results, for the tables and JSON.
+    """
+    models = models_of(args)
+    quiet = wait_for_quiet(args.max_load, args.max_wait)
+    info = machine_info(args.threads)
+    results = [measure(label, path) for label, path in models]
+    info["load_average_after"] = [round(x, 2) for x in os.getloadavg()]
+    print()
+    print_machine(info, quiet)
+    return info, quiet, results
 
 
 # --- machine and load ------------------------------------------------------------------------

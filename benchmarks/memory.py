@@ -19,7 +19,6 @@ rounds, so every load finds it in the page cache.
 from __future__ import annotations
 
 import json
-import os
 import sys
 import time
 from pathlib import Path
@@ -131,14 +130,9 @@ def main() -> None:
         import psutil  # noqa: F401
     except ImportError:
         raise SystemExit('memory.py needs psutil: pip install -e ".[bench]"') from None
-    models = harness.models_of(args)
     bench = harness.llama_bench_of(args)
-    quiet = harness.wait_for_quiet(args.max_load, args.max_wait)
-    info = harness.machine_info(args.threads)
-    results = [measure_model(label, path, args, bench) for label, path in models]
-    info["load_average_after"] = [round(x, 2) for x in os.getloadavg()]
-    print()
-    harness.print_machine(info, quiet)
+    info, quiet, results = harness.run_models(
+        args, lambda label, path: measure_model(label, path, args, bench))
     print_tables(results, args)
     harness.write_json(args, "memory", {"machine": info, "quiet": quiet, "settings": {
         "threads": args.threads, "n_gpu_layers": args.n_gpu_layers, "flash_attn": args.flash_attn,

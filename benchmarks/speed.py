@@ -31,7 +31,6 @@ Medians over rounds, with the spread (max - min) / median.
 from __future__ import annotations
 
 import json
-import os
 import random
 import sys
 import time
@@ -327,14 +326,9 @@ def main() -> None:
         print(harness.PEER_INSTALL_HINT, file=sys.stderr)
         args.peer = False
 
-    models = harness.models_of(args)
     bench = harness.llama_bench_of(args)
-    quiet = harness.wait_for_quiet(args.max_load, args.max_wait)
-    info = harness.machine_info(args.threads)
-    results = [measure_model(label, path, args, bench) for label, path in models]
-    info["load_average_after"] = [round(x, 2) for x in os.getloadavg()]
-    print()
-    harness.print_machine(info, quiet)
+    info, quiet, results = harness.run_models(
+        args, lambda label, path: measure_model(label, path, args, bench))
     print(f"flash attention {args.flash_attn}, n_gpu_layers {args.n_gpu_layers}, "
           f"{args.repetitions} rounds; medians ±spread (max-min)/median")
     print_tables(results, args)

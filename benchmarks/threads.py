@@ -17,7 +17,6 @@ Two measurements per model, on one shared ``Model`` with contexts of ``n_threads
 
 from __future__ import annotations
 
-import os
 import sys
 import threading
 import time
@@ -172,13 +171,8 @@ def main() -> None:
     parser.add_argument("-n", "--n-gen", type=int, default=128, help="tokens per generation")
     args = parser.parse_args()
     args.threads = 1  # every context here uses one thread
-    models = harness.models_of(args)
-    quiet = harness.wait_for_quiet(args.max_load, args.max_wait)
-    info = harness.machine_info(args.threads)
-    results = [measure_model(label, path, args) for label, path in models]
-    info["load_average_after"] = [round(x, 2) for x in os.getloadavg()]
-    print()
-    harness.print_machine(info, quiet)
+    info, quiet, results = harness.run_models(
+        args, lambda label, path: measure_model(label, path, args))
     print(f"{args.repetitions} rounds; medians ±spread (max-min)/median")
     print_tables(results, args)
     harness.write_json(args, "threads", {"machine": info, "quiet": quiet, "settings": {
