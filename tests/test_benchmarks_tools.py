@@ -56,3 +56,33 @@ def test_summary_median_and_spread() -> None:
     assert summary.fmt() == "11.0 ±18%"
     with pytest.raises(ValueError):
         harness.Summary.of([])
+
+
+def test_speed_rounds_run_in_child_processes(tmp_path: Path) -> None:
+    # speed.py measures each contender in a process of its own; this runs its llamabind side
+    # (and llama-cpp-python's, when installed) for one small round on a tiny model.
+    path = synthetic_model.make_model("tiny", "F16", tmp_path / "tiny.gguf")
+    args = {"n_prompt": 24, "n_gen": 20, "threads": 1, "n_gpu_layers": 0, "flash_attn": "auto"}
+    spec = {"path": str(path), "args": args}
+    speed = str(BENCHMARKS / "speed.py")
+    facts, _ = harness.run_json_child(speed, {**spec, "role": "prepare"})
+    assert len(facts["prompt_ids"]) == 24 and facts["gen_prompt_ids"]
+    assert facts["size_bytes"] > 0 and facts["n_params"] > 0
+    result, run = harness.run_json_child(speed, {**spec, "role": "ours", "round": 1})
+    samples = result["samples"]
+    for key in ("pp_native", "ttft_native_ms", "ttft_engine_ms", "native", "native_internal",
+                "generate", "create"):
+        assert len(samples[key]) == 1 and samples[key][0] > 0, key
+    assert result["sampling_backend"] == "cpu"
+    assert run.peak_rss_bytes > 0 and run.wall_s > 0
+    if harness.peer_available():
+        prompts = {k: facts[k] for k in ("prompt_ids", "gen_prompt_ids")}
+        result, _ = harness.run_json_child(str(BENCHMARKS / "peer.py"), {**spec, **prompts})
+        assert result["samples"]["peer"][0] > 0 and result["samples"]["peer_ttft_ms"][0] > 0
+
+
+def test_failing_child_process_raises_with_its_error(tmp_path: Path) -> None:
+    spec = {"path": str(tmp_path / "missing.gguf"), "role": "prepare",
+            "args": {"n_prompt": 8, "n_gen": 8, "threads": 1, "n_gpu_layers": 0, "flash_attn": "auto"}}
+    with pytest.raises(RuntimeError, match="missing.gguf"):
+        harness.run_json_child(str(BENCHMARKS / "speed.py"), spec)
