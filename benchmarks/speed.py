@@ -74,7 +74,6 @@ class Ours:
     """llamabind on one model: the engine, and its model and context for the native rows."""
 
     def __init__(self, path: Path, args: Any) -> None:
-        self.n_prompt, self.n_gen = args.n_prompt, args.n_gen
         params = ModelParams(n_ctx=args.n_prompt + args.n_gen + 128, n_threads=args.threads,
                              n_threads_batch=args.threads, n_gpu_layers=args.n_gpu_layers,
                              flash_attn=args.flash_attn)
@@ -198,20 +197,23 @@ def measure_model(label: str, path: Path, args: Any, bench: Path | None) -> dict
         pp_key, tg_key, "pp_native", "ttft_native_ms", "ttft_engine_ms", "native", "native_internal",
         "generate", "create", "peer_ttft_ms", "peer")}
     started = time.perf_counter()
-    child_args = {"n_prompt": args.n_prompt, "n_gen": args.n_gen, "threads": args.threads,
-                  "n_gpu_layers": args.n_gpu_layers, "flash_attn": args.flash_attn}
-    spec = {"path": str(path), "args": child_args}
+    common = {"threads": args.threads, "n_gpu_layers": args.n_gpu_layers,
+              "flash_attn": args.flash_attn}
+    spec = {"path": str(path), "args": {"n_prompt": args.n_prompt, "n_gen": args.n_gen, **common}}
     facts, _ = harness.run_json_child(__file__, {**spec, "role": "prepare"})
     depth = len(facts["gen_prompt_ids"])
     prompts = {"prompt_ids": facts["prompt_ids"], "gen_prompt_ids": facts["gen_prompt_ids"]}
     sampling_backend = ""
 
+    def add(child_samples: dict[str, list[float]]) -> None:
+        for key, values in child_samples.items():
+            samples[key] += values
+
     def run_ours(round_no: int) -> None:
         nonlocal sampling_backend
         result, _ = harness.run_json_child(__file__, {**spec, "role": "ours", "round": round_no})
         sampling_backend = result["sampling_backend"]
-        for key, values in result["samples"].items():
-            samples[key] += values
+        add(result["samples"])
 
     def run_peer(round_no: int) -> None:
         try:
@@ -219,12 +221,9 @@ def measure_model(label: str, path: Path, args: Any, bench: Path | None) -> dict
         except RuntimeError as exc:  # a broken peer install must not stop our rows
             print(f"llama-cpp-python failed on {path.name}: {exc}", file=sys.stderr)
             return
-        for key, values in result["samples"].items():
-            samples[key] += values
+        add(result["samples"])
 
     def run_bench(round_no: int) -> None:
-        common = {"threads": args.threads, "n_gpu_layers": args.n_gpu_layers,
-                  "flash_attn": args.flash_attn}
         tests, _ = harness.llama_bench(bench, path, n_prompt=args.n_prompt, n_gen=0, **common)
         samples[pp_key] += tests[pp_key]
         tests, _ = harness.llama_bench(bench, path, n_prompt=0, n_gen=args.n_gen,
