@@ -87,6 +87,15 @@ class StateError(LlamaError):
     """An operation is not allowed in the current state (e.g. a generation is running)."""
 
 
+class QueueFullError(StateError):
+    """Every sequence slot of the engine is busy and its wait queue is full; retry later.
+
+    Attributes:
+        n_parallel: Requests the engine runs at once.
+        n_queue: Requests that may wait.
+    """
+
+
 class StructuredOutputError(LlamaError, ValueError):
     """A structured (JSON) reply did not parse or did not match its schema (e.g. cut short)."""
 
@@ -105,6 +114,7 @@ __all__ = [
     "ModelDownloadError",
     "ModelLoadError",
     "ModelNotFoundError",
+    "QueueFullError",
     "StateError",
     "StructuredOutputError",
     "TemplateError",
