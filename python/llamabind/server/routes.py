@@ -1,0 +1,283 @@
+"""The routes. Each handler validates its body, calls the engine, and maps the result.
+
+A generation's lifetime is in ``_generate``: the engine call (admission to its queue happens
+there: a full queue is a 429), the first token awaited while watching the client, then either
+the SSE stream or the collected answer, with metrics recorded on the way.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from fastapi import APIRouter, Request
+from fastapi.responses import JSONResponse, PlainTextResponse, Response
+
+from llamabind.aio import stream_in_thread
+from llamabind.server import mapping
+from llamabind.server.config import ServerConfig
+from llamabind.server.errors import from_engine
+from llamabind.server.metrics import Metrics
+from llamabind.server.registry import ModelRegistry, ServedModel
+from llamabind.server.sse import DONE, ClientGone, EventStreamResponse, event, unless_disconnected
+from llamabind.server.wire import (
+    ChatCompletionRequest,
+    CompletionRequest,
+    DetokenizeRequest,
+    EmbeddingRequest,
+    TokenizeRequest,
+)
+from llamabind.types import LlamaCompletionAccumulator, LlamaCompletionChunk
+
+router = APIRouter()
+
+
+@dataclass(slots=True)
+class ServerState:
+    """What every handler shares: the configuration, the models, the counters."""
+
+    config: ServerConfig
+    registry: ModelRegistry
+    metrics: Metrics
+
+
+def _state(request: Request) -> ServerState:
+    return request.app.state.llamabind
+
+
+class _Shaper(Protocol):
+    """Turns the engine's items into the route's JSON (stream events, or one answer)."""
+
+    def events(self, item: Any) -> list[dict[str, Any]]: ...
+    def add(self, item: Any) -> None: ...
+    def usage(self, item: Any) -> Any: ...
+    def result(self) -> dict[str, Any]: ...
+
+
+class _ChatShaper:
+    def __init__(self, model_id: str, include_usage: bool) -> None:
+        self.model_id = model_id
+        self.include_usage = include_usage
+        self.accumulator = LlamaCompletionAccumulator()
+
+    def events(self, chunk: LlamaCompletionChunk) -> list[dict[str, Any]]:
+        out = [mapping.chunk_dict(chunk, self.model_id)]
+        if chunk.usage is not None and self.include_usage:
+            out.append(mapping.usage_chunk(chunk, self.model_id, chunk.usage))
+        return out
+
+    def add(self, chunk: LlamaCompletionChunk) -> None:
+        self.accumulator.add(chunk)
+
+    def usage(self, chunk: LlamaCompletionChunk) -> Any:
+        return chunk.usage
+
+    def result(self) -> dict[str, Any]:
+        out = self.accumulator.build().to_dict()
+        out["model"] = self.model_id
+        return out
+
+
+class _TextShaper:
+    """Items are ``(text, run)``: pieces with ``run`` None, then ``("", run)`` once it ended."""
+
+    def __init__(self, model_id: str, include_usage: bool, echo: str) -> None:
+        self.model_id = model_id
+        self.include_usage = include_usage
+        self.id, self.created = mapping.new_completion_id()
+        self.pieces = [echo]
+        self.echo_pending = echo
+        self.run: Any = None
+
+    def events(self, item: tuple[str, Any]) -> list[dict[str, Any]]:
+        text, run = item
+        out = []
+        if self.echo_pending:  # the first streamed event repeats the prompt
+            out.append(mapping.text_completion(self.id, self.created, self.model_id,
+                                               self.echo_pending, None))
+            self.echo_pending = ""
+        if run is None:
+            out.append(mapping.text_completion(self.id, self.created, self.model_id, text, None))
+            return out
+        out.append(mapping.text_completion(self.id, self.created, self.model_id, "",
+                                           run.finish_reason))
+        if self.include_usage and run.usage is not None:
+            out.append({**mapping.text_completion(self.id, self.created, self.model_id, "", None),
+                        "choices": [], "usage": run.usage.to_dict()})
+        return out
+
+    def add(self, item: tuple[str, Any]) -> None:
+        text, run = item
+        self.pieces.append(text)
+        if run is not None:
+            self.run = run
+
+    def usage(self, item: tuple[str, Any]) -> Any:
+        return item[1].usage if item[1] is not None else None
+
+    def result(self) -> dict[str, Any]:
+        run = self.run
+        return mapping.text_completion(self.id, self.created, self.model_id, "".join(self.pieces),
+                                       run.finish_reason if run else None,
+                                       run.usage if run else None)
+
+
+async def _generate(request: Request, served: ServedModel, stream: AsyncIterator[Any],
+                    shaper: _Shaper, is_streamed: bool, param: str) -> Response:
+    state = _state(request)
+    started = time.perf_counter()
+    try:
+        first = await unless_disconnected(request, anext(stream))
+    except ClientGone:
+        state.metrics.client_gone()
+        return Response(status_code=499)
+    except Exception as exc:
+        raise from_engine(exc, state.config.retry_after_s, param) from exc
+    state.metrics.first_token(time.perf_counter() - started)
+
+    def record(item: Any) -> None:
+        usage = shaper.usage(item)
+        if usage is not None:
+            state.metrics.generation_done(served.id, usage)
+
+    record(first)
+    if not is_streamed:
+        shaper.add(first)
+
+        async def collect() -> None:
+            async for item in stream:
+                record(item)
+                shaper.add(item)
+
+        try:
+            await unless_disconnected(request, collect())
+        except ClientGone:
+            state.metrics.client_gone()
+            return Response(status_code=499)
+        except Exception as exc:
+            raise from_engine(exc, state.config.retry_after_s, param) from exc
+        return JSONResponse(shaper.result())
+
+    async def events() -> AsyncIterator[bytes]:
+        try:
+            for data in shaper.events(first):
+                yield event(data)
+            async for item in stream:
+                record(item)
+                for data in shaper.events(item):
+                    yield event(data)
+            yield DONE
+        except asyncio.CancelledError:
+            state.metrics.client_gone()
+            raise
+        except Exception as exc:  # after the headers: the error goes in the stream
+            yield event(from_engine(exc, state.config.retry_after_s, param).body())
+        finally:
+            await stream.aclose()
+
+    return EventStreamResponse(events())
+
+
+@router.post("/v1/chat/completions")
+async def chat_completions(body: ChatCompletionRequest, request: Request) -> Response:
+    served = _state(request).registry.get(body.model)
+    max_tokens = body.max_completion_tokens if body.max_completion_tokens is not None else body.max_tokens
+    params = mapping.generation_params(body, served.n_ctx, max_tokens)
+    options = mapping.chat_options(body)
+    stream = served.engine.create(mapping.chat_messages(body), params, **options)
+    include_usage = bool(body.stream_options and body.stream_options.include_usage)
+    return await _generate(request, served, stream, _ChatShaper(served.id, include_usage),
+                           body.stream, "messages")
+
+
+@router.post("/v1/completions")
+async def completions(body: CompletionRequest, request: Request) -> Response:
+    served = _state(request).registry.get(body.model)
+    params = mapping.generation_params(body, served.n_ctx, body.max_tokens)
+    prompt = mapping.completion_prompt(body)
+    engine = served.engine.engine
+    if isinstance(prompt, list):
+        mapping.check_token_ids(prompt, engine.model.n_vocab, "prompt")
+    echo = ""
+    if body.echo:
+        echo = prompt if isinstance(prompt, str) else await asyncio.to_thread(engine.detokenize, prompt)
+
+    def pieces() -> Any:
+        run = engine.start_generation(prompt, params)
+        iterator = iter(run)
+        try:
+            for piece in iterator:
+                yield piece, None
+        finally:
+            iterator.close()  # type: ignore[attr-defined]
+        yield "", run
+
+    include_usage = bool(body.stream_options and body.stream_options.include_usage)
+    shaper = _TextShaper(served.id, include_usage, echo)
+    return await _generate(request, served, stream_in_thread(pieces, engine), shaper,
+                           body.stream, "prompt")
+
+
+@router.post("/v1/embeddings")
+async def embeddings(body: EmbeddingRequest, request: Request) -> JSONResponse:
+    state = _state(request)
+    served = state.registry.get(body.model)
+    engine = served.engine.engine
+    texts = mapping.embedding_texts(body, engine.model.n_embd)
+    try:
+        vectors = await served.engine.embed_batch(texts)
+        n_tokens = 0
+        for text in texts:
+            n_tokens += len(await served.engine.tokenize(text))
+    except Exception as exc:
+        raise from_engine(exc, state.config.retry_after_s, "input") from exc
+    return JSONResponse(mapping.embedding_list(vectors, served.id, body.encoding_format, n_tokens))
+
+
+@router.get("/v1/models")
+async def list_models(request: Request) -> JSONResponse:
+    return JSONResponse({"object": "list",
+                         "data": [served.describe() for served in _state(request).registry]})
+
+
+@router.get("/v1/models/{model_id:path}")
+async def get_model(model_id: str, request: Request) -> JSONResponse:
+    return JSONResponse(_state(request).registry.get(model_id).describe())
+
+
+@router.get("/health")
+async def health() -> JSONResponse:
+    return JSONResponse({"status": "ok"})
+
+
+@router.get("/metrics")
+async def metrics(request: Request) -> PlainTextResponse:
+    state = _state(request)
+    return PlainTextResponse(state.metrics.render(state.registry),
+                             media_type="text/plain; version=0.0.4")
+
+
+@router.post("/tokenize")
+async def tokenize(body: TokenizeRequest, request: Request) -> JSONResponse:
+    served = _state(request).registry.get(body.model)
+    engine = served.engine.engine
+    token_ids = await asyncio.to_thread(engine.tokenize, body.content, body.add_special,
+                                        body.parse_special)
+    if not body.with_pieces:
+        return JSONResponse({"tokens": token_ids})
+    model = engine.model
+    pieces = [{"id": t, "piece": model.token_to_piece(t, True).decode("utf-8", errors="replace")}
+              for t in token_ids]
+    return JSONResponse({"tokens": pieces})
+
+
+@router.post("/detokenize")
+async def detokenize(body: DetokenizeRequest, request: Request) -> JSONResponse:
+    served = _state(request).registry.get(body.model)
+    engine = served.engine.engine
+    mapping.check_token_ids(body.tokens, engine.model.n_vocab, "tokens")
+    text = await asyncio.to_thread(engine.detokenize, body.tokens)
+    return JSONResponse({"content": text})
