@@ -32,11 +32,37 @@ class ModelLoadError(LlamaError):
     """A model file could not be loaded: missing, unreadable, not GGUF, truncated, corrupt."""
 
 
-class ModelNotFoundError(LlamaError):
-    """No resolver found the model; ``locations`` lists every place searched."""
+class ModelNotFoundError(LlamaError, FileNotFoundError):
+    """No resolver found the model; ``locations`` lists every place searched.
 
-    def __init__(self, message: str, locations: list[str] | None = None, **details: Any) -> None:
-        super().__init__(message, locations=list(locations or []), **details)
+    Also a ``FileNotFoundError`` (so an ``OSError``), for code that handles missing files.
+
+    Attributes:
+        locations: Every place searched, in order.
+        reasons: Why each location did not have the model (same order), where known.
+        name: The model asked for, where known.
+    """
+
+    locations: list[str]
+    reasons: list[str]
+    name: str | None
+
+    def __init__(
+        self,
+        message: str,
+        locations: list[str] | None = None,
+        *,
+        reasons: list[str] | None = None,
+        name: str | None = None,
+        **details: Any,
+    ) -> None:
+        super().__init__(
+            message,
+            locations=list(locations or []),
+            reasons=list(reasons or []),
+            name=name,
+            **details,
+        )
 
 
 class ModelDownloadError(LlamaError, OSError):
@@ -47,8 +73,10 @@ class ModelDownloadError(LlamaError, OSError):
 
     Attributes:
         url: What was being downloaded.
-        reason: ``"http"``, ``"connection"``, ``"timeout"``, ``"tls"``, ``"checksum"``,
-            ``"disk_full"``, ``"incomplete"`` or ``"cancelled"``.
+        reason: ``"http"``, ``"connection"``, ``"timeout"`` (no data, or past the deadline),
+            ``"too_slow"`` (below the minimum throughput), ``"tls"``, ``"checksum"``,
+            ``"disk_full"``, ``"incomplete"`` (the end could not be verified) or
+            ``"cancelled"``.
         status: The HTTP status, for ``reason == "http"``.
     """
 
