@@ -56,7 +56,7 @@ def test_dot_dot_is_rejected(models, name):
 
 def test_absolute_path_outside_is_rejected_unless_allowed(models, tmp_path):
     outside = write_gguf(tmp_path / "outside.gguf")
-    with pytest.raises(ValueError, match="absolute path outside"):
+    with pytest.raises(ValueError, match="path outside"):
         FileModelResolver(models).resolve(str(outside))
     assert FileModelResolver(models, allow_absolute=True).resolve(str(outside)) == outside
 

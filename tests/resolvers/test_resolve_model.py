@@ -61,11 +61,14 @@ def test_paths(tmp_path):
             resolve_model(missing)
 
 
-def test_existing_path_wins_over_any_resolver(tmp_path):
+def test_a_configured_resolver_decides_for_paths_and_uris(tmp_path):
     model = write_gguf(tmp_path / "m.gguf")
     other = Recording(write_gguf(tmp_path / "other.gguf"))
-    assert resolve_model(str(model), other) == model
-    assert other.names == []
+    assert resolve_model(str(model), other) == other.path
+    assert resolve_model(model, other) == other.path
+    assert resolve_model(model.as_uri(), other) == other.path
+    assert resolve_model("https://127.0.0.1:9/m.gguf", other) == other.path
+    assert other.names == [str(model), str(model), model.as_uri(), "https://127.0.0.1:9/m.gguf"]
 
 
 def test_three_levels_of_configuration(tmp_path):
@@ -130,6 +133,8 @@ def test_package_scheme(tmp_path):
 def test_unsupported_schemes(uri):
     with pytest.raises(ValueError, match="unsupported model URI scheme"):
         resolve_model(uri)
+    with pytest.raises(ValueError, match="unsupported model URI scheme"):
+        resolve_model(uri, Recording(Path("never-used.gguf")))  # before any resolver
 
 
 def test_bad_arguments():

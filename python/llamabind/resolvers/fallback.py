@@ -1,4 +1,9 @@
-"""The default resolver: try several places in order, and say where it looked."""
+"""The default resolver: try several places in order, and say where it looked.
+
+The default ``FallbackResolver()`` is llamabind's open default: it also takes local paths,
+``file://`` URIs, ``http(s)://`` URLs, ``hf://`` references and ``package:`` names. A chain you
+build yourself takes only what its members take, so a configured resolver confines names.
+"""
 
 from __future__ import annotations
 
@@ -19,7 +24,9 @@ from llamabind.resolvers.base import (
 from llamabind.resolvers.cache import CachedModelResolver
 from llamabind.resolvers.file import FileModelResolver
 from llamabind.resolvers.hf import HFModelResolver, looks_like_hf_reference
+from llamabind.resolvers.names import NameForm, file_uri_path, name_form
 from llamabind.resolvers.package import shared_package_resolver
+from llamabind.resolvers.url import UrlModelResolver
 
 logger = logging.getLogger("llamabind.resolvers")
 
@@ -73,6 +80,33 @@ def default_chain() -> list[ModelResolver]:
     return chain
 
 
+def _resolve_directly(name: str, form: NameForm) -> Path | None:
+    """The open default's handling of paths and URIs; ``None`` sends ``name`` down the chain.
+
+    Raises:
+        ModelNotFoundError: A path or ``file://`` URI of a missing file, or a missing model
+            behind a URI.
+        ModelDownloadError: A download failed.
+    """
+    if form == "file":
+        path = file_uri_path(name)
+        if path.is_file():
+            return path
+        raise not_found(name, [(str(path), "no such file")], "check the path in the file:// URI")
+    if form == "http":
+        return UrlModelResolver().resolve(name)
+    if form == "hf":
+        return HFModelResolver().resolve(name)
+    if form == "package":
+        return shared_package_resolver().resolve(name)
+    path = Path(name).expanduser()
+    if path.is_file():
+        return path.absolute()
+    if form == "path":
+        raise not_found(name, [(str(path.absolute()), "no such file")], HINT)
+    return None
+
+
 class FallbackResolver:
     """Tries resolvers in order and returns the first model found.
 
@@ -80,9 +114,18 @@ class FallbackResolver:
     resolver has the model, the :class:`~llamabind.errors.ModelNotFoundError` lists every
     location with the reason it failed, and what to do.
 
+    Without ``resolvers`` this is llamabind's default, which is open: before the chain it
+    takes any existing local path (absolute, ``~``, or relative to the current directory) and
+    ``file:///`` URI as it is, downloads ``http(s)://`` URLs (:class:`UrlModelResolver`) and
+    ``hf://`` references (:class:`HFModelResolver`), and looks up ``package:`` names. With
+    ``resolvers``, every name, path and URI goes to the members only, so the chain allows
+    exactly what they allow (a path outside a :class:`FileModelResolver`'s directory is
+    refused, a URL is downloaded only if a :class:`UrlModelResolver` is a member).
+
     Args:
-        resolvers: The chain; ``None`` for :func:`default_chain`, rebuilt at each lookup so
-            that changes to ``LLAMABIND_MODELS_PATH`` and the current directory apply.
+        resolvers: The chain; ``None`` for the open default over :func:`default_chain`,
+            rebuilt at each lookup so that changes to ``LLAMABIND_MODELS_PATH`` and the current
+            directory apply.
     """
 
     def __init__(self, resolvers: Sequence[ModelResolver] | None = None) -> None:
@@ -107,8 +150,15 @@ class FallbackResolver:
         Raises:
             ModelNotFoundError: No resolver had it; ``locations`` lists every place searched
                 and ``reasons`` why each failed.
+            ModelDownloadError: The download of a URL or ``hf://`` reference failed.
+            ValueError: An unsupported form (see :func:`~llamabind.resolvers.names.name_form`).
         """
         name = check_name(name)
+        form = name_form(name)
+        if self.resolvers is None:
+            found = _resolve_directly(name, form)
+            if found is not None:
+                return found
         tried: list[tuple[str, str]] = []
         last_error: Exception | None = None
         for resolver in self.chain():
@@ -119,6 +169,8 @@ class FallbackResolver:
                 reasons = getattr(exc, "reasons", None) or [exc.message] * len(locations)
                 found = list(zip(locations, reasons))
             except (ModelDownloadError, ValueError) as exc:
+                if isinstance(exc, ModelDownloadError) and form not in ("name", "path"):
+                    raise  # the member that downloads this URI failed: say why
                 found = [(getattr(resolver, "label", None) or repr(resolver), str(exc))]
                 last_error = exc
             else:

@@ -8,20 +8,25 @@ from pathlib import Path
 
 from llamabind.resolvers.base import ModelInfo, check_name, not_found, with_gguf_suffix
 from llamabind.resolvers.gguf_info import is_later_split_part
+from llamabind.resolvers.names import file_uri_path, name_form
 
 
 class FileModelResolver:
     """Resolves names to ``.gguf`` files under one base directory, and never outside it.
 
     ``resolve("llama-3.2-1b")`` returns ``<base_dir>/llama-3.2-1b.gguf`` (the ``.gguf`` suffix is
-    appended when missing); sub-directories work (``"qwen/qwen3-4b"``). Names that would escape
-    the directory are rejected with ``ValueError``: ``..`` components, absolute paths outside it
-    (unless ``allow_absolute``), and symbolic links pointing out of it (unless
-    ``allow_links_out``), so names from an untrusted source can be resolved safely.
+    appended when missing); sub-directories work (``"qwen/qwen3-4b"``). Paths are accepted only
+    inside the directory: relative paths are taken relative to it (never to the current
+    directory), and absolute paths, ``~`` paths and ``file:///`` URIs must point into it. Names
+    that would escape it are rejected with ``ValueError``: ``..`` components, absolute paths
+    and ``file://`` URIs outside it (unless ``allow_absolute``), symbolic links pointing out of
+    it (unless ``allow_links_out``), and URLs, ``hf://`` and ``package:`` names (this resolver
+    never downloads), so names from an untrusted source can be resolved safely.
 
     Args:
         base_dir: The directory to search; ``~`` is expanded. It need not exist yet.
-        allow_absolute: Accept absolute paths outside ``base_dir`` as they are.
+        allow_absolute: Accept absolute paths and ``file:///`` URIs outside ``base_dir`` as
+            they are (the resolver then opens any local file it is given).
         allow_links_out: Follow symbolic links inside ``base_dir`` that point outside it.
         label: How this directory is described in errors and logs (e.g. ``"current directory"``).
         recursive: Whether :meth:`list_models` descends into sub-directories (``resolve``
@@ -62,12 +67,20 @@ class FileModelResolver:
             ValueError: ``name`` escapes ``base_dir``.
         """
         name = check_name(name)
-        raw = Path(name).expanduser()
+        form = name_form(name)
+        if form in ("http", "hf", "package"):
+            raise ValueError(
+                f"{self!r} only opens files under {self.base_dir} and never downloads; "
+                f"{name!r} is refused (configure a UrlModelResolver, HFModelResolver or "
+                "PackageModelResolver to allow such names)"
+            )
+        raw = file_uri_path(name) if form == "file" else Path(name).expanduser()
         if raw.is_absolute() or raw.drive or raw.root:
             if not (self.allow_absolute or self._inside(raw)):
                 raise ValueError(
-                    f"model name {name!r} is an absolute path outside {self.base_dir}; pass a "
-                    "name relative to it (or FileModelResolver(..., allow_absolute=True))"
+                    f"model name {name!r} is a path outside {self.base_dir}, which this "
+                    "resolver refuses; pass a name relative to it (or "
+                    "FileModelResolver(..., allow_absolute=True) to open any local file)"
                 )
             return [raw.with_name(file) for file in with_gguf_suffix(raw.name)]
         if ".." in raw.parts:
@@ -79,20 +92,23 @@ class FileModelResolver:
         """Returns the file for ``name`` under ``base_dir``.
 
         Args:
-            name: A file name or relative path, with or without ``.gguf``; an absolute path
-                inside ``base_dir`` (or anywhere, with ``allow_absolute``).
+            name: A file name or relative path, with or without ``.gguf``; an absolute path or
+                ``file:///`` URI inside ``base_dir`` (or anywhere, with ``allow_absolute``).
 
         Returns:
             The absolute path of an existing file.
 
         Raises:
             ModelNotFoundError: No such file (``locations`` lists the paths tried).
-            ValueError: ``name`` escapes ``base_dir``, directly or through a symbolic link.
+            ValueError: ``name`` escapes ``base_dir``, directly or through a symbolic link, or
+                is a URL, ``hf://`` or ``package:`` name.
         """
         tried = []
+        form = name_form(check_name(name))
+        is_absolute = form == "file" or Path(name).expanduser().is_absolute()
         for path in self.candidates(name):
             if path.is_file():
-                confined = not (self.allow_absolute and Path(name).expanduser().is_absolute())
+                confined = not (self.allow_absolute and is_absolute)
                 if confined and not self.allow_links_out and not self._inside(path):
                     raise ValueError(
                         f"model {name!r} resolves through a symbolic link to {path.resolve()}, "

@@ -214,8 +214,9 @@ class HFModelResolver:
     """Resolves Hugging Face references to files in the Hugging Face cache, downloading them.
 
     With ``repo``, names are relative to it: ``"model-Q8_0.gguf"`` (a file) or ``"Q8_0"`` /
-    ``":Q8_0"`` (a quantization). Full references (``hf://org/repo/...``) always work, and
-    without ``repo`` a name may be a reference without the ``hf://`` prefix.
+    ``":Q8_0"`` (a quantization), and full references (``hf://org/repo/...``) are accepted only
+    for that repository. Without ``repo``, any reference works, with or without the ``hf://``
+    prefix. Local paths, ``file://``, ``http(s)://`` and ``package:`` names are never accepted.
 
     Args:
         repo: Default repository, ``org/repo``.
@@ -270,11 +271,16 @@ class HFModelResolver:
         """Parses ``name`` the way :meth:`resolve` does (see the class docstring).
 
         Raises:
-            ValueError: Not a valid reference.
+            ValueError: Not a valid reference, or one outside ``repo``.
         """
         name = check_name(name)
         if name.lower().startswith("hf://") or self.repo is None:
             reference = parse_hf_reference(name)
+            if self.repo is not None and reference.repo_id.lower() != self.repo.lower():
+                raise ValueError(
+                    f"{self!r} only serves the repository {self.repo}; {name!r} is refused "
+                    "(use HFModelResolver() without repo to allow any repository)"
+                )
         elif name.lower().endswith(".gguf"):
             reference = parse_hf_reference(f"{self.repo}/{name}")
         else:

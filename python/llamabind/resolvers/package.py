@@ -176,7 +176,7 @@ class PackageModelResolver:
         """
         name = check_name(name)
         models = self.models()
-        if name.startswith(PACKAGE_PREFIX):
+        if name[: len(PACKAGE_PREFIX)].lower() == PACKAGE_PREFIX:
             dist, _, file = name[len(PACKAGE_PREFIX) :].partition("/")
             dist = normalize_distribution_name(dist)
             models = [model for model in models if dist in model.distributions]

@@ -72,16 +72,30 @@ def cache_path_for(url: str, cache_dir: Path) -> Path:
     return path
 
 
+def _is_under(url: str, base_url: str) -> bool:
+    """Whether ``url`` is ``base_url`` or below it, with no ``..`` segment (even encoded)."""
+    parts, base = urlsplit(url), urlsplit(base_url)
+    if (parts.scheme, parts.netloc.lower()) != (base.scheme, base.netloc.lower()):
+        return False
+    if any(unquote(segment) in (".", "..") for segment in parts.path.split("/")):
+        return False
+    prefix = base.path if base.path.endswith("/") else base.path + "/"
+    return parts.path == base.path or parts.path.startswith(prefix)
+
+
 class UrlModelResolver:
     """Downloads models over HTTP(S) into a cache and returns the cached file.
 
     ``resolve("https://host/models/m.gguf")`` downloads once (resuming an interrupted
     download, verifying the sha256 when one is known, renaming into place only when complete)
     and afterwards returns the cached copy without touching the network. With a ``base_url``,
-    plain names are files under it: ``resolve("m")`` fetches ``<base_url>/m.gguf``.
+    plain names are files under it: ``resolve("m")`` fetches ``<base_url>/m.gguf``, and full
+    URLs are accepted only under it. Local paths, ``file://``, ``hf://`` and ``package:`` names
+    are never accepted.
 
     Args:
-        base_url: Prefix for plain names; ``None`` accepts full URLs only.
+        base_url: Prefix for plain names, and the only place full URLs may point to; ``None``
+            accepts any full ``http(s)://`` URL and no plain names.
         cache_dir: Where downloads go; ``None`` for the default cache (``LLAMABIND_CACHE_DIR``,
             else ``~/.cache/llamabind/models``), read when a model is resolved.
         checksums: Expected sha256 by name or URL. A URL can also carry ``#sha256=<hex>``.
@@ -117,11 +131,17 @@ class UrlModelResolver:
         Raises:
             ModelNotFoundError: ``name`` is not a URL and there is no ``base_url``.
             ValueError: ``name`` tries to leave ``base_url`` (``..``, an absolute path, another
-                scheme).
+                scheme, a full URL elsewhere).
         """
         name = check_name(name)
         if urlsplit(name).scheme in ("http", "https"):
-            return split_checksum(name)[0]
+            url = split_checksum(name)[0]
+            if self.base_url is not None and not _is_under(url, self.base_url):
+                raise ValueError(
+                    f"{self!r} only downloads under {self.base_url}; {url!r} is refused "
+                    "(use a UrlModelResolver without base_url to allow any URL)"
+                )
+            return url
         if self.base_url is None:
             raise not_found(
                 name,
