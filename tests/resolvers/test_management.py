@@ -135,7 +135,7 @@ def test_joined_package_models_are_listed_as_packages(tmp_path):
     joined = tmp_path / "llamabind-cache" / "packages" / "big.gguf"
     joined.parent.mkdir(parents=True)
     write_gguf(joined)
-    (info,) = list_local_models()
+    (info,) = [info for info in list_local_models() if info.path == joined]
     assert (info.source, info.name) == ("package", "packages/big")
     assert cache_info().n_models == 1
     assert remove_model("big") == [joined]
@@ -146,3 +146,84 @@ def test_pull_argument_errors():
         pull_model("some-name")
     with pytest.raises(ValueError, match="sha256 applies"):
         pull_model("hf://org/repo:Q4_K_M", sha256="0" * 64)
+
+
+@pytest.fixture
+def victim(tmp_path):
+    """A model file next to the caches, which remove_model must never delete."""
+    path = tmp_path / "victim.gguf"
+    path.write_bytes(b"GGUF precious")
+    return path
+
+
+def test_dot_dot_and_links_never_leave_the_caches(pulled, victim, tmp_path):
+    _, plain, _, _ = pulled
+    hf, ours = tmp_path / "hf-cache", tmp_path / "llamabind-cache"
+    names = [
+        f"{hf}/../victim.gguf",
+        f"{ours}/../victim.gguf",
+        f"{plain.parent}/../../../victim.gguf",
+    ]
+    (ours / "linked-out").symlink_to(tmp_path, target_is_directory=True)
+    names.append(str(ours / "linked-out" / "victim.gguf"))
+    for name in names:
+        with pytest.raises(ValueError, match="refusing to delete"):
+            remove_model(name)
+    assert victim.read_bytes() == b"GGUF precious"
+
+
+def test_a_link_in_the_cache_is_removed_not_its_target(victim, tmp_path):
+    link = tmp_path / "llamabind-cache" / "host" / "link.gguf"
+    link.parent.mkdir(parents=True)
+    link.symlink_to(victim)
+    assert remove_model(str(link)) == [link]
+    assert not link.is_symlink() and victim.read_bytes() == b"GGUF precious"
+
+
+def test_only_model_files_are_removed(pulled, tmp_path):
+    _, plain, _, _ = pulled
+    sidecar = plain.with_name(plain.name + ".json")
+    for name in (str(sidecar), str(plain.parent), str(tmp_path / "hf-cache")):
+        with pytest.raises(ValueError, match="refusing to delete"):
+            remove_model(name)
+    assert sidecar.exists() and plain.exists()
+
+
+def test_remove_not_cached_hub_model_names_it_once():
+    with pytest.raises(ModelNotFoundError) as caught:
+        remove_model("hf://Qwen/Qwen3-4B-GGUF:Q4_K_M")
+    message = str(caught.value)
+    assert "model 'hf://Qwen/Qwen3-4B-GGUF:Q4_K_M' not found" in message
+    assert "Q4_K_M:Q4_K_M" not in message
+    assert isinstance(caught.value, FileNotFoundError)
+
+
+def test_removing_a_mapped_model_leaves_the_mapping_readable(pulled):
+    import mmap
+
+    _, plain, _, _ = pulled
+    data = plain.read_bytes()
+    with plain.open("rb") as file, mmap.mmap(file.fileno(), 0, access=mmap.ACCESS_READ) as mapped:
+        assert remove_model(str(plain)) == [plain]
+        assert mapped[:] == data  # unlinked, never truncated: no SIGBUS for a loaded model
+
+
+def test_list_includes_models_path_and_packages(tmp_path, monkeypatch):
+    from llamabind.resolvers.package import shared_package_resolver
+    from site_packages import install
+    from synthetic_gguf import write_gguf
+
+    models = tmp_path / "models"
+    models.mkdir()
+    write_gguf(models / "from-path.gguf")
+    monkeypatch.setenv("LLAMABIND_MODELS_PATH", str(models))
+    site = tmp_path / "site"
+    install(site, "shipped-model", {"shipped_model/shipped.gguf": write_gguf(tmp_path / "s.gguf")})
+    monkeypatch.syspath_prepend(str(site))
+    shared_package_resolver().refresh()
+    monkeypatch.setattr(shared_package_resolver(), "_models", None)  # re-indexed after the test
+    write_gguf(tmp_path / "in-working-directory.gguf")
+    infos = {info.name: info for info in list_local_models()}
+    assert infos["from-path"].source == "file"
+    assert infos["shipped"].source == "package" and infos["shipped"].uri.startswith("package:")
+    assert "in-working-directory" not in infos

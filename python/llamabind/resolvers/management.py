@@ -7,7 +7,15 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from llamabind.resolvers.base import ModelInfo, ProgressCallback, check_name, not_found
+from llamabind.errors import ModelNotFoundError
+from llamabind.resolvers.base import (
+    GGUF_SUFFIX,
+    ModelInfo,
+    ModelResolver,
+    ProgressCallback,
+    check_name,
+    not_found,
+)
 from llamabind.resolvers.cache import (
     CachedModelResolver,
     default_cache_dir,
@@ -15,9 +23,12 @@ from llamabind.resolvers.cache import (
     scan_hf_cache,
 )
 from llamabind.resolvers.download import DownloadOptions
+from llamabind.resolvers.fallback import MODELS_PATH_VARIABLE, FallbackResolver
+from llamabind.resolvers.file import FileModelResolver
 from llamabind.resolvers.gguf_info import split_parts
 from llamabind.resolvers.hf import HFModelResolver, parse_hf_reference, select_model_files
 from llamabind.resolvers.lock import FileLock
+from llamabind.resolvers.package import PackageModelResolver, shared_package_resolver
 from llamabind.resolvers.url import UrlModelResolver, cache_path_for, split_checksum
 
 logger = logging.getLogger("llamabind.resolvers")
@@ -56,18 +67,32 @@ def _dirs(cache_dir: PathArg, hf_cache: PathArg) -> tuple[Path, Path]:
 
 
 def list_local_models(cache_dir: PathArg = None, hf_cache: PathArg = None) -> list[ModelInfo]:
-    """Lists the downloaded models with the facts their GGUF headers give.
+    """Lists the models on this machine that the default resolver finds by name, with the
+    facts their GGUF headers give.
 
     Args:
         cache_dir: llamabind's cache; ``None`` for the default.
         hf_cache: The Hugging Face cache; ``None`` for the default.
 
     Returns:
-        llamabind's cached models (``source="url"``, or ``"package"`` for models joined from
-        package chunks), then the Hugging Face cache's GGUF models (``source="hf"``). Split
-        models appear once; broken files carry a ``problem``.
+        In the default resolver's order: the models in the directories of
+        ``LLAMABIND_MODELS_PATH`` (``source="file"``), the models installed Python packages
+        ship (``"package"``), llamabind's cached downloads (``"url"``, or ``"package"`` for
+        models joined from package chunks), then the Hugging Face cache's GGUF models
+        (``"hf"``). The current directory is not listed. Each file appears once; split
+        models once; broken files carry a ``problem``.
     """
-    return list(CachedModelResolver(*_dirs(cache_dir, hf_cache)).list_models())
+    ours, theirs = _dirs(cache_dir, hf_cache)
+    chain: list[ModelResolver] = [
+        FileModelResolver(directory, label=f"{MODELS_PATH_VARIABLE} entry {directory}")
+        for directory in os.environ.get(MODELS_PATH_VARIABLE, "").split(os.pathsep)
+        if directory
+    ]
+    chain.append(
+        shared_package_resolver() if cache_dir is None else PackageModelResolver(cache_dir=ours)
+    )
+    chain.append(CachedModelResolver(ours, theirs))
+    return list(FallbackResolver(chain).list_models())
 
 
 def pull_model(
@@ -148,21 +173,46 @@ def _targets(name: str, ours: Path, theirs: Path) -> list[Path]:
             for e in scan_hf_cache(theirs, reference.repo_id)
             if reference.revision in (None, e.commit) or reference.revision in e.refs
         ]
-        wanted = (
-            [reference.filename]
-            if reference.filename
-            else select_model_files([e.filename for e in entries], reference.quant, name)[:1]
-        )
+        if reference.filename:
+            wanted = [reference.filename]
+        else:
+            try:
+                files = [e.filename for e in entries]
+                wanted = select_model_files(files, reference.quant, reference.repo_id)[:1]
+            except ModelNotFoundError:
+                return []
         return [e.path for e in entries if e.filename in wanted]
     path = Path(name).expanduser()
     if path.exists() or path.is_symlink():
         return [path]
-    names = {name, name + ".gguf"}
+    names = {name, name + GGUF_SUFFIX}
     return [
         path
         for listed, path in CachedModelResolver(ours, theirs).cached_files()
         if listed in names or path.name in names
     ]
+
+
+def _in_cache(path: Path, ours: Path, theirs: Path) -> tuple[Path, Path]:
+    """Where ``path`` really is and which cache holds it: ``..`` and linked directories are
+    resolved, a link itself is kept (removing a link never touches what it points to).
+
+    Raises:
+        ValueError: Not a ``.gguf`` file (or link) inside one of the two caches.
+    """
+    absolute = path.expanduser().absolute()
+    if absolute.name in ("", ".", ".."):
+        raise ValueError(f"refusing to delete {path}: not a model file")
+    entry = absolute.parent.resolve() / absolute.name
+    for cache in (theirs.resolve(), ours.resolve()):
+        if entry.is_relative_to(cache) and entry != cache:
+            if not entry.name.lower().endswith(GGUF_SUFFIX) or entry.is_dir():
+                raise ValueError(f"refusing to delete {path}: not a .gguf model file")
+            return entry, cache
+    raise ValueError(
+        f"refusing to delete {path}: it is not inside llamabind's cache ({ours}) or the "
+        f"Hugging Face cache ({theirs}); remove_model only deletes downloaded models"
+    )
 
 
 def _remove_hf_entry(entry: Path, theirs: Path) -> list[Path]:
@@ -180,6 +230,17 @@ def _remove_hf_entry(entry: Path, theirs: Path) -> list[Path]:
     return [entry]
 
 
+def _remove_download(entry: Path) -> list[Path]:
+    """Removes a file of llamabind's cache with its sidecar and partial download."""
+    with FileLock(entry.with_name(entry.name + ".lock")):
+        for extra in (".json", ".part", ".part.json"):
+            entry.with_name(entry.name + extra).unlink(missing_ok=True)
+        if entry.exists() or entry.is_symlink():
+            entry.unlink()
+            return [entry]
+    return []
+
+
 def remove_model(name: str, *, cache_dir: PathArg = None, hf_cache: PathArg = None) -> list[Path]:
     """Deletes a downloaded model (every part of a split model, its partial download and its
     sidecar; in the Hugging Face cache, the snapshot entries and blobs no longer used).
@@ -195,7 +256,8 @@ def remove_model(name: str, *, cache_dir: PathArg = None, hf_cache: PathArg = No
 
     Raises:
         ModelNotFoundError: Nothing cached matches ``name``.
-        ValueError: ``name`` is a path outside both caches, or matches several models.
+        ValueError: ``name`` is a path outside both caches (after resolving ``..`` and
+            linked directories) or not a ``.gguf`` file, or matches several models.
     """
     name = check_name(name)
     ours, theirs = _dirs(cache_dir, hf_cache)
@@ -216,23 +278,15 @@ def remove_model(name: str, *, cache_dir: PathArg = None, hf_cache: PathArg = No
             + ", ".join(sorted(map(str, firsts)))
             + "; pass one of these paths"
         )
+    # Check every part before deleting any. Unlinking never truncates, so a process that has
+    # the model memory-mapped keeps reading the old file until it unloads it.
+    places = [_in_cache(path, ours, theirs) for path in split_parts(firsts.pop())]
     removed: list[Path] = []
-    for path in split_parts(firsts.pop()):
-        absolute = path.absolute()
-        if absolute.is_relative_to(theirs.absolute()):
-            if path.exists() or path.is_symlink():
-                removed += _remove_hf_entry(absolute, theirs.absolute())
-        elif absolute.resolve().is_relative_to(ours.resolve()):
-            with FileLock(path.with_name(path.name + ".lock")):
-                for extra in (".json", ".part", ".part.json"):
-                    path.with_name(path.name + extra).unlink(missing_ok=True)
-                if path.exists():
-                    path.unlink()
-                    removed.append(path)
+    for entry, cache in places:
+        if cache == theirs.resolve():
+            if entry.exists() or entry.is_symlink():
+                removed += _remove_hf_entry(entry, cache)
         else:
-            raise ValueError(
-                f"refusing to delete {path}: it is not inside llamabind's cache "
-                f"({ours}) or the Hugging Face cache ({theirs})"
-            )
+            removed += _remove_download(entry)
     logger.info("removed %s", ", ".join(map(str, removed)) or f"partial download of {name}")
     return removed
