@@ -27,6 +27,7 @@ def isolated_environment(tmp_path, monkeypatch):
 def server():
     state, server = start_server()
     yield state
+    state.closing.set()  # ends stalled and dripping answers
     server.shutdown()
     server.server_close()
 
@@ -72,6 +73,7 @@ def tls_server(tls_files):
     context.load_cert_chain(cert, key)
     state, server = start_server(context)
     yield state
+    state.closing.set()
     server.shutdown()
     server.server_close()
 

@@ -1,5 +1,6 @@
 """A real HTTP server on 127.0.0.1 for resolver tests: static files with Range/If-Range support,
-fault injection (cut connections, wrong bytes, error statuses, delays), and the small part of
+fault injection (cut connections, no length, drips, stalls, wrong bytes, error statuses, delays),
+and the small part of
 the Hugging Face Hub API that ``huggingface_hub`` uses to list and download files.
 
 Every request is recorded (method, path, headers) so tests can check what was asked for.
@@ -36,6 +37,11 @@ class Fault:
         body: Serve these bytes instead of the file (a checksum mismatch).
         ignore_range: Answer 200 with the whole file even to a Range request.
         redirect_to: Answer 302 with this ``Location``.
+        no_length: Send no ``Content-Length`` and mark the end of the body by closing the
+            connection (as an HTTP/1.0 server does), so a cut looks like a clean end.
+        drip_s: Send the body one byte at a time, this many seconds apart.
+        stall_after: Send this many body bytes, then keep the connection open and silent until
+            the server shuts down.
         times: How many requests the fault applies to.
     """
 
@@ -46,6 +52,9 @@ class Fault:
     body: bytes | None = None
     ignore_range: bool = False
     redirect_to: str | None = None
+    no_length: bool = False
+    drip_s: float = 0.0
+    stall_after: int | None = None
     times: int = 1
 
 
@@ -79,6 +88,7 @@ class LocalServer:
     repos: dict[str, list[HubRepo]] = field(default_factory=dict)
     base_url: str = ""
     lock: threading.Lock = field(default_factory=threading.Lock)
+    closing: threading.Event = field(default_factory=threading.Event)
 
     def url(self, path: str) -> str:
         return self.base_url + path
@@ -219,7 +229,11 @@ class Handler(BaseHTTPRequestHandler):
             status = 206
         body = data[start:]
         self.send_response(status)
-        self.send_header("Content-Length", str(len(body)))
+        if fault and fault.no_length:
+            self.send_header("Connection", "close")
+            self.close_connection = True
+        else:
+            self.send_header("Content-Length", str(len(body)))
         self.send_header("ETag", etag)
         self.send_header("Last-Modified", LAST_MODIFIED)
         self.send_header("Accept-Ranges", "bytes")
@@ -231,13 +245,25 @@ class Handler(BaseHTTPRequestHandler):
         self.end_headers()
         if head:
             return
-        limit = len(body) if not fault or fault.cut_after is None else fault.cut_after
-        for offset in range(0, limit, CHUNK):
-            self.wfile.write(body[offset : min(limit, offset + CHUNK)])
+        self.send_body(body, fault)
+
+    def send_body(self, body: bytes, fault: Fault | None) -> None:
+        state = self.server.state
+        limit = len(body)
+        if fault and fault.cut_after is not None:
+            limit = fault.cut_after
+        if fault and fault.stall_after is not None:
+            limit = fault.stall_after
+        step = 1 if fault and fault.drip_s else CHUNK
+        pause_s = (fault.drip_s or fault.chunk_delay_s) if fault else 0.0
+        for offset in range(0, limit, step):
+            self.wfile.write(body[offset : min(limit, offset + step)])
             self.wfile.flush()
-            if fault and fault.chunk_delay_s:
-                time.sleep(fault.chunk_delay_s)
-        if limit < len(body):
+            if pause_s and state.closing.wait(pause_s):
+                break
+        if fault and fault.stall_after is not None:
+            state.closing.wait()
+        if limit < len(body) or (fault and fault.no_length):
             self.close_connection = True
             self.connection.shutdown(socket.SHUT_RDWR)
 

@@ -324,3 +324,62 @@ def test_tqdm_progress_draws_a_bar(server, payload, target):
     out = io.StringIO()
     download_file(url, target, options=fast(progress=tqdm_progress(file=out)))
     assert "m.gguf" in out.getvalue() and "100%" in out.getvalue()
+
+
+def test_a_cut_body_without_length_is_resumed_not_cached(server, payload, target):
+    url = server.add_file("/m.gguf", payload)
+    server.add_fault("/m.gguf", Fault(no_length=True, cut_after=100_000, times=20))
+    download_file(url, target, options=fast())
+    assert target.read_bytes() == payload  # resumed up to the size the GGUF header implies
+    assert server.gets("/m.gguf")[1].range_start == 100_000
+
+
+def test_a_cut_body_without_length_or_resume_is_never_cached(server, payload, target):
+    url = server.add_file("/m.gguf", payload)
+    server.add_fault(
+        "/m.gguf", Fault(no_length=True, cut_after=100_000, ignore_range=True, times=20)
+    )
+    with pytest.raises(ModelDownloadError, match=f"100000 of the {len(payload)} bytes") as caught:
+        download_file(url, target, options=fast(max_retries=2))
+    assert caught.value.reason == "incomplete"
+    assert not target.exists() and not (target.parent / "model.gguf.json").exists()
+
+
+def test_a_cut_inside_the_header_resumes(server, payload, target):
+    url = server.add_file("/m.gguf", payload)
+    server.add_fault("/m.gguf", Fault(no_length=True, cut_after=100))
+    download_file(url, target, options=fast())
+    assert target.read_bytes() == payload
+
+
+def test_a_whole_gguf_without_length_is_accepted(server, payload, target):
+    url = server.add_file("/m.gguf", payload)
+    server.add_fault("/m.gguf", Fault(no_length=True))
+    download_file(url, target, options=fast())
+    assert target.read_bytes() == payload and read_sidecar(target)["n_bytes"] == len(payload)
+
+
+def test_a_body_without_length_that_is_not_gguf_needs_a_checksum(server, target):
+    page = b"<html>gateway says hello</html>"
+    url = server.add_file("/m.gguf", page)
+    server.add_fault("/m.gguf", Fault(no_length=True))
+    with pytest.raises(ModelDownloadError, match="not a whole GGUF file") as caught:
+        download_file(url, target, options=fast())
+    assert caught.value.reason == "incomplete" and leftovers(target) == []
+    server.add_fault("/m.gguf", Fault(no_length=True))
+    download_file(url, target, sha256=sha256(page), options=fast())
+    assert target.read_bytes() == page  # the checksum vouches for it
+
+
+def test_replacing_a_cached_file_never_touches_a_mapped_copy(server, payload, gguf_bytes, target):
+    import mmap
+
+    url = server.add_file("/m.gguf", payload)
+    download_file(url, target, options=fast())
+    newer = gguf_bytes(SIZE + 1000)
+    server.add_file("/m.gguf", newer)
+    with target.open("rb") as file, mmap.mmap(file.fileno(), 0, access=mmap.ACCESS_READ) as old:
+        inode = os.fstat(file.fileno()).st_ino
+        download_file(url, target, sha256=sha256(newer), options=fast())
+        assert old[:] == payload  # a new file was renamed over it, never truncated in place
+        assert target.stat().st_ino != inode and target.read_bytes() == newer

@@ -16,7 +16,7 @@ from llamabind.resolvers.base import (
     ProgressCallback,
 )
 from llamabind.resolvers.cache import CachedModelResolver, default_cache_dir, hf_cache_dir
-from llamabind.resolvers.download import DownloadOptions, tqdm_progress
+from llamabind.resolvers.download import DownloadOptions
 from llamabind.resolvers.fallback import MODELS_PATH_VARIABLE, FallbackResolver, default_chain
 from llamabind.resolvers.file import FileModelResolver
 from llamabind.resolvers.gguf_info import GGUFInfo, read_gguf_info
@@ -29,6 +29,7 @@ from llamabind.resolvers.management import (
     remove_model,
 )
 from llamabind.resolvers.package import PackageModelResolver
+from llamabind.resolvers.progress import tqdm_progress
 from llamabind.resolvers.resolve import get_default_resolver, resolve_model, set_default_resolver
 from llamabind.resolvers.url import UrlModelResolver
 

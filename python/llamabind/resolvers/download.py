@@ -1,9 +1,15 @@
 """Download one file over HTTP(S) into a cache: resumable, verified, atomic, safe to race.
 
-The file is written to ``<target>.part`` and renamed onto ``<target>`` only once it is complete
-and its sha256 matches, so a file at the target path is always whole. An interrupted download
+The file is written to ``<target>.part`` and renamed onto ``<target>`` only once it is complete:
+its length was announced and matched, or (without a ``Content-Length``) its sha256 matches or
+its GGUF header accounts for every byte. A file at the target path is therefore always whole,
+and it is never truncated or rewritten in place: a process may have it memory-mapped (as
+llama.cpp does by default), and shrinking a mapped file kills that process with SIGBUS on its
+next read. Replacing it means writing a new file and renaming it over the old one. An interrupted download
 keeps its ``.part`` file (with the server's validator in ``<target>.part.json``) and the next
-attempt asks for the rest with an HTTP ``Range`` request. A lock file (``<target>.lock``, an
+attempt asks for the rest with an HTTP ``Range`` request. A :class:`Watchdog` ends a download
+that passes its deadline, runs below the minimum throughput (a stalled or dripping server) or is
+cancelled, even while a read is blocked. A lock file (``<target>.lock``, an
 ``flock``/``msvcrt`` lock, so it works across threads and processes) makes a second downloader
 of the same file wait and then use the first one's result.
 """
@@ -19,6 +25,7 @@ import os
 import re
 import shutil
 import ssl
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -31,10 +38,13 @@ from urllib.parse import urlsplit
 from llamabind.resolvers.base import (
     DownloadProgress,
     ModelDownloadError,
+    ModelLoadError,
     ProgressCallback,
     not_found,
 )
+from llamabind.resolvers.gguf_info import read_gguf_info
 from llamabind.resolvers.lock import FileLock
+from llamabind.resolvers.watchdog import Watchdog, WatchedHTTPHandler, WatchedHTTPSHandler
 
 logger = logging.getLogger("llamabind.resolvers")
 
@@ -59,6 +69,18 @@ class DownloadOptions:
         ssl_context: TLS settings (e.g. a private CA); ``None`` uses the system's trust store
             (``SSL_CERT_FILE`` / ``SSL_CERT_DIR`` are honoured).
         retry_delay_s: Wait before the first retry; doubled each time, at most 8 s.
+        deadline_s: Seconds the whole download (every attempt) may take; ``None``: no
+            deadline. Past it the download ends with ``reason="timeout"``.
+        min_bytes_per_s: The slowest accepted transfer, averaged over ``speed_window_s``:
+            slower (a stalled server, or one that drips bytes just within ``timeout_s``) ends
+            the download with ``reason="too_slow"``. ``0`` disables the rule.
+        speed_window_s: Seconds over which ``min_bytes_per_s`` is measured. The default rule
+            ends a download that received less than 60 KiB in the last 60 s.
+        cancel: An event that cancels the download when set from any thread (within about
+            0.1 s, even in a blocked read; ``reason="cancelled"``).
+
+    After a deadline, throughput or cancellation failure the partial file is kept, so the
+    next attempt resumes.
     """
 
     progress: ProgressCallback | None = None
@@ -67,6 +89,10 @@ class DownloadOptions:
     headers: dict[str, str] = field(default_factory=dict)
     ssl_context: ssl.SSLContext | None = None
     retry_delay_s: float = 0.25
+    deadline_s: float | None = None
+    min_bytes_per_s: float = 1024.0
+    speed_window_s: float = 60.0
+    cancel: threading.Event | None = None
 
 
 class _AlreadyComplete(Exception):
@@ -203,8 +229,17 @@ class _Download:
         self.url, self.target, self.sha256, self.options = url, target, sha256, options
         self.part = target.with_name(target.name + ".part")
         self.part_meta = target.with_name(target.name + ".part.json")
+        self.watchdog = Watchdog(
+            url,
+            deadline_s=options.deadline_s,
+            min_bytes_per_s=options.min_bytes_per_s,
+            speed_window_s=options.speed_window_s,
+            cancel=options.cancel,
+        )
         self.opener = urllib.request.build_opener(
-            _RedirectHandler(), urllib.request.HTTPSHandler(context=options.ssl_context)
+            _RedirectHandler(),
+            WatchedHTTPHandler(self.watchdog),
+            WatchedHTTPSHandler(self.watchdog, options.ssl_context),
         )
         self.validator: dict[str, Any] = {}
         self.digest = hashlib.sha256()
@@ -219,13 +254,22 @@ class _Download:
 
     def run(self) -> None:
         self._load_partial()
+        with self.watchdog:
+            self._transfer()
+        self._finish()
+
+    def _transfer(self) -> None:
         failures = 0
         while True:
             n_before = self.n_done
             try:
                 self._attempt()
+                self.watchdog.check()
                 break
-            except _Retry as exc:
+            except (_Retry, ModelDownloadError) as exc:
+                self.watchdog.check()  # a broken limit, not the symptom it caused
+                if isinstance(exc, ModelDownloadError):
+                    raise
                 failures = 0 if self.n_done > n_before else failures + 1
                 if failures > self.options.max_retries:
                     raise self.error(
@@ -241,8 +285,7 @@ class _Download:
                     self.n_done,
                     delay,
                 )
-                time.sleep(delay)
-        self._finish()
+                self.watchdog.wait(delay)
 
     def _load_partial(self) -> None:
         meta = {}
@@ -329,6 +372,7 @@ class _Download:
         try:
             response = self._open()
         except _AlreadyComplete:
+            self.n_total = self.n_done  # the server's Content-Range named this length
             return
         with response:
             self._accept(response)
@@ -336,9 +380,47 @@ class _Download:
                 with self.part.open("ab") as out:
                     self._copy(response, out)
             except (TimeoutError, ConnectionError, http.client.HTTPException, ssl.SSLError) as exc:
+                self.watchdog.check()
                 raise self._network_error(exc) from exc
-        if self.n_total is not None and self.n_done < self.n_total:
+        self.watchdog.check()  # an end caused by the watchdog is not the end of the file
+        if self.n_total is None:
+            self._check_unannounced_end()
+        elif self.n_done < self.n_total:
             raise _Retry(f"connection closed at {self.n_done} of {self.n_total} bytes")
+
+    def _check_unannounced_end(self) -> None:
+        """Accepts a body sent without a length only if its sha256 (checked when finishing) or
+        its GGUF header vouches for every byte; a cut one resumes, anything else is refused."""
+        if self.sha256 is not None:
+            return
+        try:
+            header = read_gguf_info(self.part)
+        except ModelLoadError as exc:
+            with self.part.open("rb") as file:
+                is_gguf = file.read(4) == b"GGUF"
+            if is_gguf and "needs" in exc.message:
+                raise _Retry(
+                    f"connection closed at {self.n_done} bytes, inside the GGUF header",
+                    "incomplete",
+                ) from None
+            problem: str | None = exc.message
+        else:
+            problem = header.size_problem(self.n_done)
+            if self.n_done < header.n_bytes_expected:
+                self.n_total = header.n_bytes_expected
+                raise _Retry(
+                    f"connection closed at {self.n_done} of the {self.n_total} bytes its GGUF "
+                    "header implies",
+                    "incomplete",
+                )
+        if problem is not None:
+            self._restart()
+            raise self.error(
+                f"the server sent {self.n_done} bytes without a Content-Length, and they are "
+                f"not a whole GGUF file ({problem}); nothing was cached. If the file is "
+                "right, give its sha256 to accept it",
+                "incomplete",
+            )
 
     def _accept(self, response: http.client.HTTPResponse) -> None:
         length = response.headers.get("Content-Length")
@@ -385,6 +467,7 @@ class _Download:
                 raise self.error(f"cannot write {self.part}: {exc}", "io") from exc
             self.digest.update(block)
             self.n_done += len(block)
+            self.watchdog.count(len(block))
             now = time.monotonic()
             if now - self.last_report_s >= PROGRESS_INTERVAL_S:
                 self.last_report_s = now
@@ -425,42 +508,3 @@ class _Download:
         _report(
             self.options, DownloadProgress(self.url, self.target, self.n_done, self.n_total, "done")
         )
-
-
-def tqdm_progress(**tqdm_options: Any) -> ProgressCallback:
-    """A progress callback that draws a ``tqdm`` bar per download.
-
-    Args:
-        **tqdm_options: Passed to ``tqdm`` (e.g. ``file=``, ``disable=``).
-
-    Returns:
-        A callback for :class:`DownloadOptions` / ``pull_model(progress=...)``.
-
-    Raises:
-        ImportError: ``tqdm`` is not installed.
-    """
-    try:
-        from tqdm.auto import tqdm  # type: ignore[import-untyped]
-    except ImportError:
-        raise ImportError("tqdm_progress needs tqdm: pip install tqdm") from None
-    bars: dict[str, Any] = {}
-
-    def callback(event: DownloadProgress) -> None:
-        bar = bars.get(event.url)
-        if bar is None:
-            description = event.url.rsplit("/", 1)[-1]
-            bar = bars[event.url] = tqdm(
-                total=event.n_bytes_total,
-                unit="B",
-                unit_scale=True,
-                unit_divisor=1024,
-                desc=description,
-                **tqdm_options,
-            )
-        bar.total = event.n_bytes_total
-        bar.update(event.n_bytes_done - bar.n)
-        if event.status == "done":
-            bar.close()
-            del bars[event.url]
-
-    return callback
