@@ -5,13 +5,15 @@ its length was announced and matched, or (without a ``Content-Length``) its sha2
 its GGUF header accounts for every byte. A file at the target path is therefore always whole,
 and it is never truncated or rewritten in place: a process may have it memory-mapped (as
 llama.cpp does by default), and shrinking a mapped file kills that process with SIGBUS on its
-next read. Replacing it means writing a new file and renaming it over the old one. An interrupted download
-keeps its ``.part`` file (with the server's validator in ``<target>.part.json``) and the next
-attempt asks for the rest with an HTTP ``Range`` request. A :class:`Watchdog` ends a download
-that passes its deadline, runs below the minimum throughput (a stalled or dripping server) or is
-cancelled, even while a read is blocked. A lock file (``<target>.lock``, an
-``flock``/``msvcrt`` lock, so it works across threads and processes) makes a second downloader
-of the same file wait and then use the first one's result.
+next read. Replacing it means writing a new file and renaming it over the old one.
+
+An interrupted download keeps its ``.part`` file (with the server's validator in
+``<target>.part.json``) and the next attempt asks for the rest with an HTTP ``Range`` request.
+A :class:`~llamabind.resolvers.watchdog.Watchdog` ends a download that passes its deadline,
+runs below the minimum throughput (a stalled or dripping server) or is cancelled, even while a
+read is blocked. A lock file (``<target>.lock``, an ``flock``/``msvcrt`` lock, so it works
+across threads and processes) makes a second downloader of the same file wait and then use the
+first one's result.
 """
 
 from __future__ import annotations
