@@ -21,7 +21,8 @@ from llamabind._native import (
     system_info,
 )
 from llamabind.aio import AsyncLlamaEngine
-from llamabind.backend import LlamaBackend
+from llamabind.async_session import AsyncChatSession
+from llamabind.backend import LlamaBackend, decode_utf8
 from llamabind.engine import LlamaEngine, LlamaEngineCapabilities, TokenRun
 from llamabind.errors import (
     ContextError,
@@ -38,6 +39,7 @@ from llamabind.errors import (
     TemplateError,
     UnsupportedError,
 )
+from llamabind.options import ChatOptions
 from llamabind.params import GenerationParams, GrammarTrigger, LoraAdapterConfig, ModelParams
 from llamabind.resolvers import resolve_model, set_default_resolver
 from llamabind.session import ChatSession, LlamaToolLoopResult
@@ -81,7 +83,9 @@ def set_log_level(level: int | str) -> None:
 
 __all__ = [
     "LLAMA_CPP_VERSION",
+    "AsyncChatSession",
     "AsyncLlamaEngine",
+    "ChatOptions",
     "ChatSession",
     "GenerationParams",
     "GrammarTrigger",
@@ -124,6 +128,7 @@ __all__ = [
     "StateError",
     "TemplateError",
     "__version__",
+    "decode_utf8",
     "json_schema_to_grammar",
     "resolve_model",
     "set_default_resolver",

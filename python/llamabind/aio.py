@@ -12,11 +12,18 @@ import asyncio
 import functools
 import threading
 from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Mapping, Sequence
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from llamabind.engine import LlamaEngine
+from llamabind.options import ChatOptions, chat_options, generation_params, request_settings
 from llamabind.params import GenerationParams, ModelParams
 from llamabind.types import LlamaChatMessage, LlamaCompletion, LlamaCompletionChunk
+
+if TYPE_CHECKING:
+    from typing_extensions import Unpack
+
+    from llamabind.chat.request import LlamaChatTemplateResult
+    from llamabind.options import ChatOptionSettings, ChatSettings, GenerationSettings
 
 T = TypeVar("T")
 _DONE = object()
@@ -121,32 +128,52 @@ class AsyncLlamaEngine:
     def cancel_generation(self) -> None:
         self.engine.cancel_generation()
 
-    def generate(self, prompt: str, params: GenerationParams | None = None) -> AsyncIterator[str]:
+    def generate(self, prompt: str, params: GenerationParams | None = None,
+                 **settings: Unpack[GenerationSettings]) -> AsyncIterator[str]:
         """``async for`` over text pieces; see ``LlamaEngine.generate``."""
+        params = generation_params(params, settings, "AsyncLlamaEngine.generate()")
         return stream_in_thread(lambda: self.engine.generate(prompt, params), self.engine)
 
     def create(self, messages: Iterable[LlamaChatMessage | Mapping[str, Any]],
-               params: GenerationParams | None = None, **options: Any) -> AsyncIterator[LlamaCompletionChunk]:
+               params: GenerationParams | None = None, *, options: ChatOptions | None = None,
+               **settings: Unpack[ChatSettings]) -> AsyncIterator[LlamaCompletionChunk]:
         """``async for`` over completion chunks; see ``LlamaEngine.create``."""
+        params, options = request_settings(params, options, settings, "AsyncLlamaEngine.create()")
         messages = list(messages)
-        return stream_in_thread(lambda: self.engine.create(messages, params, **options), self.engine)
+        return stream_in_thread(lambda: self.engine.create(messages, params, options=options),
+                                self.engine)
 
     async def complete(self, messages: Iterable[LlamaChatMessage | Mapping[str, Any]],
-                       params: GenerationParams | None = None, **options: Any) -> LlamaCompletion:
+                       params: GenerationParams | None = None, *,
+                       options: ChatOptions | None = None,
+                       **settings: Unpack[ChatSettings]) -> LlamaCompletion:
+        """The whole completion; see ``LlamaEngine.complete``."""
         from llamabind.types import LlamaCompletionAccumulator
 
+        params, options = request_settings(params, options, settings, "AsyncLlamaEngine.complete()")
         accumulator = LlamaCompletionAccumulator()
-        async for chunk in self.create(messages, params, **options):
+        async for chunk in self.create(messages, params, options=options):
             accumulator.add(chunk)
         return accumulator.build()
 
-    async def create_structured_json(self, messages: Iterable[Any], schema: Mapping[str, Any] | None = None,
-                                     params: GenerationParams | None = None, **options: Any) -> Any:
+    async def create_structured_json(self, messages: Iterable[Any],
+                                     schema: Mapping[str, Any] | None = None,
+                                     params: GenerationParams | None = None, *,
+                                     options: ChatOptions | None = None,
+                                     **settings: Unpack[ChatSettings]) -> Any:
+        """A parsed JSON reply; see ``LlamaEngine.create_structured_json``."""
+        params, options = request_settings(params, options, settings,
+                                           "AsyncLlamaEngine.create_structured_json()")
         return await _in_thread(self.engine.create_structured_json, list(messages), schema, params,
-                                **options)
+                                options=options)
 
-    async def chat_template(self, messages: Iterable[Any], **options: Any) -> Any:
-        return await _in_thread(self.engine.chat_template, list(messages), **options)
+    async def chat_template(self, messages: Iterable[Any], *, add_generation_prompt: bool = True,
+                            options: ChatOptions | None = None,
+                            **settings: Unpack[ChatOptionSettings]) -> LlamaChatTemplateResult:
+        """The rendered prompt; see ``LlamaEngine.chat_template``."""
+        options = chat_options(options, settings, "AsyncLlamaEngine.chat_template()")
+        return await _in_thread(self.engine.chat_template, list(messages),
+                                add_generation_prompt=add_generation_prompt, options=options)
 
     async def tokenize(self, text: str, add_special: bool = True, parse_special: bool = False) -> list[int]:
         return await _in_thread(self.engine.tokenize, text, add_special, parse_special)

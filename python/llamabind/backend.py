@@ -1,16 +1,19 @@
 """LlamaBackend: the seed's low-level API, integer handles over ``llamabind._native``.
 
 For integrators who want llamadart's ``LlamaBackend`` shape: models and contexts are integer
-handles, generation yields raw token bytes. A freed (or unknown) handle raises
-``HandleClosedError``. Python code that wants objects can use ``llamabind._native`` directly.
+handles, generation yields raw token bytes (or text, with ``text=True`` or ``decode_utf8``). A
+freed (or unknown) handle raises ``HandleClosedError``. Python code that wants objects can use
+``llamabind._native`` directly.
 """
 
 from __future__ import annotations
 
+import codecs
 import itertools
 import os
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
+from typing import Any, Literal, overload
 
 from llamabind import _native
 from llamabind.engine import backend_name, gpu_memory
@@ -18,10 +21,38 @@ from llamabind.errors import HandleClosedError, StateError
 from llamabind.params import GenerationParams, ModelParams
 
 
+def decode_utf8(pieces: Iterable[bytes]) -> Iterator[str]:
+    """Token bytes → text, never splitting a character that spans tokens.
+
+    The seed pipes ``LlamaBackend.generate`` through ``Utf8Decoder``; this is that decoder.
+    Bytes that are not UTF-8 become U+FFFD; a character cut off at the end becomes U+FFFD too.
+
+    Args:
+        pieces: Byte strings, e.g. the pieces ``LlamaBackend.generate`` yields.
+
+    Yields:
+        Text as soon as it is whole (pieces that end mid-character yield nothing yet).
+    """
+    decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
+    try:
+        for piece in pieces:
+            text = decoder.decode(piece)
+            if text:
+                yield text
+    finally:
+        close = getattr(pieces, "close", None)
+        if close is not None:
+            close()  # a caller that stops early stops the generation too
+    rest = decoder.decode(b"", final=True)
+    if rest:
+        yield rest
+
+
 class LlamaBackend:
     """Handles for models and contexts, and the raw generate loop.
 
-    ``dispose()`` (or ``with``) frees everything still open.
+    ``dispose()`` (or ``with``) frees everything still open. Pass it to ``LlamaEngine`` as
+    the seed does (``LlamaEngine(LlamaBackend())``) and the engine disposes it when closed.
     """
 
     def __init__(self) -> None:
@@ -65,10 +96,25 @@ class LlamaBackend:
 
     # --- models and contexts -----------------------------------------------------------------
 
-    def model_load(self, path: str | os.PathLike[str], params: ModelParams | None = None) -> int:
-        """Loads a GGUF file; returns its model handle."""
+    def model_load(self, name_or_uri: str | os.PathLike[str], params: ModelParams | None = None,
+                   *, resolver: Any = None) -> int:
+        """Loads a model; returns its model handle.
+
+        Args:
+            name_or_uri: What ``LlamaEngine.load_model`` takes: a path, a ``file://``,
+                ``https://`` or ``hf://`` URI, or a name (through ``resolve_model``).
+            params: Load parameters (the context fields are used by ``context_create``).
+            resolver: Turns names and URIs into files; None uses the default chain.
+
+        Raises:
+            ModelNotFoundError: no resolver found the model.
+            ModelLoadError: the file is missing, truncated, corrupt or not GGUF.
+        """
+        from llamabind.resolvers import resolve_model
+
         self._check()
         params = params or ModelParams()
+        path = resolve_model(name_or_uri, resolver)
         model = _native.Model(os.fspath(path), **params.model_kwargs())
         with self._lock:
             handle = next(self._ids)
@@ -112,11 +158,21 @@ class LlamaBackend:
 
     # --- generation --------------------------------------------------------------------------
 
-    def generate(self, context: int, prompt: str,
-                 params: GenerationParams | None = None) -> Iterator[bytes]:
-        """Yields the bytes of each generated token (pieces may split UTF-8 characters).
+    @overload
+    def generate(self, context: int, prompt: str, params: GenerationParams | None = None, *,
+                 text: Literal[False] = False) -> Iterator[bytes]: ...
 
-        Stop strings are not applied here (that is text policy: see ``LlamaEngine``).
+    @overload
+    def generate(self, context: int, prompt: str, params: GenerationParams | None = None, *,
+                 text: Literal[True]) -> Iterator[str]: ...
+
+    def generate(self, context: int, prompt: str, params: GenerationParams | None = None, *,
+                 text: bool = False) -> Iterator[bytes] | Iterator[str]:
+        """Yields the bytes of each generated token, or text with ``text=True``.
+
+        Token bytes may split a UTF-8 character; ``text=True`` (or ``decode_utf8``) decodes
+        them incrementally. Stop strings are not applied here (that is text policy: see
+        ``LlamaEngine``).
         """
         native_ctx, model_handle, model_params = self._context(context)
         model = self._model(model_handle)
@@ -126,7 +182,8 @@ class LlamaBackend:
         generator = native_ctx.generate(
             tokens, sampler, max_tokens=-1 if params.max_tokens is None else params.max_tokens,
             ignore_eog=params.ignore_eos)
-        return self._drain(generator)
+        pieces = self._drain(generator)
+        return decode_utf8(pieces) if text else pieces
 
     def _drain(self, generator: _native.Generator) -> Iterator[bytes]:
         with self._lock:

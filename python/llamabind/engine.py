@@ -30,8 +30,8 @@ from llamabind.chat.request import (
 from llamabind.completions import stream_chunks
 from llamabind.errors import StateError, StructuredOutputError
 from llamabind.generation import RunHandle, TokenRun
+from llamabind.options import ChatOptions, chat_options, generation_params, request_settings
 from llamabind.params import GenerationParams, ModelParams
-from llamabind.tools import normalize_tools
 from llamabind.types import (
     LlamaChatMessage,
     LlamaCompletion,
@@ -43,7 +43,12 @@ from llamabind.types import (
 )
 
 if TYPE_CHECKING:
+    from typing_extensions import Unpack
+
+    from llamabind.backend import LlamaBackend
+
     from llamabind.embeddings import Embedder
+    from llamabind.options import ChatOptionSettings, ChatSettings, GenerationSettings
 
 ProgressCallback = Callable[[float], "bool | None"]
 
@@ -95,14 +100,18 @@ class LlamaEngine:
     Args:
         model: A model to load lazily on first use (a path, ``file://``, ``https://`` or
             ``hf://`` URI, or a name the resolver knows); None to call ``load_model`` later.
+            A ``LlamaBackend`` (the seed's ``LlamaEngine(LlamaBackend())``) also means no
+            model yet: the engine runs on the same in-process llama.cpp and disposes that
+            backend when it is closed.
         params: Its ModelParams (defaults when None).
         resolver: Turns names and URIs into local files; None uses llamabind's default chain.
 
     Use it as a context manager, or call ``close()`` when done.
     """
 
-    def __init__(self, model: str | os.PathLike[str] | None = None,
+    def __init__(self, model: str | os.PathLike[str] | LlamaBackend | None = None,
                  params: ModelParams | None = None, *, resolver: Any = None) -> None:
+        self.backend, model = _seed_backend(model)
         self.resolver = resolver
         self._lifecycle = threading.RLock()
         self._state = threading.Lock()
@@ -195,6 +204,8 @@ class LlamaEngine:
         with self._lifecycle:
             self.unload_model()
             self._disposed = True
+            if self.backend is not None:
+                self.backend.dispose()
 
     dispose = close
 
@@ -292,14 +303,8 @@ class LlamaEngine:
         if active is not None:
             active.cancel()
 
-    def _generation_params(self, params: GenerationParams | None) -> GenerationParams:
-        if params is None:
-            return GenerationParams()
-        if not isinstance(params, GenerationParams):
-            raise TypeError(f"params must be GenerationParams, got {type(params).__name__}")
-        return params
-
-    def generate(self, prompt: str, params: GenerationParams | None = None) -> Iterator[str]:
+    def generate(self, prompt: str, params: GenerationParams | None = None,
+                 **settings: Unpack[GenerationSettings]) -> Iterator[str]:
         """Streams a raw completion of ``prompt`` (no chat template) as text pieces.
 
         Pieces never split a UTF-8 character; stop strings end the stream and are not part of
@@ -308,6 +313,8 @@ class LlamaEngine:
         Args:
             prompt: The text to continue; special-token text (e.g. ``<|im_start|>``) is parsed.
             params: Sampling and stopping; defaults when None.
+            **settings: Any GenerationParams field (``max_tokens=64``, ``temperature=0``,
+                ...), overriding ``params``.
 
         Yields:
             Text pieces as they are generated.
@@ -315,15 +322,17 @@ class LlamaEngine:
         Raises:
             StateError: no model, or another generation is running.
             ContextOverflowError: the prompt does not fit the context.
+            TypeError: a keyword that is not a GenerationParams field.
         """
-        run = self.start_generation(prompt, params)
+        run = self.start_generation(prompt, generation_params(params, settings,
+                                                              "LlamaEngine.generate()"))
         return iter(run)
 
-    def start_generation(self, prompt: str | Sequence[int],
-                         params: GenerationParams | None = None) -> TokenRun:
+    def start_generation(self, prompt: str | Sequence[int], params: GenerationParams | None = None,
+                         **settings: Unpack[GenerationSettings]) -> TokenRun:
         """Like ``generate`` but returns the run, whose ``usage`` and ``finish_reason``
         are set once its iteration ends. ``prompt`` may also be token ids."""
-        params = self._generation_params(params)
+        params = generation_params(params, settings, "LlamaEngine.start_generation()")
         loaded = self._require()
         if isinstance(prompt, str):
             tokens = loaded.model.tokenize(prompt, add_special=True, parse_special=True)
@@ -340,12 +349,8 @@ class LlamaEngine:
         messages: Iterable[LlamaChatMessage | Mapping[str, Any]],
         params: GenerationParams | None = None,
         *,
-        tools: Sequence[Any] | None = None,
-        tool_choice: Any = None,
-        parallel_tool_calls: bool = False,
-        enable_thinking: bool = True,
-        response_format: Mapping[str, Any] | None = None,
-        chat_template_kwargs: Mapping[str, Any] | None = None,
+        options: ChatOptions | None = None,
+        **settings: Unpack[ChatSettings],
     ) -> Iterator[LlamaCompletionChunk]:
         """Streams a chat completion as OpenAI-shaped ``chat.completion.chunk`` values.
 
@@ -356,45 +361,57 @@ class LlamaEngine:
         Args:
             messages: The whole conversation (LlamaChatMessage values or OpenAI dicts).
             params: Sampling and stopping; defaults when None.
-            tools: ToolDefinitions, typed functions or OpenAI tool dicts the model may call.
-            tool_choice: "auto" (default with tools), "none", "required", or
-                ``{"type": "function", "function": {"name": ...}}`` to force one tool.
-            parallel_tool_calls: Allow several calls in one reply.
-            enable_thinking: Let reasoning models think (templates that support it).
-            response_format: ``{"type": "json_object"}`` or ``{"type": "json_schema",
-                "json_schema": {"schema": {...}}}`` constrains the reply to JSON.
-            chat_template_kwargs: Extra variables for the template.
+            options: Tools, tool choice, structured output, thinking and template variables
+                (``ChatOptions``); defaults when None.
+            **settings: Any GenerationParams or ChatOptions field (``max_tokens=64``,
+                ``tools=[...]``, ``response_format={...}``, ...), overriding ``params`` and
+                ``options``.
 
         Raises:
             StateError: no model, or another generation is running.
             TemplateError: the template failed to render.
             ContextOverflowError: the prompt does not fit the context.
             UnsupportedError: image or audio content.
+            TypeError: a keyword that is not a GenerationParams or ChatOptions field.
         """
-        run, parser = self._start_chat(messages, params, tools, tool_choice, parallel_tool_calls,
-                                       enable_thinking, response_format, chat_template_kwargs)
+        params, options = request_settings(params, options, settings, "LlamaEngine.create()")
+        run, parser = self._start_chat(messages, params, options)
         return stream_chunks(run, parser, self._model_label())
 
     def complete(self, messages: Iterable[LlamaChatMessage | Mapping[str, Any]],
-                 params: GenerationParams | None = None, **options: Any) -> LlamaCompletion:
+                 params: GenerationParams | None = None, *, options: ChatOptions | None = None,
+                 **settings: Unpack[ChatSettings]) -> LlamaCompletion:
         """Like ``create`` but returns the whole completion (text, reasoning, tool calls, usage)."""
+        params, options = request_settings(params, options, settings, "LlamaEngine.complete()")
         accumulator = LlamaCompletionAccumulator()
-        for chunk in self.create(messages, params, **options):
+        for chunk in self.create(messages, params, options=options):
             accumulator.add(chunk)
         return accumulator.build()
 
     def create_structured_json(self, messages: Iterable[LlamaChatMessage | Mapping[str, Any]],
                                schema: Mapping[str, Any] | None = None,
-                               params: GenerationParams | None = None, **options: Any) -> Any:
+                               params: GenerationParams | None = None, *,
+                               options: ChatOptions | None = None,
+                               **settings: Unpack[ChatSettings]) -> Any:
         """A reply constrained to JSON (matching ``schema`` when given), parsed.
+
+        Takes the same ``params``, ``options`` and keywords as ``create``, except
+        ``response_format``, which ``schema`` sets.
 
         Raises:
             StructuredOutputError: the reply was cut short (max_tokens, context) or cancelled.
             GrammarError: the schema cannot become a grammar.
+            ValueError: a response_format was given too.
         """
+        params, options = request_settings(params, options, settings,
+                                           "LlamaEngine.create_structured_json()")
+        if options.response_format is not None:
+            raise ValueError("create_structured_json() makes the response_format from schema; "
+                             "pass the schema, or call complete(response_format=...)")
         response_format = ({"type": "json_schema", "json_schema": {"schema": dict(schema)}}
                            if schema is not None else {"type": "json_object"})
-        completion = self.complete(messages, params, response_format=response_format, **options)
+        completion = self.complete(messages, params,
+                                   options=options.replace(response_format=response_format))
         try:
             return json.loads(completion.text)
         except json.JSONDecodeError as exc:
@@ -404,55 +421,49 @@ class LlamaEngine:
                 text=completion.text, finish_reason=completion.finish_reason) from exc
 
     def chat_template(self, messages: Iterable[LlamaChatMessage | Mapping[str, Any]], *,
-                      add_generation_prompt: bool = True, tools: Sequence[Any] | None = None,
-                      tool_choice: Any = None, enable_thinking: bool = True,
-                      response_format: Mapping[str, Any] | None = None,
-                      chat_template_kwargs: Mapping[str, Any] | None = None) -> LlamaChatTemplateResult:
+                      add_generation_prompt: bool = True, options: ChatOptions | None = None,
+                      **settings: Unpack[ChatOptionSettings]) -> LlamaChatTemplateResult:
         """Renders the conversation with the model's template, without generating.
+
+        Args:
+            messages: The conversation.
+            add_generation_prompt: End where the assistant's reply begins.
+            options: Chat options (tools, tool_choice, ...); defaults when None.
+            **settings: Any ChatOptions field, overriding ``options``.
 
         Returns:
             The prompt, its token count, and the format's grammar, triggers and stops.
         """
+        options = chat_options(options, settings, "LlamaEngine.chat_template()")
         loaded = self._require()
-        request = self._chat_request(loaded, messages, tools, tool_choice, False, enable_thinking,
-                                     response_format, chat_template_kwargs, add_generation_prompt)
-        tokens = self._prompt_tokens(loaded, request.prompt)
+        request = self._chat_request(loaded, messages, options, add_generation_prompt)
+        tokens = self._prompt_tokens(loaded, request)
         return LlamaChatTemplateResult(request.prompt, len(tokens), request.format, request.stop,
                                        request.grammar, request.grammar_lazy,
                                        request.grammar_triggers, request.preserved_tokens)
 
-    def _chat_request(self, loaded: _Loaded, messages: Iterable[Any], tools: Any, tool_choice: Any,
-                      parallel_tool_calls: bool, enable_thinking: bool, response_format: Any,
-                      chat_template_kwargs: Any, add_generation_prompt: bool = True) -> ChatRequest:
+    def _chat_request(self, loaded: _Loaded, messages: Iterable[Any], options: ChatOptions,
+                      add_generation_prompt: bool = True) -> ChatRequest:
         dicts = [m.to_openai() for m in to_messages(messages)]
         return build_chat_request(
             loaded.model, loaded.chat, dicts, template_override=loaded.params.chat_template,
-            tools=normalize_tools(tools), tool_choice=tool_choice,
-            parallel_tool_calls=parallel_tool_calls, enable_thinking=enable_thinking,
-            response_format=response_format, chat_template_kwargs=chat_template_kwargs,
-            add_generation_prompt=add_generation_prompt)
+            add_generation_prompt=add_generation_prompt, **options.request_kwargs())
 
-    def _prompt_tokens(self, loaded: _Loaded, prompt: str) -> list[int]:
-        tokens = loaded.model.tokenize(prompt, add_special=True, parse_special=True)
-        bos = loaded.model.special_tokens.get("bos", -1)
-        if len(tokens) > 1 and tokens[0] == tokens[1] == bos:  # the template wrote BOS too
-            tokens = tokens[1:]
-        return tokens
+    def _prompt_tokens(self, loaded: _Loaded, request: ChatRequest) -> list[int]:
+        # the template's markers become control tokens, message data stays text
+        return request.token_ids(loaded.model, loaded.chat)
 
-    def _start_chat(self, messages: Any, params: GenerationParams | None, tools: Any,
-                    tool_choice: Any, parallel_tool_calls: bool, enable_thinking: bool,
-                    response_format: Any, chat_template_kwargs: Any) -> tuple[TokenRun, Any]:
-        params = self._generation_params(params)
+    def _start_chat(self, messages: Any, params: GenerationParams,
+                    options: ChatOptions) -> tuple[TokenRun, Any]:
         loaded = self._require()
-        request = self._chat_request(loaded, messages, tools, tool_choice, parallel_tool_calls,
-                                     enable_thinking, response_format, chat_template_kwargs)
+        request = self._chat_request(loaded, messages, options)
         overrides: dict[str, Any] = {}
         if request.sampler_kwargs:
             if params.grammar is not None:
                 raise ValueError("GenerationParams.grammar cannot be combined with tools or "
                                  "response_format (they bring their own grammar)")
             overrides = dict(request.sampler_kwargs)
-        tokens = self._prompt_tokens(loaded, request.prompt)
+        tokens = self._prompt_tokens(loaded, request)
         run = TokenRun(self, loaded, tokens, params, stop=request.stop,
                        render_special_tokens=request.preserved_token_ids,
                        sampler_overrides=overrides)
@@ -668,6 +679,17 @@ class LlamaEngine:
         loaded = self._loaded
         return {path: scale for path, (_, scale) in loaded.loras.items()} if loaded else {}
 
+
+def _seed_backend(model: Any) -> tuple[LlamaBackend | None, Any]:
+    """Splits the seed's ``LlamaEngine(LlamaBackend())`` into (backend, no model)."""
+    from llamabind.backend import LlamaBackend
+
+    if isinstance(model, LlamaBackend):
+        return model, None
+    if model is not None and not isinstance(model, (str, os.PathLike)):
+        raise TypeError(f"LlamaEngine(model) takes a path, URI or model name (or the seed's "
+                        f"LlamaBackend()), got {type(model).__name__}")
+    return None, model
 
 
 def backend_name() -> str:

@@ -10,10 +10,13 @@ OpenAI's (``max_tokens``, ``temperature``, ``top_p``, ``stop``, ``seed``). Chang
 from __future__ import annotations
 
 import dataclasses
+import difflib
+import functools
 import math
-from collections.abc import Mapping, Sequence
+import re
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 FlashAttention = Literal["auto", "on", "off"]
 KvCacheType = Literal["f32", "f16", "bf16", "q8_0", "q4_0", "q4_1", "iq4_nl", "q5_0", "q5_1"]
@@ -30,6 +33,53 @@ _SPLIT_MODES = {"none": 0, "layer": 1, "row": 2}
 
 DEFAULT_BATCH_SIZE = 2048
 DEFAULT_UBATCH_SIZE = 512
+
+
+# The seed's (llamadart's) spellings of names that are spelled differently here.
+SEED_NAMES: dict[str, str] = {
+    "maxTokens": "max_tokens", "temp": "temperature", "topP": "top_p", "topK": "top_k",
+    "minP": "min_p", "typicalP": "typical_p", "penalty": "repeat_penalty",
+    "penaltyLastN": "penalty_last_n", "stopSequences": "stop", "contextSize": "n_ctx",
+    "gpuLayers": "n_gpu_layers", "batchSize": "n_batch", "threads": "n_threads",
+    "chatTemplate": "chat_template", "ignoreEos": "ignore_eos",
+}
+
+_T = TypeVar("_T")
+
+
+def suggest_name(name: str, known: Iterable[str]) -> str | None:
+    """The known name a misspelt or seed-spelt ``name`` most likely meant, or None."""
+    known = list(known)
+    snake = re.sub(r"(?<!^)([A-Z])", r"_\1", name).lower()
+    for guess in (SEED_NAMES.get(name), snake):
+        if guess in known:
+            return guess
+    close = difflib.get_close_matches(name, known, n=1, cutoff=0.6)
+    return close[0] if close else None
+
+
+def unknown_name_error(owner: str, name: str, known: Sequence[str]) -> TypeError:
+    """``TypeError`` for an unknown keyword ``name`` of ``owner``: a guess and every name."""
+    guess = suggest_name(name, known)
+    hint = f"; did you mean {guess}?" if guess else ""
+    return TypeError(f"{owner} got an unexpected keyword argument {name!r}{hint} "
+                     f"(it takes: {', '.join(known)})")
+
+
+def check_names(cls: type[_T]) -> type[_T]:
+    """Makes a dataclass's constructor name the field a wrong keyword most likely meant."""
+    init: Callable[..., None] = cls.__init__  # type: ignore[misc]
+    names = tuple(f.name for f in dataclasses.fields(cls))  # type: ignore[arg-type]
+
+    @functools.wraps(init)
+    def __init__(self: Any, *args: Any, **kwargs: Any) -> None:
+        for key in kwargs:
+            if key not in names:
+                raise unknown_name_error(f"{cls.__name__}()", key, names)
+        init(self, *args, **kwargs)
+
+    cls.__init__ = __init__  # type: ignore[misc]
+    return cls
 
 
 def _fail(cls: str, name: str, rule: str, value: Any) -> ValueError:
@@ -81,6 +131,7 @@ class LoraAdapterConfig:
         _check_float("LoraAdapterConfig", "scale", self.scale)
 
 
+@check_names
 @dataclass(frozen=True, slots=True)
 class ModelParams:
     """How a model is loaded and its context made.
@@ -226,6 +277,7 @@ class GrammarTrigger:
             _check_int("GrammarTrigger", "token", self.token, 0)
 
 
+@check_names
 @dataclass(frozen=True, slots=True)
 class GenerationParams:
     """Sampling and stopping for one request; OpenAI's names where OpenAI has one.

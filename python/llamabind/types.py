@@ -20,12 +20,27 @@ FinishReason = Literal["stop", "length", "tool_calls", "cancelled"]
 
 
 class LlamaChatRole(str, enum.Enum):
-    """Who wrote a message."""
+    """Who wrote a message.
+
+    A str enum: each member equals its value ("user", ...). The seed's lower-case spellings
+    (``LlamaChatRole.user``) are aliases of the same members, and ``LlamaChatRole("User")``
+    accepts any case.
+    """
 
     SYSTEM = "system"
     USER = "user"
     ASSISTANT = "assistant"
     TOOL = "tool"
+    system = "system"
+    user = "user"
+    assistant = "assistant"
+    tool = "tool"
+
+    @classmethod
+    def _missing_(cls, value: object) -> LlamaChatRole | None:
+        if isinstance(value, str) and value.lower() != value:
+            return cls(value.lower())
+        return None
 
 
 # --- content parts -------------------------------------------------------------------------
@@ -152,6 +167,22 @@ class LlamaChatMessage:
                     raise TypeError(f"LlamaChatMessage content part of unknown type: {part!r}")
         object.__setattr__(self, "role", role)
         object.__setattr__(self, "parts", parts)
+
+    @classmethod
+    def from_text(cls, role: LlamaChatRole | str, text: str) -> LlamaChatMessage:
+        """A message of one text part (the seed's ``LlamaChatMessage.fromText``)."""
+        if not isinstance(text, str):
+            raise TypeError(f"LlamaChatMessage.from_text needs text as a str, got {text!r}")
+        return cls(role, text)
+
+    @classmethod
+    def with_content(cls, role: LlamaChatRole | str,
+                     content: Iterable[LlamaContentPart]) -> LlamaChatMessage:
+        """A message of content parts (the seed's ``LlamaChatMessage.withContent``)."""
+        if isinstance(content, str):
+            raise TypeError("LlamaChatMessage.with_content takes content parts; use from_text "
+                            "for a str")
+        return cls(role, content)
 
     @classmethod
     def system(cls, text: str) -> LlamaChatMessage:
