@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+import time
 
 import pytest
 
@@ -195,35 +196,53 @@ def test_gated_repository(resolver):
     assert caught.value.status == 403
 
 
-@pytest.fixture
-def no_hub_backoff(monkeypatch):
-    """huggingface_hub retries a refused connection for ~23 s; the tests need not wait."""
-    import time
-    import types
-
-    http = sys.modules.get("huggingface_hub.utils._http")
-    if http is not None and getattr(http, "time", None) is time:
-        fast = types.SimpleNamespace(**{k: getattr(time, k) for k in dir(time) if k[0] != "_"})
-        fast.sleep = lambda seconds: None
-        monkeypatch.setattr(http, "time", fast)
+UNREACHABLE = "http://127.0.0.1:9"  # a closed port
 
 
-def test_unreachable_hub(tmp_path, no_hub_backoff):
-    resolver = HFModelResolver(cache_dir=tmp_path / "hub", endpoint="http://127.0.0.1:9")
-    with pytest.raises(ModelDownloadError, match="could not reach the hub") as caught:
-        resolver.resolve(f"hf://{REPO}:Q8_0")
-    assert caught.value.reason == "connection"
-    with pytest.raises(ModelNotFoundError, match="not reachable"):
-        resolver.resolve(f"hf://{REPO}/tiny-Q8_0.gguf")
+def test_unreachable_hub_fails_fast_and_quietly(tmp_path, capfd):
+    resolver = HFModelResolver(cache_dir=tmp_path / "hub", endpoint=UNREACHABLE)
+    start = time.monotonic()
+    for reference in (
+        f"hf://{REPO}:Q8_0",
+        f"hf://{REPO}/tiny-Q8_0.gguf",
+        f"hf://{REPO}@{OLD_COMMIT}/tiny-Q8_0.gguf",
+    ):
+        with pytest.raises(ModelDownloadError, match="could not be reached") as caught:
+            resolver.resolve(reference)
+        assert caught.value.reason == "connection"
+        assert "HF_HUB_OFFLINE=1" in str(caught.value)
+        assert "unset HF_HUB_OFFLINE" not in str(caught.value)  # it was not set
+    assert time.monotonic() - start < 10  # huggingface_hub alone retries for ~23 s
+    assert capfd.readouterr().err == ""
 
 
-def test_unreachable_hub_falls_back_to_cached_files(hub, tmp_path, no_hub_backoff):
+def test_the_default_resolver_fails_fast_on_an_unreachable_hub(capfd):
+    from llamabind.resolvers import resolve_model
+
+    with pytest.raises(ModelDownloadError, match="could not be reached"):
+        resolve_model("hf://Qwen/Qwen3-4B-GGUF:Q4_K_M")  # HF_ENDPOINT is a closed port here
+    assert capfd.readouterr().err == ""
+
+
+def test_offline_hints_name_what_turned_offline_on(tmp_path, monkeypatch):
+    with pytest.raises(ModelNotFoundError, match=r"offline=False") as caught:
+        HFModelResolver(cache_dir=tmp_path, offline=True).resolve(f"hf://{REPO}/tiny-Q8_0.gguf")
+    assert "HF_HUB_OFFLINE" not in str(caught.value)
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    with pytest.raises(ModelNotFoundError, match="unset HF_HUB_OFFLINE"):
+        HFModelResolver(cache_dir=tmp_path).resolve(f"hf://{REPO}@{OLD_COMMIT}/tiny-Q8_0.gguf")
+
+
+def test_unreachable_hub_falls_back_to_cached_files(hub, tmp_path, capfd):
     path = HFModelResolver(cache_dir=tmp_path / "hub", endpoint=hub.base_url).resolve(
         f"hf://{REPO}:Q8_0"
     )
-    resolver = HFModelResolver(cache_dir=tmp_path / "hub", endpoint="http://127.0.0.1:9")
+    resolver = HFModelResolver(cache_dir=tmp_path / "hub", endpoint=UNREACHABLE)
     assert resolver.resolve(f"hf://{REPO}:Q8_0") == path
     assert resolver.resolve(f"hf://{REPO}/tiny-Q8_0.gguf") == path
+    listing = HFModelResolver(REPO, cache_dir=tmp_path / "hub", endpoint=UNREACHABLE)
+    assert [info.path for info in listing.list_models()] == [path]
+    assert capfd.readouterr().err == ""
 
 
 def test_progress_callback(hub, tmp_path):

@@ -4,9 +4,13 @@
 implement the :class:`ModelResolver` protocol; :class:`FallbackResolver` is the default. The
 management functions list, pull, measure and remove downloaded models. Nothing here imports the
 compiled extension, and ``huggingface-hub`` is imported only when an ``hf://`` model is used.
+Log records go to the ``llamabind.resolvers`` logger; nothing is printed unless the application
+configures logging.
 """
 
 from __future__ import annotations
+
+import logging
 
 from llamabind.resolvers.base import (
     DownloadProgress,
@@ -32,6 +36,8 @@ from llamabind.resolvers.package import PackageModelResolver
 from llamabind.resolvers.progress import tqdm_progress
 from llamabind.resolvers.resolve import get_default_resolver, resolve_model, set_default_resolver
 from llamabind.resolvers.url import UrlModelResolver
+
+logging.getLogger("llamabind.resolvers").addHandler(logging.NullHandler())
 
 __all__ = [
     "MODELS_PATH_VARIABLE",

@@ -23,7 +23,6 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import unquote
 
-from llamabind.errors import ModelNotFoundError
 from llamabind.resolvers.base import (
     DownloadProgress,
     ModelDownloadError,
@@ -35,10 +34,14 @@ from llamabind.resolvers.base import (
 from llamabind.resolvers.cache import commit_for, hf_cache_dir, hf_cache_models, scan_hf_cache
 from llamabind.resolvers.download import PROGRESS_INTERVAL_S
 from llamabind.resolvers.gguf_info import SPLIT_PATTERN, split_parts
+from llamabind.resolvers.hf_errors import LocalOnly, translated_hub_errors
+from llamabind.resolvers.reachability import unreachable_reason
 
 logger = logging.getLogger("llamabind.resolvers")
 
 DEFAULT_QUANT = "Q4_K_M"
+DEFAULT_ENDPOINT = "https://huggingface.co"
+_TRUE = ("1", "ON", "YES", "TRUE")
 _PART = r"[A-Za-z0-9][A-Za-z0-9._-]*"
 _REFERENCE = re.compile(
     rf"^(?P<repo>{_PART}/{_PART})(?:@(?P<revision>[^/:]+))?(?:/(?P<file>.+)|:(?P<quant>[\w.-]+))?$"
@@ -167,11 +170,6 @@ def _hub() -> Any:
         ) from None
 
 
-def _hub_errors() -> Any:
-    # huggingface_hub.utils exports the error classes in every version since 0.23.
-    return importlib.import_module("huggingface_hub.utils")
-
-
 def _progress_class(callback: ProgressCallback, uri: str) -> type:
     """A tqdm class for ``hf_hub_download`` that reports to ``callback`` instead of drawing.
 
@@ -261,11 +259,38 @@ class HFModelResolver:
         # Read at each call (huggingface_hub reads HF_ENDPOINT once, at import).
         return self.endpoint or os.environ.get("HF_ENDPOINT") or None
 
-    def _is_offline(self) -> bool:
+    def _offline_mode(self) -> LocalOnly | None:
+        """Offline mode, from ``offline`` or the environment, saying where it was set."""
         if self.offline is not None:
-            return self.offline
-        value = os.environ.get("HF_HUB_OFFLINE") or os.environ.get("TRANSFORMERS_OFFLINE") or ""
-        return value.upper() in ("1", "ON", "YES", "TRUE")
+            if not self.offline:
+                return None
+            why, hint = "offline mode is on (HFModelResolver(offline=True))", "offline=False"
+            return LocalOnly(why, f"pass {hint} to download it, or name a cached file", True)
+        for variable in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE"):
+            if os.environ.get(variable, "").upper() in _TRUE:
+                why = f"offline mode is on ({variable}={os.environ[variable]})"
+                hint = f"unset {variable} to download it, or name a cached file"
+                return LocalOnly(why, hint, True)
+        return None
+
+    def local_only(self) -> LocalOnly | None:
+        """Why only the cache may be used now: offline mode, or a hub that does not accept
+        connections (checked with one quick connection, so that an unreachable hub fails fast
+        instead of being retried for ~23 s); ``None`` when the hub can be used."""
+        offline = self._offline_mode()
+        if offline is not None:
+            return offline
+        endpoint = self._endpoint() or DEFAULT_ENDPOINT
+        problem = unreachable_reason(endpoint)
+        if problem is None:
+            return None
+        logger.debug("the hub at %s is unreachable (%s); using the cache only", endpoint, problem)
+        return LocalOnly(
+            f"the hub at {endpoint} could not be reached ({problem})",
+            "check the network (or HTTPS_PROXY / HF_ENDPOINT); set HF_HUB_OFFLINE=1 to use "
+            "only cached models without trying the network",
+            False,
+        )
 
     def reference(self, name: str) -> HFReference:
         """Parses ``name`` the way :meth:`resolve` does (see the class docstring).
@@ -308,13 +333,14 @@ class HFModelResolver:
             ImportError: ``huggingface-hub`` is not installed.
         """
         reference = self.reference(name)
+        local = self.local_only()
         if reference.filename is not None:
             files = [part.as_posix() for part in split_parts(Path(reference.filename))]
         else:
             files = select_model_files(
-                self.repo_files(reference), reference.quant, reference.repo_id
+                self._repo_files(reference, local), reference.quant, reference.repo_id
             )
-        paths = [self._download(reference, file) for file in files]
+        paths = [self._download(reference, file, local) for file in files]
         return paths[0]
 
     def repo_files(self, reference: HFReference) -> list[str]:
@@ -323,29 +349,30 @@ class HFModelResolver:
 
         Raises:
             ModelNotFoundError: No such repository or revision (or, offline, nothing cached).
-            ModelDownloadError: The hub could not be reached.
+            ModelDownloadError: The hub could not be reached and nothing is cached.
         """
+        return self._repo_files(reference, self.local_only())
+
+    def _repo_files(self, reference: HFReference, local: LocalOnly | None) -> list[str]:
         revision = reference.revision or "main"
-        if not self._is_offline():
-            api = _hub().HfApi(endpoint=self._endpoint(), token=self.token)
-            try:
-                with self._hub_errors(reference):
-                    return list(api.list_repo_files(reference.repo_id, revision=revision))
-            except ModelDownloadError as exc:
-                cached = self._cached_files(reference.repo_id, revision)
-                if exc.reason != "connection" or not cached:
-                    raise
-                logger.warning("%s; choosing among the cached files of %s", exc, reference.uri())
-                return cached
+        if local is None:
+            return self._hub_repo_files(reference, revision)
         files = self._cached_files(reference.repo_id, revision)
         if not files:
-            why = "offline mode and nothing of this repository/revision in the cache"
-            raise not_found(
-                reference.uri(),
-                [(str(self.cache_dir), why)],
-                "go online (unset HF_HUB_OFFLINE) or name a cached file",
-            )
+            raise local.not_cached(reference.uri(), self.cache_dir)
         return files
+
+    def _hub_repo_files(self, reference: HFReference, revision: str) -> list[str]:
+        api = _hub().HfApi(endpoint=self._endpoint(), token=self.token)
+        try:
+            with self._hub_errors(reference):
+                return list(api.list_repo_files(reference.repo_id, revision=revision))
+        except ModelDownloadError as exc:
+            cached = self._cached_files(reference.repo_id, revision)
+            if exc.reason != "connection" or not cached:
+                raise
+            logger.warning("%s; choosing among the cached files of %s", exc, reference.uri())
+            return cached
 
     def _cached_files(self, repo_id: str, revision: str) -> list[str]:
         commit = commit_for(self.cache_dir, repo_id, revision)
@@ -355,7 +382,7 @@ class HFModelResolver:
             if entry.commit == commit
         ]
 
-    def _download(self, reference: HFReference, filename: str) -> Path:
+    def _download(self, reference: HFReference, filename: str, local: LocalOnly | None) -> Path:
         hub = _hub()
         uri = HFReference(reference.repo_id, reference.revision, filename).uri()
         kwargs: dict[str, Any] = {
@@ -363,7 +390,7 @@ class HFModelResolver:
             "cache_dir": str(self.cache_dir),
             "token": self.token,
             "endpoint": self._endpoint(),
-            "local_files_only": self._is_offline(),
+            "local_files_only": local is not None,
         }
         if (
             self.progress is not None
@@ -373,7 +400,8 @@ class HFModelResolver:
         logger.debug(
             "hf_hub_download(%r, %r, revision=%r)", reference.repo_id, filename, reference.revision
         )
-        with self._hub_errors(HFReference(reference.repo_id, reference.revision, filename)):
+        file_reference = HFReference(reference.repo_id, reference.revision, filename)
+        with translated_hub_errors(file_reference, self.cache_dir, local):
             path = Path(hub.hf_hub_download(reference.repo_id, filename, **kwargs))
         if self.progress is not None:
             size = path.stat().st_size
@@ -381,7 +409,7 @@ class HFModelResolver:
         return path
 
     def _hub_errors(self, reference: HFReference) -> contextlib.AbstractContextManager[None]:
-        return _translated_hub_errors(reference, self.cache_dir)
+        return translated_hub_errors(reference, self.cache_dir, None)
 
     def list_models(self) -> Iterator[ModelInfo]:
         """Yields the repository's GGUF models, or, without ``repo``, every cached GGUF model.
@@ -392,7 +420,7 @@ class HFModelResolver:
         Yields:
             One :class:`ModelInfo` per model (split models once, projector files left out).
         """
-        if self.repo is None or self._is_offline():
+        if self.repo is None or self.local_only() is not None:
             yield from hf_cache_models(self.cache_dir, self.repo)
             return
         reference = HFReference(self.repo, self.revision)
@@ -426,50 +454,3 @@ class HFModelResolver:
                     n_split=len(split_parts(Path(first))),
                     size_bytes=sum(sizes[part] for part in parts),
                 )
-
-
-def _translate_hub_error(
-    error: Exception, reference: HFReference, cache_dir: Path
-) -> Exception | None:
-    """llamabind's exception for a ``huggingface_hub`` one, saying what to do (``None``: keep)."""
-    errors, uri = _hub_errors(), reference.uri()
-    login = "set HF_TOKEN or run `hf auth login`"
-    if isinstance(error, errors.LocalEntryNotFoundError):
-        why = "not in the Hugging Face cache, and the hub was not reachable or offline mode is on"
-        return not_found(uri, [(str(cache_dir), why)], "go online (unset HF_HUB_OFFLINE) and retry")
-    if isinstance(error, errors.GatedRepoError):
-        message = f"{uri}: the repository is gated; accept its terms on the hub and {login}"
-        return ModelDownloadError(message, url=uri, reason="http", status=403)
-    list_files = f"list the files with HFModelResolver({reference.repo_id!r}).list_models()"
-    not_found_kinds = [
-        (errors.RepositoryNotFoundError, "repository", f"check the name; if private, {login}"),
-        (errors.RevisionNotFoundError, "revision", "check the branch, tag or commit"),
-        (errors.EntryNotFoundError, "file", list_files),
-    ]
-    for kind, what, hint in not_found_kinds:
-        if isinstance(error, kind):
-            return not_found(uri, [(uri, f"no such {what} on the hub")], hint)
-    if isinstance(error, errors.HfHubHTTPError):
-        status = getattr(getattr(error, "response", None), "status_code", None)
-        message = f"{uri}: the hub answered HTTP {status}: {error}"
-        return ModelDownloadError(message, url=uri, reason="http", status=status)
-    if isinstance(error, OSError) or "httpx" in type(error).__module__:
-        message = (
-            f"{uri}: could not reach the hub ({error}); check the connection, or use "
-            "offline mode with a cached model"
-        )
-        return ModelDownloadError(message, url=uri, reason="connection")
-    return None
-
-
-@contextlib.contextmanager
-def _translated_hub_errors(reference: HFReference, cache_dir: Path) -> Iterator[None]:
-    try:
-        yield
-    except (ModelNotFoundError, ModelDownloadError):
-        raise
-    except Exception as error:
-        translated = _translate_hub_error(error, reference, cache_dir)
-        if translated is None:
-            raise
-        raise translated from error

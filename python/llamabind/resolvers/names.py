@@ -61,8 +61,7 @@ def name_form(name: str) -> NameForm:
         if scheme not in _WITH_SLASHES:
             raise _refuse(
                 name,
-                f"unsupported model URI scheme {scheme!r} (a file name with a colon: write "
-                "./name)",
+                f"unsupported model URI scheme {scheme!r} (a file name with a colon: write ./name)",
             )
         if not name[len(scheme) + 1 :].startswith("//"):
             raise _refuse(name, f"{scheme}: needs '//' (as in {scheme}://...)")

@@ -53,11 +53,10 @@ class Watchdog:
         self._samples: deque[tuple[float, int]] = deque([(self._start_s, 0)])
         self._thread = threading.Thread(target=self._watch, name="llamabind-download", daemon=True)
 
-    def __enter__(self) -> Watchdog:
+    def __enter__(self) -> None:
         self._start_s = time.monotonic()
         self._samples = deque([(self._start_s, self._n_bytes)])
         self._thread.start()
-        return self
 
     def __exit__(self, *exc_info: object) -> None:
         self.stopped.set()
