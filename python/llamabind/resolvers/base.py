@@ -20,7 +20,10 @@ class ModelResolver(Protocol):
     """Turns a model name into a local GGUF file. Implement it to plug in a model source.
 
     A resolver raises :class:`~llamabind.errors.ModelNotFoundError` (with ``locations``) when
-    it does not have the model, so that a :class:`FallbackResolver` can try the next one.
+    it does not have the model, so that a :class:`FallbackResolver` can try the next one, and
+    ``ValueError`` for a name it refuses. Once configured (per request, per engine or as the
+    default), a resolver is handed every name, path and URI, so what it accepts is all that is
+    ever opened or downloaded through it.
     """
 
     def resolve(self, name: str) -> Path:
@@ -34,6 +37,7 @@ class ModelResolver(Protocol):
 
         Raises:
             ModelNotFoundError: The resolver does not have the model.
+            ValueError: The resolver refuses the name (e.g. a path outside what it allows).
         """
         ...
 
