@@ -170,7 +170,8 @@ def hf_cache_models(cache_dir: Path, repo_id: str | None = None) -> Iterator[Mod
 class CachedModelResolver:
     """Finds models downloaded earlier, in llamabind's cache and the Hugging Face cache, by file
     name or stem (``"SmolLM2-135M-Instruct.Q4_1"``) or by their listed name (``"host/path/x"``,
-    ``"org/repo/x.gguf"``). It never uses the network.
+    ``"org/repo/x.gguf"``). It never uses the network, and paths and URLs are not found: it
+    only ever returns files inside the two caches.
 
     Args:
         cache_dir: llamabind's cache; ``None`` for :func:`default_cache_dir` (read at each call).

