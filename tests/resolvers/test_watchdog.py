@@ -53,7 +53,7 @@ def test_a_stalled_read_ends_without_waiting_for_the_socket_timeout(server, payl
     error = fails_within(20, url, target, limited(min_bytes_per_s=1000))
     assert error.reason == "too_slow"
     assert (target.parent / "model.gguf.part").stat().st_size == 70_000  # kept for resuming
-    download_file(url, target, options=limited())
+    download_file(url, target, options=limited(speed_window_s=10.0))
     assert target.read_bytes() == payload and server.gets("/m.gguf")[-1].range_start == 70_000
 
 
@@ -84,5 +84,5 @@ def test_cancel_event_ends_a_blocked_read(server, payload, target):
 def test_a_slow_but_steady_download_completes(server, payload, target):
     url = server.add_file("/m.gguf", payload)
     server.add_fault("/m.gguf", Fault(chunk_delay_s=0.05))
-    download_file(url, target, options=limited(min_bytes_per_s=1000))
+    download_file(url, target, options=limited(min_bytes_per_s=1000, speed_window_s=5.0))
     assert target.read_bytes() == payload
