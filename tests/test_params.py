@@ -98,3 +98,35 @@ def test_replace_validates_again():
         LoraAdapterConfig("")
     with pytest.raises(ValueError, match="GrammarTrigger.token"):
         GrammarTrigger("token", "<x>")
+
+
+@pytest.mark.parametrize(
+    ("cls", "wrong", "meant"),
+    [
+        (GenerationParams, "temp", "temperature"),
+        (GenerationParams, "maxTokens", "max_tokens"),
+        (GenerationParams, "topP", "top_p"),
+        (GenerationParams, "penalty", "repeat_penalty"),
+        (GenerationParams, "stopSequences", "stop"),
+        (GenerationParams, "temprature", "temperature"),
+        (GenerationParams, "minP", "min_p"),
+        (ModelParams, "contextSize", "n_ctx"),
+        (ModelParams, "gpuLayers", "n_gpu_layers"),
+    ],
+)
+def test_a_wrong_or_seed_name_says_which_field_was_meant(cls, wrong, meant):
+    with pytest.raises(TypeError) as info:
+        cls(**{wrong: 1})
+    message = str(info.value)
+    assert f"{cls.__name__}() got an unexpected keyword argument {wrong!r}" in message
+    assert f"did you mean {meant}?" in message
+    assert "it takes: " in message and "max_tokens" in message or "n_ctx" in message
+
+
+def test_an_unrelated_name_lists_the_fields_without_a_guess():
+    with pytest.raises(TypeError, match="'banana' \\(it takes: max_tokens, temperature") as info:
+        GenerationParams(banana=1)
+    assert "did you mean" not in str(info.value)
+    # replace() goes through the same check.
+    with pytest.raises(TypeError, match="did you mean top_k"):
+        GenerationParams().replace(topK=3)
