@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 from llamabind.errors import ModelNotFoundError
 from llamabind.resolvers import (
+    DownloadOptions,
     ModelDownloadError,
     cache_info,
     list_local_models,
@@ -227,3 +228,18 @@ def test_list_includes_models_path_and_packages(tmp_path, monkeypatch):
     assert infos["from-path"].source == "file"
     assert infos["shipped"].source == "package" and infos["shipped"].uri.startswith("package:")
     assert "in-working-directory" not in infos
+
+
+def test_pull_takes_download_limits(server, gguf_bytes):
+    import threading
+
+    url = server.add_file("/stalls.gguf", gguf_bytes(200_000))
+    server.add_fault("/stalls.gguf", Fault(stall_after=70_000, times=2))
+    cancel = threading.Event()
+    cancel.set()
+    with pytest.raises(ModelDownloadError) as caught:
+        pull_model(url, options=DownloadOptions(cancel=cancel))
+    assert caught.value.reason == "cancelled"
+    with pytest.raises(ModelDownloadError) as caught:
+        pull_model(url, options=DownloadOptions(min_bytes_per_s=0, deadline_s=0.5))
+    assert caught.value.reason == "timeout"

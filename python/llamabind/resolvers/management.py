@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 from dataclasses import dataclass
@@ -102,6 +103,7 @@ def pull_model(
     sha256: str | None = None,
     cache_dir: PathArg = None,
     hf_cache: PathArg = None,
+    options: DownloadOptions | None = None,
 ) -> Path:
     """Downloads a model into its cache (or does nothing if it is already there).
 
@@ -112,6 +114,9 @@ def pull_model(
         sha256: Expected checksum of an ``https://`` download.
         cache_dir: llamabind's cache; ``None`` for the default.
         hf_cache: The Hugging Face cache; ``None`` for the default.
+        options: Network settings of an ``https://`` download (deadline, minimum throughput,
+            cancel event, timeouts, headers, TLS); ``progress``, when given, replaces theirs.
+            ``hf://`` downloads use huggingface-hub's own settings.
 
     Returns:
         The local file.
@@ -124,7 +129,10 @@ def pull_model(
     uri = check_name(uri)
     scheme = uri.split("://", 1)[0].lower() if "://" in uri else ""
     if scheme in ("http", "https"):
-        resolver = UrlModelResolver(cache_dir=cache_dir, options=DownloadOptions(progress=progress))
+        options = options or DownloadOptions()
+        if progress is not None:
+            options = dataclasses.replace(options, progress=progress)
+        resolver = UrlModelResolver(cache_dir=cache_dir, options=options)
         return resolver.resolve(uri, sha256=sha256)
     if scheme == "hf":
         if sha256 is not None:
