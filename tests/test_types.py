@@ -114,3 +114,22 @@ def test_accumulator_joins_streamed_tool_call_arguments():
                                    "finish_reason": None}
     assert [type(p) for p in done.message.parts] == [LlamaThinkingContent, LlamaTextContent,
                                                       LlamaToolCallContent]
+
+
+def test_the_seeds_message_constructors_and_role_spellings():
+    message = LlamaChatMessage.from_text(role=LlamaChatRole.user, text="Explain top-p.")
+    assert message == LlamaChatMessage.user("Explain top-p.")
+    parts = [LlamaTextContent("a"), LlamaTextContent("b")]
+    built = LlamaChatMessage.with_content(role="assistant", content=parts)
+    assert built.role is LlamaChatRole.ASSISTANT and built.parts == tuple(parts)
+    assert LlamaChatRole.user is LlamaChatRole.USER and LlamaChatRole.tool is LlamaChatRole.TOOL
+    assert list(LlamaChatRole) == [LlamaChatRole.SYSTEM, LlamaChatRole.USER,
+                                   LlamaChatRole.ASSISTANT, LlamaChatRole.TOOL]
+    assert LlamaChatRole("User") is LlamaChatRole.USER and LlamaChatRole.system == "system"
+    assert LlamaChatMessage("ASSISTANT", "x").role is LlamaChatRole.ASSISTANT
+    with pytest.raises(ValueError, match="must be one of system, user, assistant, tool"):
+        LlamaChatMessage.from_text(role="bot", text="x")
+    with pytest.raises(TypeError, match="from_text needs text as a str"):
+        LlamaChatMessage.from_text(role="user", text=parts)
+    with pytest.raises(TypeError, match="use from_text"):
+        LlamaChatMessage.with_content(role="user", content="text")
