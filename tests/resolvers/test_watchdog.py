@@ -86,3 +86,11 @@ def test_a_slow_but_steady_download_completes(server, payload, target):
     server.add_fault("/m.gguf", Fault(chunk_delay_s=0.05))
     download_file(url, target, options=limited(min_bytes_per_s=1000, speed_window_s=5.0))
     assert target.read_bytes() == payload
+
+
+def test_a_download_cancelled_before_it_starts_sends_nothing(server, payload, target):
+    url = server.add_file("/m.gguf", payload)
+    cancel = threading.Event()
+    cancel.set()
+    error = fails_within(20, url, target, limited(cancel=cancel))
+    assert error.reason == "cancelled" and server.requests == []

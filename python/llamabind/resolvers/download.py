@@ -265,6 +265,7 @@ class _Download:
         while True:
             n_before = self.n_done
             try:
+                self.watchdog.check()
                 self._attempt()
                 self.watchdog.check()
                 break

@@ -56,6 +56,7 @@ class Watchdog:
     def __enter__(self) -> None:
         self._start_s = time.monotonic()
         self._samples = deque([(self._start_s, self._n_bytes)])
+        self.failure = self._broken_limit(self._start_s)  # cancelled before it began
         self._thread.start()
 
     def __exit__(self, *exc_info: object) -> None:
