@@ -14,8 +14,8 @@ PROBE_TIMEOUT_S = 5.0
 def unreachable_reason(url: str, timeout_s: float = PROBE_TIMEOUT_S) -> str | None:
     """Why no TCP connection to the server of ``url`` (or to its proxy) can be opened.
 
-    The proxy is the one ``HTTPS_PROXY`` / ``HTTP_PROXY`` name for the URL's scheme, unless
-    ``NO_PROXY`` exempts the host. Only a connection is opened: nothing is sent.
+    The proxy is the one ``HTTPS_PROXY`` / ``HTTP_PROXY`` (or ``ALL_PROXY``) names for the URL's
+    scheme, unless ``NO_PROXY`` exempts the host. Only a connection is opened: nothing is sent.
 
     Args:
         url: An ``http(s)://`` URL.
@@ -27,7 +27,8 @@ def unreachable_reason(url: str, timeout_s: float = PROBE_TIMEOUT_S) -> str | No
     parts = urlsplit(url)
     host = parts.hostname or ""
     port = parts.port or (443 if parts.scheme == "https" else 80)
-    proxy = urllib.request.getproxies().get(parts.scheme)
+    proxies = urllib.request.getproxies()
+    proxy = proxies.get(parts.scheme) or proxies.get("all")
     if proxy and not urllib.request.proxy_bypass(host):
         proxy_parts = urlsplit(proxy if "://" in proxy else f"http://{proxy}")
         host, port = proxy_parts.hostname or "", proxy_parts.port or 80
