@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -125,11 +125,12 @@ class _TextShaper:
                                        run.usage if run else None)
 
 
-async def _generate(request: Request, served: ServedModel, stream: AsyncIterator[Any],
+async def _generate(request: Request, served: ServedModel, open_stream: Callable[[], AsyncIterator[Any]],
                     shaper: _Shaper, is_streamed: bool, param: str) -> Response:
     state = _state(request)
     started = time.perf_counter()
     try:
+        stream = open_stream()
         first = await unless_disconnected(request, anext(stream))
     except ClientGone:
         state.metrics.client_gone()
@@ -187,10 +188,11 @@ async def chat_completions(body: ChatCompletionRequest, request: Request) -> Res
     max_tokens = body.max_completion_tokens if body.max_completion_tokens is not None else body.max_tokens
     params = mapping.generation_params(body, served.n_ctx, max_tokens)
     options = mapping.chat_options(body)
-    stream = served.engine.create(mapping.chat_messages(body), params, **options)
+    messages = mapping.chat_messages(body)
     include_usage = bool(body.stream_options and body.stream_options.include_usage)
-    return await _generate(request, served, stream, _ChatShaper(served.id, include_usage),
-                           body.stream, "messages")
+    return await _generate(request, served,
+                           lambda: served.engine.create(messages, params, **options),
+                           _ChatShaper(served.id, include_usage), body.stream, "messages")
 
 
 @router.post("/v1/completions")
@@ -217,7 +219,7 @@ async def completions(body: CompletionRequest, request: Request) -> Response:
 
     include_usage = bool(body.stream_options and body.stream_options.include_usage)
     shaper = _TextShaper(served.id, include_usage, echo)
-    return await _generate(request, served, stream_in_thread(pieces, engine), shaper,
+    return await _generate(request, served, lambda: stream_in_thread(pieces, engine), shaper,
                            body.stream, "prompt")
 
 
