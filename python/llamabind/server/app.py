@@ -84,8 +84,10 @@ def bind(host: str, port: int) -> socket.socket:
         sock.bind((host, port))
     except OSError as exc:
         sock.close()
-        raise OSError(exc.errno, f"cannot listen on {host}:{port}: {exc.strerror}"
-                      + ("; choose another with --port" if port else "")) from None
+        error = OSError(f"cannot listen on {host}:{port}: {exc.strerror}"
+                        + ("; choose another with --port" if port else ""))
+        error.errno = exc.errno
+        raise error from None
     sock.listen(128)
     sock.set_inheritable(True)
     return sock
@@ -100,18 +102,18 @@ def uvicorn_server(app: FastAPI, config: ServerConfig, log_level: str = "info") 
 
 
 def serve(config: ServerConfig, log_level: str = "info") -> None:
-    """Loads the models, binds, and serves until SIGINT or SIGTERM (blocking).
+    """Binds, loads the models, and serves until SIGINT or SIGTERM (blocking).
 
     Raises:
         ModelNotFoundError, ModelLoadError: a model could not be found or loaded.
         OSError: the address cannot be bound (e.g. the port is in use).
     """
+    sock = bind(config.host, config.port)  # a port in use fails before the models load
     registry = ModelRegistry(config.models)
-    registry.load()
     try:
-        sock = bind(config.host, config.port)
+        registry.load()
     except BaseException:
-        registry.close()
+        sock.close()
         raise
     host, port = sock.getsockname()[:2]
     logger.info("listening on http://%s:%d (models: %s)", host, port,
