@@ -126,7 +126,7 @@ class LlamaModel(Model[LlamaProvider]):
         """Streams one request; leaving the context (or ``cancel()``) cancels the generation."""
         check_allow_model_requests()
         loaded = await self.load()
-        settings, parameters = self._prepare(loaded, model_settings, model_request_parameters)
+        settings, parameters = self._prepare(model_settings, model_request_parameters)
         call = self.engine_call(messages, settings, parameters, loaded)
         chunks = cast(AsyncGenerator[LlamaCompletionChunk],
                       loaded.engine.create(call.messages, call.params, **call.options))
@@ -148,19 +148,27 @@ class LlamaModel(Model[LlamaProvider]):
                            model_request_parameters: ModelRequestParameters) -> RequestUsage:
         """The prompt tokens of this request, rendered exactly as ``request`` would send it."""
         loaded = await self.load()
-        settings, parameters = self._prepare(loaded, model_settings, model_request_parameters)
+        settings, parameters = self._prepare(model_settings, model_request_parameters)
         call = self.engine_call(messages, settings, parameters, loaded)
         options = {k: v for k, v in call.options.items() if k != "parallel_tool_calls"}
         rendered = await loaded.engine.chat_template(call.messages, **options)
         return RequestUsage(input_tokens=rendered.token_count)
 
-    def _prepare(self, loaded: LoadedModel, model_settings: ModelSettings | None,
-                 parameters: ModelRequestParameters,
+    def prepare_request(self, model_settings: ModelSettings | None,
+                        model_request_parameters: ModelRequestParameters,
+                        ) -> tuple[ModelSettings | None, ModelRequestParameters]:
+        """pydantic-ai's preparation, with one default of llamabind's own.
+
+        A structured ``output_type`` that names no mode is native output (a JSON-schema
+        grammar), except beside function tools: there it is an output tool, because templates
+        without their own tool syntax cannot offer tools and a JSON-schema grammar together.
+        """
+        if model_request_parameters.function_tools:
+            model_request_parameters = model_request_parameters.with_default_output_mode("tool")
+        return super().prepare_request(model_settings, model_request_parameters)
+
+    def _prepare(self, model_settings: ModelSettings | None, parameters: ModelRequestParameters,
                  ) -> tuple[dict[str, Any], ModelRequestParameters]:
-        if parameters.function_tools and not loaded.combines_tools_and_schema:
-            # This template cannot offer tools and a JSON-schema grammar at once: a structured
-            # output_type that names no mode becomes an output tool instead.
-            parameters = parameters.with_default_output_mode("tool")
         settings, parameters = self.prepare_request(model_settings, parameters)
         return dict(settings or {}), parameters
 
