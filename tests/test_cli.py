@@ -209,9 +209,11 @@ def test_serve_answers_and_drains_on_sigterm(smollm2_path):
             process.send_signal(signal.SIGTERM)  # mid-stream: the reply still completes
             events += [line for line in lines if line.startswith("data: ")]
         assert events[-1] == "data: [DONE]"
-        last = json.loads(events[-2])
+        last = json.loads(events[-2][len("data: "):])
         assert last["choices"][0]["finish_reason"] in ("stop", "length")
-        assert process.wait(timeout=120) == 0
+        # uvicorn re-raises SIGTERM once drained: death by that signal is the clean exit
+        assert process.wait(timeout=120) in (0, -signal.SIGTERM)
+        assert "Traceback" not in process.stderr.read()
     finally:
         if process.poll() is None:
             process.kill()

@@ -114,8 +114,15 @@ def _version() -> str:
 
 
 def parse(argv: Sequence[str]) -> argparse.Namespace:
-    """The command and its arguments; a first word that is no command is a bare prompt."""
-    if argv and (argv[0] in COMMANDS or argv[0] in ("-h", "--help", "--version")):
+    """The command and its arguments; a first word that is no command is a bare prompt.
+
+    Options and positional arguments may come in any order (``run MODEL --seed 1 PROMPT``).
+    """
+    if argv and argv[0] in COMMANDS:
+        parser = build_parser()
+        sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+        args = sub.choices[argv[0]].parse_intermixed_args(argv[1:])
+    elif argv and argv[0] in ("-h", "--help", "--version"):
         args = build_parser().parse_args(argv)
     else:
         args = build_prompt_parser().parse_args(argv)
