@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import threading
+
 import pytest
 
 from llamabind import (
+    AsyncLlamaEngine,
     ChatSession,
     GenerationParams,
     LlamaChatRole,
     LlamaEngine,
     ModelParams,
+    StateError,
     TemplateError,
 )
 
@@ -83,19 +87,81 @@ def test_a_failing_turn_is_rolled_back(engine):
     assert session.history == before
 
 
-def test_a_turn_cancelled_before_its_first_chunk_is_rolled_back(engine):
+def test_a_cancelled_or_abandoned_turn_leaves_history_as_before(engine):
     session = ChatSession(engine)
     stream = session.create("Tell me a story.", SHORT)
     stream.close()  # never started: nothing generated
     assert session.history == []
+    session.send("Hello", SHORT)
+    before = session.history
     stream = session.create("Tell me a long story.", GenerationParams(max_tokens=None, ignore_eos=True))
     for n, _ in enumerate(stream):
         if n == 3:
             break
-    stream.close()
-    # Stopped after the first chunks: the partial reply stays.
+    stream.close()  # the caller stopped after some chunks: the turn is taken back out
+    assert session.history == before
+    chunks = []
+    for chunk in session.create("Tell me a long story.", max_tokens=None, ignore_eos=True):
+        chunks.append(chunk)
+        if len(chunks) == 3:
+            engine.cancel_generation()
+    assert chunks[-1].finish_reason == "cancelled"
+    assert session.history == before
+
+
+def test_a_failed_turn_brings_back_the_turns_trimmed_for_it(engine):
+    session = ChatSession(engine, system_prompt="You are brief.", max_context_tokens=160)
+    for i in range(8):
+        session.add_message({"role": "user", "content": f"Question {i}: what is {i} + {i}?"})
+        session.add_message({"role": "assistant", "content": f"It is {2 * i}, as you can see."})
+    before = session.history
+    with pytest.raises(ValueError, match="response_format"):
+        session.send("And 9 + 9?", SHORT, response_format={"type": "nonsense"})
+    assert session.history == before  # trimming had dropped the first turns; they are back
+
+
+def test_turns_take_request_keywords(engine):
+    session = ChatSession(engine)
+    reply = session.send("Hi!", temperature=0, max_tokens=5)
+    assert reply.usage.completion_tokens <= 5 and len(session.history) == 2
+    with pytest.raises(TypeError, match=r"ChatSession.send\(\) .*'maxTokens'; did you mean max_tokens"):
+        session.send("Hi!", maxTokens=5)
+    with pytest.raises(TypeError, match="multiple values for argument 'tools'"):
+        session.send_with_tools("Hi", [get_weather], tools=[get_weather])
+    assert len(session.history) == 2
+
+
+def test_one_turn_at_a_time(engine):
+    session = ChatSession(engine)
+    stream = session.create("Count to ten.", SHORT)
+    next(stream)  # the turn is running
+    errors = []
+
+    def other_thread():
+        try:
+            session.send("Hello from another thread", SHORT)
+        except StateError as exc:
+            errors.append(exc)
+
+    thread = threading.Thread(target=other_thread)
+    thread.start()
+    thread.join(timeout=120)
+    assert len(errors) == 1 and "running a turn already" in str(errors[0])
+    with pytest.raises(StateError, match="running a turn already"):
+        session.send("Hello again", SHORT)
+    list(stream)
     assert [m.role for m in session.history] == [LlamaChatRole.USER, LlamaChatRole.ASSISTANT]
-    assert session.history[1].text
+    session.send("Now it is my turn.", SHORT)  # the finished turn freed the session
+    assert len(session.history) == 4
+
+
+def test_a_chat_session_needs_the_sync_engine(smollm2_path):
+    engine = AsyncLlamaEngine(smollm2_path)
+    with pytest.raises(TypeError, match=r"got AsyncLlamaEngine: for an AsyncLlamaEngine use "
+                                        r"AsyncChatSession\(engine\)"):
+        ChatSession(engine)
+    with pytest.raises(TypeError, match="ChatSession runs on a LlamaEngine"):
+        ChatSession("model.gguf")
 
 
 def test_a_broken_template_raises_and_keeps_history(smollm2_path):

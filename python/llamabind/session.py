@@ -279,8 +279,6 @@ class ChatSession:
         """
         if max_rounds < 0:
             raise ValueError(f"max_rounds must be >= 0, got {max_rounds}")
-        if "tools" in settings:
-            raise TypeError("ChatSession.send_with_tools() takes the tools as its second argument")
         params, options = request_settings(params, options, settings,
                                            "ChatSession.send_with_tools()")
         options = options.replace(tools=tools)
