@@ -1,6 +1,6 @@
 """llamabind models for pydantic-ai: chat (``LlamaModel``) and embeddings (``LlamaEmbeddingModel``).
 
-Needs the extra: ``pip install 'llamabind[pydantic-ai]'``.
+Needs the extra: ``pip install 'llamabind[pydantic-ai]'`` (Python 3.11 or newer).
 
     from pydantic_ai import Agent
     from llamabind.integrations.pydantic_ai import LlamaModel
@@ -21,7 +21,8 @@ try:
 except ImportError as exc:  # pragma: no cover - depends on the environment
     raise ImportError(
         "llamabind.integrations.pydantic_ai needs pydantic-ai: "
-        "pip install 'llamabind[pydantic-ai]' (or pip install pydantic-ai-slim)") from exc
+        "pip install 'llamabind[pydantic-ai]' (or pip install pydantic-ai-slim; "
+        "Python 3.11 or newer)") from exc
 
 from llamabind.integrations.pydantic_ai._embeddings import (
     LlamaEmbeddingModel,
