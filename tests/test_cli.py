@@ -182,39 +182,42 @@ def test_pull_ls_rm(tmp_path, file_server):
 def test_serve_answers_and_drains_on_sigterm(smollm2_path):
     httpx = pytest.importorskip("httpx")
     pytest.importorskip("fastapi")
-    process = subprocess.Popen(
-        [sys.executable, "-m", "llamabind", "serve", smollm2_path, "--alias", "tiny", "--port",
-         "0", "--api-key", "k", "--n-ctx", "1024", "--drain-timeout", "120"],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    try:
-        url = None
-        for line in process.stderr:
-            found = re.search(r"listening on (http://127\.0\.0\.1:\d+)", line)
-            if found:
-                url = found.group(1)
+    command = [sys.executable, "-m", "llamabind", "serve", smollm2_path, "--alias", "tiny",
+               "--port", "0", "--api-key", "k", "--n-ctx", "1024", "--drain-timeout", "120"]
+    with subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                          text=True) as process:
+        try:
+            _check_serve(process, httpx)
+        finally:
+            if process.poll() is None:
+                process.kill()
+
+
+def _check_serve(process: subprocess.Popen, httpx) -> None:
+    url = None
+    for line in process.stderr:
+        found = re.search(r"listening on (http://127\.0\.0\.1:\d+)", line)
+        if found:
+            url = found.group(1)
+            break
+    assert url, "the server did not say where it listens"
+    headers = {"Authorization": "Bearer k"}
+    assert httpx.get(url + "/v1/models", headers=headers).json()["data"][0]["id"] == "tiny"
+    body = {"model": "tiny", "messages": [{"role": "user", "content": "Count to fifty."}],
+            "max_tokens": 40, "temperature": 0, "stream": True}
+    events = []
+    with httpx.stream("POST", url + "/v1/chat/completions", json=body, headers=headers,
+                      timeout=300) as response:
+        lines = response.iter_lines()
+        for line in lines:
+            if line.startswith("data: "):
+                events.append(line)
                 break
-        assert url, "the server did not say where it listens"
-        headers = {"Authorization": "Bearer k"}
-        assert httpx.get(url + "/v1/models", headers=headers).json()["data"][0]["id"] == "tiny"
-        body = {"model": "tiny", "messages": [{"role": "user", "content": "Count to fifty."}],
-                "max_tokens": 40, "temperature": 0, "stream": True}
-        events = []
-        with httpx.stream("POST", url + "/v1/chat/completions", json=body, headers=headers,
-                          timeout=300) as response:
-            lines = response.iter_lines()
-            for line in lines:
-                if line.startswith("data: "):
-                    events.append(line)
-                    break
-            process.send_signal(signal.SIGTERM)  # mid-stream: the reply still completes
-            events += [line for line in lines if line.startswith("data: ")]
-        assert events[-1] == "data: [DONE]"
-        last = json.loads(events[-2][len("data: "):])
-        assert last["choices"][0]["finish_reason"] in ("stop", "length")
-        # uvicorn re-raises SIGTERM once drained: death by that signal is the clean exit
-        assert process.wait(timeout=120) in (0, -signal.SIGTERM)
-        assert "Traceback" not in process.stderr.read()
-    finally:
-        if process.poll() is None:
-            process.kill()
-            process.wait()
+        process.send_signal(signal.SIGTERM)  # mid-stream: the reply still completes
+        events += [line for line in lines if line.startswith("data: ")]
+    assert events[-1] == "data: [DONE]"
+    last = json.loads(events[-2][len("data: "):])
+    assert last["choices"][0]["finish_reason"] in ("stop", "length")
+    # uvicorn re-raises SIGTERM once drained: death by that signal is the clean exit
+    assert process.wait(timeout=120) in (0, -signal.SIGTERM)
+    assert "Traceback" not in process.stderr.read()
