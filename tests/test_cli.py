@@ -13,22 +13,27 @@ import socket
 import subprocess
 import sys
 import threading
-import time
 from pathlib import Path
 
 import pytest
-
 from llamabind.engine import LlamaEngine
 from llamabind.params import GenerationParams, ModelParams
 
 pytestmark = pytest.mark.timeout(900)
 
 
-def llamabind(*args: str, stdin: str | None = None, env: dict | None = None,
-              timeout: float = 600) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "llamabind", *args], input=stdin,
-                          capture_output=True, text=True, timeout=timeout,
-                          env={**os.environ, **(env or {})})
+def llamabind(
+    *args: str, stdin: str | None = None, env: dict | None = None, timeout: float = 600
+) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "llamabind", *args],
+        check=False,
+        input=stdin,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env={**os.environ, **(env or {})},
+    )
 
 
 def assert_one_line_error(result: subprocess.CompletedProcess, *words: str) -> None:
@@ -50,8 +55,9 @@ def test_bare_prompt_streams_a_raw_completion(smollm2_path, engine):
     prompt = "The capital of France is"
     result = llamabind(prompt, "--model", smollm2_path, "--max-tokens", "6")
     assert result.returncode == 0, result.stderr
-    expected = "".join(engine.generate(prompt, GenerationParams(max_tokens=6, temperature=0,
-                                                                seed=0)))
+    expected = "".join(
+        engine.generate(prompt, GenerationParams(max_tokens=6, temperature=0, seed=0))
+    )
     assert result.stdout == prompt + expected + "\n"
     assert re.search(r"\[\d+ tokens, prompt \d+ tokens", result.stderr)
 
@@ -70,14 +76,22 @@ def test_run_matches_the_engine_and_reads_stdin(smollm2_path, engine):
 def test_chat_keeps_history_and_resets(smollm2_path, engine):
     params = GenerationParams(max_tokens=8, temperature=0)
     first = engine.complete([{"role": "user", "content": "Hi"}], params).text
-    second = engine.complete([{"role": "user", "content": "Hi"},
-                              {"role": "assistant", "content": first},
-                              {"role": "user", "content": "Tell me a joke"}], params).text
-    fresh = engine.complete([{"role": "system", "content": "Be brief."},
-                             {"role": "user", "content": "Tell me a joke"}], params).text
+    second = engine.complete(
+        [
+            {"role": "user", "content": "Hi"},
+            {"role": "assistant", "content": first},
+            {"role": "user", "content": "Tell me a joke"},
+        ],
+        params,
+    ).text
+    fresh = engine.complete(
+        [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Tell me a joke"}],
+        params,
+    ).text
     script = "Hi\nTell me a joke\n/system Be brief.\nTell me a joke\n/nonsense\n"
-    result = llamabind("chat", smollm2_path, "--max-tokens", "8", "--temperature", "0",
-                       stdin=script)
+    result = llamabind(
+        "chat", smollm2_path, "--max-tokens", "8", "--temperature", "0", stdin=script
+    )
     assert result.returncode == 0, result.stderr
     assert result.stdout.splitlines() == [first, second, fresh]
     assert "[system prompt set; conversation reset]" in result.stderr
@@ -86,9 +100,23 @@ def test_chat_keeps_history_and_resets(smollm2_path, engine):
 
 def test_chat_ctrl_c_stops_the_reply_not_the_program(smollm2_path):
     process = subprocess.Popen(
-        [sys.executable, "-m", "llamabind", "chat", smollm2_path, "--max-tokens", "4000",
-         "--temperature", "0.9"], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE, text=True, bufsize=1)
+        [
+            sys.executable,
+            "-m",
+            "llamabind",
+            "chat",
+            smollm2_path,
+            "--max-tokens",
+            "4000",
+            "--temperature",
+            "0.9",
+        ],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        bufsize=1,
+    )
     try:
         process.stdin.write("Write a very long story about a dragon.\n")
         process.stdin.flush()
@@ -111,8 +139,9 @@ def test_info_and_bench(smollm2_path):
     assert re.search(r"architecture\s+llama", info.stdout)
     assert re.search(r"chat template\s+\S+", info.stdout)
     assert "tool_calling" in info.stdout
-    bench = llamabind("bench", smollm2_path, "--n-prompt", "16", "--n-gen", "8",
-                      "--repetitions", "1", "--json")
+    bench = llamabind(
+        "bench", smollm2_path, "--n-prompt", "16", "--n-gen", "8", "--repetitions", "1", "--json"
+    )
     assert bench.returncode == 0, bench.stderr
     result = json.loads(bench.stdout)
     assert result["n_prompt"] == 16 and result["n_gen"] == 8
@@ -120,21 +149,28 @@ def test_info_and_bench(smollm2_path):
 
 
 def test_errors_are_one_line(tmp_path, smollm2_path):
-    assert_one_line_error(llamabind("run", str(tmp_path / "missing.gguf"), "hi"),
-                          "not found", "missing.gguf")
+    assert_one_line_error(
+        llamabind("run", str(tmp_path / "missing.gguf"), "hi"), "not found", "missing.gguf"
+    )
     assert_one_line_error(llamabind("run", str(tmp_path), "hi"), "is a directory")
     fake = tmp_path / "fake.gguf"
     fake.write_bytes(b"not a model at all")
     assert_one_line_error(llamabind("info", str(fake)), "not a GGUF file")
-    assert_one_line_error(llamabind("run", "hf://nobody/nothing:Q4_K_M", "hi",
-                                    env={"HF_HUB_OFFLINE": "1",
-                                         "HF_HOME": str(tmp_path / "hf")}))
+    assert_one_line_error(
+        llamabind(
+            "run",
+            "hf://nobody/nothing:Q4_K_M",
+            "hi",
+            env={"HF_HUB_OFFLINE": "1", "HF_HOME": str(tmp_path / "hf")},
+        )
+    )
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))
         taken.listen(1)
         port = taken.getsockname()[1]
-        assert_one_line_error(llamabind("serve", smollm2_path, "--port", str(port)),
-                              "in use", str(port))
+        assert_one_line_error(
+            llamabind("serve", smollm2_path, "--port", str(port)), "in use", str(port)
+        )
     debug = llamabind("run", str(tmp_path / "missing.gguf"), "hi", "--debug")
     assert debug.returncode != 0 and "Traceback" in debug.stderr
 
@@ -162,8 +198,12 @@ def file_server(tmp_path, smollm2_path):
 
 
 def test_pull_ls_rm(tmp_path, file_server):
-    env = {"LLAMABIND_CACHE_DIR": str(tmp_path / "cache"), "HF_HOME": str(tmp_path / "hf"),
-           "HF_HUB_CACHE": str(tmp_path / "hf" / "hub"), "LLAMABIND_MODELS_PATH": ""}
+    env = {
+        "LLAMABIND_CACHE_DIR": str(tmp_path / "cache"),
+        "HF_HOME": str(tmp_path / "hf"),
+        "HF_HUB_CACHE": str(tmp_path / "hf" / "hub"),
+        "LLAMABIND_MODELS_PATH": "",
+    }
     pulled = llamabind("pull", f"{file_server}/tiny.gguf", env=env)
     assert pulled.returncode == 0, pulled.stderr
     path = Path(pulled.stdout.strip())
@@ -182,10 +222,26 @@ def test_pull_ls_rm(tmp_path, file_server):
 def test_serve_answers_and_drains_on_sigterm(smollm2_path):
     httpx = pytest.importorskip("httpx")
     pytest.importorskip("fastapi")
-    command = [sys.executable, "-m", "llamabind", "serve", smollm2_path, "--alias", "tiny",
-               "--port", "0", "--api-key", "k", "--n-ctx", "1024", "--drain-timeout", "120"]
-    with subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                          text=True) as process:
+    command = [
+        sys.executable,
+        "-m",
+        "llamabind",
+        "serve",
+        smollm2_path,
+        "--alias",
+        "tiny",
+        "--port",
+        "0",
+        "--api-key",
+        "k",
+        "--n-ctx",
+        "1024",
+        "--drain-timeout",
+        "120",
+    ]
+    with subprocess.Popen(
+        command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True
+    ) as process:
         try:
             _check_serve(process, httpx)
         finally:
@@ -203,11 +259,17 @@ def _check_serve(process: subprocess.Popen, httpx) -> None:
     assert url, "the server did not say where it listens"
     headers = {"Authorization": "Bearer k"}
     assert httpx.get(url + "/v1/models", headers=headers).json()["data"][0]["id"] == "tiny"
-    body = {"model": "tiny", "messages": [{"role": "user", "content": "Count to fifty."}],
-            "max_tokens": 40, "temperature": 0, "stream": True}
+    body = {
+        "model": "tiny",
+        "messages": [{"role": "user", "content": "Count to fifty."}],
+        "max_tokens": 40,
+        "temperature": 0,
+        "stream": True,
+    }
     events = []
-    with httpx.stream("POST", url + "/v1/chat/completions", json=body, headers=headers,
-                      timeout=300) as response:
+    with httpx.stream(
+        "POST", url + "/v1/chat/completions", json=body, headers=headers, timeout=300
+    ) as response:
         lines = response.iter_lines()
         for line in lines:
             if line.startswith("data: "):
@@ -216,7 +278,7 @@ def _check_serve(process: subprocess.Popen, httpx) -> None:
         process.send_signal(signal.SIGTERM)  # mid-stream: the reply still completes
         events += [line for line in lines if line.startswith("data: ")]
     assert events[-1] == "data: [DONE]"
-    last = json.loads(events[-2][len("data: "):])
+    last = json.loads(events[-2][len("data: ") :])
     assert last["choices"][0]["finish_reason"] in ("stop", "length")
     # uvicorn re-raises SIGTERM once drained: death by that signal is the clean exit
     assert process.wait(timeout=120) in (0, -signal.SIGTERM)

@@ -11,9 +11,15 @@ import pytest
 pytest.importorskip("fastapi", reason="the server tests need the server extra")
 pytest.importorskip("uvicorn", reason="the server tests need the server extra")
 
-from llamabind.params import ModelParams  # noqa: E402
-from llamabind.server import ModelRegistry, ModelSpec, ServerConfig, bind, create_app  # noqa: E402
-from llamabind.server import uvicorn_server  # noqa: E402
+from llamabind.params import ModelParams
+from llamabind.server import (
+    ModelRegistry,
+    ModelSpec,
+    ServerConfig,
+    bind,
+    create_app,
+    uvicorn_server,
+)
 
 API_KEY = "test-key-123"
 MODEL_ID = "smollm2"
@@ -51,8 +57,13 @@ def start_server(config: ServerConfig, registry: ModelRegistry):
 @pytest.fixture(scope="session")
 def server(smollm2_path):
     params = ModelParams(n_ctx=2048, n_threads=2)
-    config = ServerConfig(models=(ModelSpec(smollm2_path, alias=MODEL_ID, params=params),),
-                          port=0, api_key=API_KEY, max_body_bytes=64 * 1024, drain_timeout_s=5)
+    config = ServerConfig(
+        models=(ModelSpec(smollm2_path, alias=MODEL_ID, params=params),),
+        port=0,
+        api_key=API_KEY,
+        max_body_bytes=64 * 1024,
+        drain_timeout_s=5,
+    )
     registry = ModelRegistry(config.models)
     registry.load()
     uv, thread, port = start_server(config, registry)

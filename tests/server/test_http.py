@@ -23,8 +23,12 @@ def http(server):
 
 
 def chat_body(server, **fields):
-    return {"model": server.model_id, "messages": [{"role": "user", "content": "Hi"}],
-            "max_tokens": 2, **fields}
+    return {
+        "model": server.model_id,
+        "messages": [{"role": "user", "content": "Hi"}],
+        "max_tokens": 2,
+        **fields,
+    }
 
 
 def assert_error(response, status, param=None, code=None):
@@ -39,20 +43,23 @@ def assert_error(response, status, param=None, code=None):
     return error
 
 
-@pytest.mark.parametrize("fields, param", [
-    ({"temperature": 3}, "temperature"),
-    ({"top_p": -1}, "top_p"),
-    ({"max_tokens": -5}, "max_tokens"),
-    ({"n": 3}, "n"),
-    ({"logprobs": True}, "logprobs"),
-    ({"stop": [""]}, "stop"),
-    ({"logit_bias": {"hello": 1}}, "logit_bias"),
-    ({"messages": []}, "messages"),
-    ({"messages": [{"role": "wizard", "content": "x"}]}, "messages.0.role"),
-    ({"response_format": {"type": "xml"}}, "response_format.type"),
-    ({"response_format": {"type": "json_schema"}}, "response_format.json_schema"),
-    ({"tool_choice": "sometimes"}, None),
-])
+@pytest.mark.parametrize(
+    "fields, param",
+    [
+        ({"temperature": 3}, "temperature"),
+        ({"top_p": -1}, "top_p"),
+        ({"max_tokens": -5}, "max_tokens"),
+        ({"n": 3}, "n"),
+        ({"logprobs": True}, "logprobs"),
+        ({"stop": [""]}, "stop"),
+        ({"logit_bias": {"hello": 1}}, "logit_bias"),
+        ({"messages": []}, "messages"),
+        ({"messages": [{"role": "wizard", "content": "x"}]}, "messages.0.role"),
+        ({"response_format": {"type": "xml"}}, "response_format.type"),
+        ({"response_format": {"type": "json_schema"}}, "response_format.json_schema"),
+        ({"tool_choice": "sometimes"}, None),
+    ],
+)
 def test_bad_fields_are_400_naming_the_field(server, http, fields, param):
     error = assert_error(http.post(CHAT, json=chat_body(server, **fields)), 400)
     if param is not None:
@@ -66,8 +73,12 @@ def test_body_that_is_not_json(http):
 
 
 def test_unknown_model_is_404(server, http):
-    assert_error(http.post(CHAT, json=chat_body(server, model="../../etc/passwd")), 404, "model",
-                 "model_not_found")
+    assert_error(
+        http.post(CHAT, json=chat_body(server, model="../../etc/passwd")),
+        404,
+        "model",
+        "model_not_found",
+    )
     assert_error(http.get("/v1/models/nope"), 404)
     assert_error(http.post("/v1/embeddings", json={"model": "/tmp/x.gguf", "input": "a"}), 404)
 
@@ -117,8 +128,9 @@ def test_body_limit_is_413(server, http):
 
 
 def test_cors_is_off_by_default(server, http):
-    preflight = http.options(CHAT, headers={"Origin": "https://example.com",
-                                            "Access-Control-Request-Method": "POST"})
+    preflight = http.options(
+        CHAT, headers={"Origin": "https://example.com", "Access-Control-Request-Method": "POST"}
+    )
     assert "access-control-allow-origin" not in preflight.headers
     plain = http.get("/v1/models", headers={"Origin": "https://example.com"})
     assert "access-control-allow-origin" not in plain.headers
@@ -135,15 +147,17 @@ def test_tokenize_and_detokenize(server, http):
     assert "".join(p["piece"] for p in pieces) == text
     n_vocab = engine.model.n_vocab
     assert_error(http.post("/detokenize", json={"tokens": [n_vocab]}), 400, "tokens")
-    assert_error(http.post("/v1/completions", json={"prompt": [1, -2], "max_tokens": 1}), 400,
-                 "prompt")
+    assert_error(
+        http.post("/v1/completions", json={"prompt": [1, -2], "max_tokens": 1}), 400, "prompt"
+    )
 
 
 def test_embeddings_errors(server, http):
     assert_error(http.post("/v1/embeddings", json={"input": []}), 400, "input")
     assert_error(http.post("/v1/embeddings", json={"input": [[1, 2]]}), 400, "input")
-    assert_error(http.post("/v1/embeddings", json={"input": "a", "dimensions": 3}), 400,
-                 "dimensions")
+    assert_error(
+        http.post("/v1/embeddings", json={"input": "a", "dimensions": 3}), 400, "dimensions"
+    )
 
 
 def test_completions_unsupported_fields(server, http):
@@ -157,7 +171,7 @@ def metric(http, name):
     """The value of an unlabelled metric, or the sum of a labelled one."""
     total = 0.0
     for line in http.get("/metrics").text.splitlines():
-        if line.startswith(name + " ") or line.startswith(name + "{"):
+        if line.startswith((name + " ", name + "{")):
             total += float(line.rsplit(" ", 1)[1])
     return total
 
@@ -180,11 +194,20 @@ def test_client_disconnect_cancels_the_generation(server, http):
     """A client that drops the connection mid-stream frees the engine within moments."""
     engine = server.registry.get(server.model_id).engine.engine
     before = metric(http, "llamabind_requests_cancelled_total")
-    body = json.dumps(chat_body(server, max_tokens=1500, temperature=0.8, stream=True,
-                                messages=[{"role": "user", "content": "Write a long story."}]))
-    request = (f"POST {CHAT} HTTP/1.1\r\nHost: {server.host}:{server.port}\r\n"
-               f"Authorization: Bearer {server.api_key}\r\nContent-Type: application/json\r\n"
-               f"Content-Length: {len(body)}\r\n\r\n{body}").encode()
+    body = json.dumps(
+        chat_body(
+            server,
+            max_tokens=1500,
+            temperature=0.8,
+            stream=True,
+            messages=[{"role": "user", "content": "Write a long story."}],
+        )
+    )
+    request = (
+        f"POST {CHAT} HTTP/1.1\r\nHost: {server.host}:{server.port}\r\n"
+        f"Authorization: Bearer {server.api_key}\r\nContent-Type: application/json\r\n"
+        f"Content-Length: {len(body)}\r\n\r\n{body}"
+    ).encode()
     with socket.create_connection((server.host, server.port), timeout=300) as sock:
         sock.sendall(request)
         received = b""

@@ -14,7 +14,7 @@ import pytest
 openai = pytest.importorskip("openai")
 jsonschema = pytest.importorskip("jsonschema")
 
-from llamabind.params import GenerationParams  # noqa: E402
+from llamabind.params import GenerationParams
 
 pytestmark = pytest.mark.timeout(600)
 
@@ -24,16 +24,20 @@ WEATHER_TOOL = {
     "function": {
         "name": "get_weather",
         "description": "The current weather in a city.",
-        "parameters": {"type": "object", "properties": {"city": {"type": "string"}},
-                       "required": ["city"]},
+        "parameters": {
+            "type": "object",
+            "properties": {"city": {"type": "string"}},
+            "required": ["city"],
+        },
     },
 }
 
 
 @pytest.fixture(scope="module")
 def client(server):
-    return openai.OpenAI(base_url=server.url + "/v1", api_key=server.api_key, timeout=300,
-                         max_retries=0)
+    return openai.OpenAI(
+        base_url=server.url + "/v1", api_key=server.api_key, timeout=300, max_retries=0
+    )
 
 
 def engine_of(server):
@@ -41,8 +45,9 @@ def engine_of(server):
 
 
 def test_chat_matches_the_engine(server, client):
-    reply = client.chat.completions.create(model=server.model_id, messages=MESSAGES,
-                                           max_tokens=12, temperature=0)
+    reply = client.chat.completions.create(
+        model=server.model_id, messages=MESSAGES, max_tokens=12, temperature=0
+    )
     expected = engine_of(server).complete(MESSAGES, GenerationParams(max_tokens=12, temperature=0))
     choice = reply.choices[0]
     assert reply.model == server.model_id
@@ -55,15 +60,25 @@ def test_chat_matches_the_engine(server, client):
 
 
 def test_chat_stream_with_usage(server, client):
-    whole = client.chat.completions.create(model=server.model_id, messages=MESSAGES,
-                                           max_tokens=12, temperature=0)
-    chunks = list(client.chat.completions.create(
-        model=server.model_id, messages=MESSAGES, max_tokens=12, temperature=0, stream=True,
-        stream_options={"include_usage": True}))
+    whole = client.chat.completions.create(
+        model=server.model_id, messages=MESSAGES, max_tokens=12, temperature=0
+    )
+    chunks = list(
+        client.chat.completions.create(
+            model=server.model_id,
+            messages=MESSAGES,
+            max_tokens=12,
+            temperature=0,
+            stream=True,
+            stream_options={"include_usage": True},
+        )
+    )
     text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
     assert text == whole.choices[0].message.content
     assert chunks[0].choices[0].delta.role == "assistant"
-    finishes = [c.choices[0].finish_reason for c in chunks if c.choices and c.choices[0].finish_reason]
+    finishes = [
+        c.choices[0].finish_reason for c in chunks if c.choices and c.choices[0].finish_reason
+    ]
     assert finishes == [whole.choices[0].finish_reason]
     assert chunks[-1].choices == [] and chunks[-1].usage is not None
     assert chunks[-1].usage.completion_tokens == whole.usage.completion_tokens
@@ -72,21 +87,26 @@ def test_chat_stream_with_usage(server, client):
 
 
 def test_stream_without_include_usage_has_no_usage(server, client):
-    chunks = list(client.chat.completions.create(model=server.model_id, messages=MESSAGES,
-                                                 max_tokens=4, temperature=0, stream=True))
+    chunks = list(
+        client.chat.completions.create(
+            model=server.model_id, messages=MESSAGES, max_tokens=4, temperature=0, stream=True
+        )
+    )
     assert chunks and all(c.usage is None for c in chunks)
     assert chunks[-1].choices[0].finish_reason in ("stop", "length")
 
 
 def test_async_client_stream_and_whole(server):
     async def main():
-        async with openai.AsyncOpenAI(base_url=server.url + "/v1", api_key=server.api_key,
-                                      timeout=300, max_retries=0) as aclient:
+        async with openai.AsyncOpenAI(
+            base_url=server.url + "/v1", api_key=server.api_key, timeout=300, max_retries=0
+        ) as aclient:
             whole = await aclient.chat.completions.create(
-                model=server.model_id, messages=MESSAGES, max_tokens=8, temperature=0)
+                model=server.model_id, messages=MESSAGES, max_tokens=8, temperature=0
+            )
             stream = await aclient.chat.completions.create(
-                model=server.model_id, messages=MESSAGES, max_tokens=8, temperature=0,
-                stream=True)
+                model=server.model_id, messages=MESSAGES, max_tokens=8, temperature=0, stream=True
+            )
             pieces = [c.choices[0].delta.content or "" async for c in stream if c.choices]
             return whole, "".join(pieces)
 
@@ -95,22 +115,32 @@ def test_async_client_stream_and_whole(server):
 
 
 def test_stop_and_max_completion_tokens(server, client):
-    free = client.chat.completions.create(model=server.model_id, messages=MESSAGES,
-                                          max_completion_tokens=12, temperature=0)
+    free = client.chat.completions.create(
+        model=server.model_id, messages=MESSAGES, max_completion_tokens=12, temperature=0
+    )
     text = free.choices[0].message.content
     assert free.usage.completion_tokens <= 12
     word = text.split()[1] if len(text.split()) > 1 else text.split()[0]
-    stopped = client.chat.completions.create(model=server.model_id, messages=MESSAGES,
-                                             max_completion_tokens=12, temperature=0, stop=[word])
+    stopped = client.chat.completions.create(
+        model=server.model_id,
+        messages=MESSAGES,
+        max_completion_tokens=12,
+        temperature=0,
+        stop=[word],
+    )
     assert stopped.choices[0].finish_reason == "stop"
     assert stopped.choices[0].message.content == text[: text.index(word)]
 
 
 def test_forced_tool_call(server, client):
     reply = client.chat.completions.create(
-        model=server.model_id, temperature=0, max_tokens=64,
+        model=server.model_id,
+        temperature=0,
+        max_tokens=64,
         messages=[{"role": "user", "content": "What is the weather in Paris?"}],
-        tools=[WEATHER_TOOL], tool_choice="required")
+        tools=[WEATHER_TOOL],
+        tool_choice="required",
+    )
     choice = reply.choices[0]
     assert choice.finish_reason == "tool_calls"
     call = choice.message.tool_calls[0]
@@ -120,36 +150,54 @@ def test_forced_tool_call(server, client):
 
 
 def test_streamed_tool_call_deltas(server, client):
-    kwargs = dict(model=server.model_id, temperature=0, max_tokens=64, tools=[WEATHER_TOOL],
-                  messages=[{"role": "user", "content": "What is the weather in Paris?"}],
-                  tool_choice={"type": "function", "function": {"name": "get_weather"}})
+    kwargs = {
+        "model": server.model_id,
+        "temperature": 0,
+        "max_tokens": 64,
+        "tools": [WEATHER_TOOL],
+        "messages": [{"role": "user", "content": "What is the weather in Paris?"}],
+        "tool_choice": {"type": "function", "function": {"name": "get_weather"}},
+    }
     whole = client.chat.completions.create(**kwargs)
     chunks = list(client.chat.completions.create(stream=True, **kwargs))
     deltas = [d for c in chunks if c.choices for d in (c.choices[0].delta.tool_calls or [])]
     assert deltas, "no tool-call deltas were streamed"
     assert deltas[0].function.name == "get_weather"
     arguments = "".join(d.function.arguments or "" for d in deltas if d.index == 0)
-    assert json.loads(arguments) == json.loads(whole.choices[0].message.tool_calls[0].function.arguments)
+    assert json.loads(arguments) == json.loads(
+        whole.choices[0].message.tool_calls[0].function.arguments
+    )
     assert chunks[-1].choices[0].finish_reason == "tool_calls"
 
 
 def test_json_schema_response_format(server, client):
-    schema = {"type": "object", "properties": {"name": {"type": "string"},
-                                               "age": {"type": "integer"}},
-              "required": ["name", "age"], "additionalProperties": False}
+    schema = {
+        "type": "object",
+        "properties": {"name": {"type": "string"}, "age": {"type": "integer"}},
+        "required": ["name", "age"],
+        "additionalProperties": False,
+    }
     reply = client.chat.completions.create(
-        model=server.model_id, temperature=0, max_tokens=64,
+        model=server.model_id,
+        temperature=0,
+        max_tokens=64,
         messages=[{"role": "user", "content": "Invent a person."}],
-        response_format={"type": "json_schema",
-                         "json_schema": {"name": "person", "schema": schema}})
+        response_format={
+            "type": "json_schema",
+            "json_schema": {"name": "person", "schema": schema},
+        },
+    )
     jsonschema.validate(json.loads(reply.choices[0].message.content), schema)
 
 
 def test_json_object_response_format(server, client):
     reply = client.chat.completions.create(
-        model=server.model_id, temperature=0, max_tokens=48,
+        model=server.model_id,
+        temperature=0,
+        max_tokens=48,
         messages=[{"role": "user", "content": "Give me a JSON object about a cat."}],
-        response_format={"type": "json_object"})
+        response_format={"type": "json_object"},
+    )
     if reply.choices[0].finish_reason == "stop":
         assert isinstance(json.loads(reply.choices[0].message.content), dict)
     else:  # cut short by max_tokens: still the start of an object
@@ -166,25 +214,31 @@ def test_embeddings_float_and_base64(server, client):
     assert got.shape == (2, engine.model.n_embd)
     np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-6)
     assert floats.usage.prompt_tokens == sum(len(engine.tokenize(t)) for t in texts)
-    encoded = client.embeddings.create(model=server.model_id, input=texts[0],
-                                       encoding_format="base64")
+    encoded = client.embeddings.create(
+        model=server.model_id, input=texts[0], encoding_format="base64"
+    )
     raw = encoded.data[0].embedding
-    vector = (np.frombuffer(base64.b64decode(raw), dtype="<f4") if isinstance(raw, str)
-              else np.asarray(raw, dtype=np.float32))  # the client may decode base64 itself
+    vector = (
+        np.frombuffer(base64.b64decode(raw), dtype="<f4")
+        if isinstance(raw, str)
+        else np.asarray(raw, dtype=np.float32)
+    )  # the client may decode base64 itself
     np.testing.assert_allclose(vector, expected[0], rtol=1e-5, atol=1e-6)
 
 
 def test_text_completion_matches_the_engine(server, client):
     prompt = "The capital of France is"
-    reply = client.completions.create(model=server.model_id, prompt=prompt, max_tokens=8,
-                                      temperature=0)
+    reply = client.completions.create(
+        model=server.model_id, prompt=prompt, max_tokens=8, temperature=0
+    )
     run = engine_of(server).start_generation(prompt, GenerationParams(max_tokens=8, temperature=0))
     expected = "".join(run)
     assert reply.choices[0].text == expected and expected
     assert reply.choices[0].finish_reason == run.finish_reason
     assert reply.usage.completion_tokens == run.usage.completion_tokens
-    echoed = client.completions.create(model=server.model_id, prompt=prompt, max_tokens=8,
-                                       temperature=0, echo=True)
+    echoed = client.completions.create(
+        model=server.model_id, prompt=prompt, max_tokens=8, temperature=0, echo=True
+    )
     assert echoed.choices[0].text == prompt + expected
 
 
@@ -192,10 +246,14 @@ def test_text_completion_stream_from_token_ids(server, client):
     engine = engine_of(server)
     prompt = "Once upon a time"
     token_ids = engine.tokenize(prompt)
-    whole = client.completions.create(model=server.model_id, prompt=prompt, max_tokens=8,
-                                      temperature=0)
-    chunks = list(client.completions.create(model=server.model_id, prompt=token_ids,
-                                            max_tokens=8, temperature=0, stream=True))
+    whole = client.completions.create(
+        model=server.model_id, prompt=prompt, max_tokens=8, temperature=0
+    )
+    chunks = list(
+        client.completions.create(
+            model=server.model_id, prompt=token_ids, max_tokens=8, temperature=0, stream=True
+        )
+    )
     assert "".join(c.choices[0].text for c in chunks) == whole.choices[0].text
     assert chunks[-1].choices[0].finish_reason == whole.choices[0].finish_reason
 

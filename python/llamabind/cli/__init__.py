@@ -25,8 +25,13 @@ COMMANDS = ("run", "chat", "serve", "pull", "ls", "list", "rm", "info", "bench")
 Command = Callable[[argparse.Namespace], int]
 
 
-def _add(sub: argparse._SubParsersAction, name: str, command: Command, help_text: str,
-         aliases: Sequence[str] = ()) -> argparse.ArgumentParser:
+def _add(
+    sub: argparse._SubParsersAction,
+    name: str,
+    command: Command,
+    help_text: str,
+    aliases: Sequence[str] = (),
+) -> argparse.ArgumentParser:
     parser = sub.add_parser(name, help=help_text, description=help_text, aliases=list(aliases))
     parser.set_defaults(command=command)
     parser.add_argument("--debug", action="store_true", help="show tracebacks of errors")
@@ -35,8 +40,9 @@ def _add(sub: argparse._SubParsersAction, name: str, command: Command, help_text
 
 def build_parser() -> argparse.ArgumentParser:
     """The parser of the ``llamabind`` command and its subcommands."""
-    parser = argparse.ArgumentParser(prog="llamabind", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="llamabind", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--version", action="version", version=_version())
     sub = parser.add_subparsers(title="commands", metavar="COMMAND")
 
@@ -44,8 +50,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("model", metavar="MODEL", help="a .gguf path, URI or model name")
     p.add_argument("prompt", nargs="?", help="the prompt (default: read stdin)")
     p.add_argument("--system", help="a system prompt")
-    p.add_argument("--raw", action="store_true",
-                   help="continue the text as is, without the chat template")
+    p.add_argument(
+        "--raw", action="store_true", help="continue the text as is, without the chat template"
+    )
     p.add_argument("--echo", action="store_true", help="with --raw, print the prompt first")
     p.add_argument("-v", "--verbose", action="store_true", help="print token counts and speed")
     add_model_flags(p)
@@ -62,8 +69,11 @@ def build_parser() -> argparse.ArgumentParser:
     add_model_flags(p)
 
     p = _add(sub, "pull", models.pull, "download a model into the cache")
-    p.add_argument("ref", metavar="REF", help="hf://org/repo:QUANT, hf://org/repo/file.gguf "
-                   "or https://.../file.gguf")
+    p.add_argument(
+        "ref",
+        metavar="REF",
+        help="hf://org/repo:QUANT, hf://org/repo/file.gguf or https://.../file.gguf",
+    )
     p.add_argument("--sha256", help="expected checksum of an https:// download")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
 
@@ -90,12 +100,16 @@ def build_parser() -> argparse.ArgumentParser:
 def build_prompt_parser() -> argparse.ArgumentParser:
     """The parser of a bare prompt, ``llamabind "text" [--model M] [--chat]``."""
     parser = argparse.ArgumentParser(
-        prog="llamabind", description="Stream a completion of PROMPT (see `llamabind --help` "
-        "for the commands).")
+        prog="llamabind",
+        description="Stream a completion of PROMPT (see `llamabind --help` for the commands).",
+    )
     parser.add_argument("prompt", nargs="?", default="The three primary colors are")
     parser.add_argument("--model", help="a .gguf path, URI or model name (default: SmolLM2-135M)")
-    parser.add_argument("--chat", action="store_true",
-                        help="send the prompt as a user message through the chat template")
+    parser.add_argument(
+        "--chat",
+        action="store_true",
+        help="send the prompt as a user message through the chat template",
+    )
     parser.add_argument("--system", help="a system prompt (with --chat)")
     parser.add_argument("--debug", action="store_true", help="show tracebacks of errors")
     add_model_flags(parser)

@@ -38,8 +38,11 @@ def bench(args: argparse.Namespace) -> int:
                 gen_rates.append(usage.generation_tokens_per_s)
         threads = engine.params.n_threads if engine.params else None
     result = {
-        "model": path.name, "n_prompt": args.n_prompt, "n_gen": args.n_gen,
-        "repetitions": args.repetitions, "threads": threads,
+        "model": path.name,
+        "n_prompt": args.n_prompt,
+        "n_gen": args.n_gen,
+        "repetitions": args.repetitions,
+        "threads": threads,
         "prompt_tokens_per_s": statistics.median(prompt_rates) if prompt_rates else None,
         "generation_tokens_per_s": statistics.median(gen_rates) if gen_rates else None,
     }
@@ -47,7 +50,9 @@ def bench(args: argparse.Namespace) -> int:
         json.dump(result, sys.stdout)
         sys.stdout.write("\n")
     else:
-        print(f"{path.name}: prompt {args.n_prompt} tokens {result['prompt_tokens_per_s'] or 0:.1f} "
-              f"tokens/s, generation {args.n_gen} tokens {result['generation_tokens_per_s'] or 0:.1f}"
-              f" tokens/s (median of {args.repetitions})")
+        print(
+            f"{path.name}: prompt {args.n_prompt} tokens {result['prompt_tokens_per_s'] or 0:.1f} "
+            f"tokens/s, generation {args.n_gen} tokens {result['generation_tokens_per_s'] or 0:.1f}"
+            f" tokens/s (median of {args.repetitions})"
+        )
     return 0

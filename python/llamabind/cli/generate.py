@@ -30,9 +30,11 @@ def _chunk_text(chunks: Iterator[Any]) -> Iterator[str]:
 def _stats(usage: Any, finish: str | None) -> str:
     if usage is None:
         return f"[finish: {finish}]"
-    return (f"[{usage.completion_tokens} tokens, prompt {usage.prompt_tokens} tokens, "
-            f"first token after {usage.time_to_first_token_ms or 0:.0f} ms, "
-            f"{usage.generation_tokens_per_s or 0:.1f} tokens/s, finish: {finish}]")
+    return (
+        f"[{usage.completion_tokens} tokens, prompt {usage.prompt_tokens} tokens, "
+        f"first token after {usage.time_to_first_token_ms or 0:.0f} ms, "
+        f"{usage.generation_tokens_per_s or 0:.1f} tokens/s, finish: {finish}]"
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -54,7 +56,7 @@ def run(args: argparse.Namespace) -> int:
             _stream(iter(stream), sys.stdout)
             usage, finish = stream.usage, stream.finish_reason
         else:
-            messages = ([{"role": "system", "content": args.system}] if args.system else [])
+            messages = [{"role": "system", "content": args.system}] if args.system else []
             messages.append({"role": "user", "content": prompt})
             last = None
             for chunk in engine.create(messages, params):
@@ -116,7 +118,7 @@ def chat(args: argparse.Namespace) -> int:
                 session.reset()
                 print("[conversation reset]", file=sys.stderr)
             elif text == "/system" or text.startswith("/system "):
-                session.system_prompt = text[len("/system"):].strip() or None
+                session.system_prompt = text[len("/system") :].strip() or None
                 session.reset()
                 print("[system prompt set; conversation reset]", file=sys.stderr)
             elif text.startswith("/"):

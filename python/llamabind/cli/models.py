@@ -61,16 +61,26 @@ def ls(args: argparse.Namespace) -> int:
 
     models = list_local_models()
     if not models:
-        print("no models found (pull one with `llamabind pull hf://org/repo:QUANT`, or add a "
-              "directory of .gguf files to LLAMABIND_MODELS_PATH)", file=sys.stderr)
+        print(
+            "no models found (pull one with `llamabind pull hf://org/repo:QUANT`, or add a "
+            "directory of .gguf files to LLAMABIND_MODELS_PATH)",
+            file=sys.stderr,
+        )
         return 0
     rows = [("NAME", "SIZE", "QUANT", "SOURCE", "PATH")]
     for info in models:
         quant = info.quantization or "?"
         if info.problem:
             quant = f"broken: {info.problem}"
-        rows.append((info.name, _size(info.size_bytes), quant, info.source,
-                     str(info.path or info.uri or "")))
+        rows.append(
+            (
+                info.name,
+                _size(info.size_bytes),
+                quant,
+                info.source,
+                str(info.path or info.uri or ""),
+            )
+        )
     widths = [max(len(row[i]) for row in rows) for i in range(4)]
     for row in rows:
         print("  ".join(cell.ljust(widths[i]) for i, cell in enumerate(row[:4])) + "  " + row[4])
@@ -97,22 +107,36 @@ def info(args: argparse.Namespace) -> int:
     path = resolve(args.model)
     header = read_gguf_info(path)
     facts: list[tuple[str, Any]] = [
-        ("path", path), ("name", header.model_name), ("architecture", header.architecture),
-        ("parameters", f"{header.n_params:,}"), ("quantization", header.quantization),
-        ("context (trained)", header.n_ctx_train), ("gguf version", header.version),
+        ("path", path),
+        ("name", header.model_name),
+        ("architecture", header.architecture),
+        ("parameters", f"{header.n_params:,}"),
+        ("quantization", header.quantization),
+        ("context (trained)", header.n_ctx_train),
+        ("gguf version", header.version),
     ]
     args.n_ctx = args.n_ctx if args.n_ctx is not None else 512
     with LlamaEngine(path, model_params(args)) as engine:
         caps = engine.get_capabilities()
-        template = (engine.chat_template([{"role": "user", "content": "hi"}]).format
-                    if caps.has_chat_template else None)
+        template = (
+            engine.chat_template([{"role": "user", "content": "hi"}]).format
+            if caps.has_chat_template
+            else None
+        )
         facts += [
-            ("size", _size(engine.model.size_bytes)), ("embedding size", engine.model.n_embd),
-            ("layers", engine.model.n_layer), ("vocabulary", engine.model.n_vocab),
+            ("size", _size(engine.model.size_bytes)),
+            ("embedding size", engine.model.n_embd),
+            ("layers", engine.model.n_layer),
+            ("vocabulary", engine.model.n_vocab),
             ("chat template", template or "none"),
-            ("capabilities", ", ".join(name[len("supports_"):] for name, value in
-                                      sorted(dataclasses.asdict(caps).items())
-                                      if name.startswith("supports_") and value)),
+            (
+                "capabilities",
+                ", ".join(
+                    name[len("supports_") :]
+                    for name, value in sorted(dataclasses.asdict(caps).items())
+                    if name.startswith("supports_") and value
+                ),
+            ),
             ("backend", caps.backend_name),
         ]
     width = max(len(key) for key, _ in facts)
@@ -123,4 +147,3 @@ def info(args: argparse.Namespace) -> int:
             text = str(value)
             print(f"  {key} = {text[:117] + '...' if len(text) > 120 else text}")
     return 0
-

@@ -19,24 +19,48 @@ class CommandError(Exception):
 
 def add_model_flags(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("model")
-    group.add_argument("--n-ctx", type=int, default=None, help="context window in tokens "
-                       "(default 4096; 0 takes the model's training context)")
-    group.add_argument("--n-gpu-layers", type=int, default=None,
-                       help="layers offloaded to a GPU (default -1: all)")
-    group.add_argument("--threads", "--n-threads", dest="threads", type=int, default=None,
-                       help="CPU threads (default: llama.cpp's choice)")
+    group.add_argument(
+        "--n-ctx",
+        type=int,
+        default=None,
+        help="context window in tokens (default 4096; 0 takes the model's training context)",
+    )
+    group.add_argument(
+        "--n-gpu-layers", type=int, default=None, help="layers offloaded to a GPU (default -1: all)"
+    )
+    group.add_argument(
+        "--threads",
+        "--n-threads",
+        dest="threads",
+        type=int,
+        default=None,
+        help="CPU threads (default: llama.cpp's choice)",
+    )
 
 
 def add_generation_flags(parser: argparse.ArgumentParser, max_tokens: int = 512) -> None:
     group = parser.add_argument_group("generation")
-    group.add_argument("--temperature", type=float, default=None,
-                       help="0 picks the most likely token (default 0.8)")
+    group.add_argument(
+        "--temperature",
+        type=float,
+        default=None,
+        help="0 picks the most likely token (default 0.8)",
+    )
     group.add_argument("--top-p", type=float, default=None, help="nucleus sampling mass")
     group.add_argument("--seed", type=int, default=None, help="sampling seed")
-    group.add_argument("--max-tokens", type=int, default=max_tokens,
-                       help=f"most tokens to generate (default {max_tokens})")
-    group.add_argument("--stop", action="append", default=[], metavar="TEXT",
-                       help="end the reply at TEXT (repeatable)")
+    group.add_argument(
+        "--max-tokens",
+        type=int,
+        default=max_tokens,
+        help=f"most tokens to generate (default {max_tokens})",
+    )
+    group.add_argument(
+        "--stop",
+        action="append",
+        default=[],
+        metavar="TEXT",
+        help="end the reply at TEXT (repeatable)",
+    )
 
 
 def model_params(args: argparse.Namespace, **extra: object) -> ModelParams:
@@ -75,13 +99,16 @@ def resolve(ref: str | None) -> Path:
 
     name = ref or DEFAULT_MODEL
     if Path(name).expanduser().is_dir():
-        raise CommandError(f"{name} is a directory: pass a .gguf file (list them with "
-                           "`llamabind ls`)")
+        raise CommandError(
+            f"{name} is a directory: pass a .gguf file (list them with `llamabind ls`)"
+        )
     try:
         return resolve_model(name)
     except ModelNotFoundError as exc:
         if ref is None:
             raise CommandError(f"the default model is not installed: {DEFAULT_MODEL_HINT}") from exc
         first = str(exc).splitlines()[0].split("; searched")[0].rstrip(";: ")
-        raise CommandError(f"{first}: pass the path of a .gguf file, a name from `llamabind ls`, "
-                           "or an hf:// or https:// URI (--debug lists every place searched)") from exc
+        raise CommandError(
+            f"{first}: pass the path of a .gguf file, a name from `llamabind ls`, "
+            "or an hf:// or https:// URI (--debug lists every place searched)"
+        ) from exc

@@ -12,8 +12,9 @@ try:
     import uvicorn  # noqa: F401
 except ImportError as exc:  # pragma: no cover - depends on the environment
     raise ImportError(
-        f'the llamabind server needs its extra ({exc.name} is missing): '
-        'pip install "llamabind[server]"') from exc
+        f"the llamabind server needs its extra ({exc.name} is missing): "
+        'pip install "llamabind[server]"'
+    ) from exc
 
 from llamabind.server.app import bind, create_app, serve, uvicorn_server
 from llamabind.server.config import API_KEY_VARIABLE, ModelSpec, ServerConfig

@@ -53,8 +53,9 @@ def create_app(config: ServerConfig, registry: ModelRegistry | None = None) -> F
         finally:
             models.close()
 
-    app = FastAPI(title="llamabind", lifespan=lifespan, docs_url=None, redoc_url=None,
-                  openapi_url=None)
+    app = FastAPI(
+        title="llamabind", lifespan=lifespan, docs_url=None, redoc_url=None, openapi_url=None
+    )
     app.state.llamabind = ServerState(config, models, metrics)
     app.include_router(router)
     errors.install(app)
@@ -63,9 +64,12 @@ def create_app(config: ServerConfig, registry: ModelRegistry | None = None) -> F
     if api_key:
         app.add_middleware(APIKeyMiddleware, api_key=api_key)
     if config.cors_origins:
-        app.add_middleware(CORSMiddleware, allow_origins=list(config.cors_origins),
-                           allow_methods=["GET", "POST", "OPTIONS"],
-                           allow_headers=["authorization", "content-type"])
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=list(config.cors_origins),
+            allow_methods=["GET", "POST", "OPTIONS"],
+            allow_headers=["authorization", "content-type"],
+        )
     routes = frozenset(getattr(r, "path", "") for r in router.routes)
     app.add_middleware(RequestMetricsMiddleware, metrics=metrics, routes=routes)
     return app
@@ -84,8 +88,10 @@ def bind(host: str, port: int) -> socket.socket:
         sock.bind((host, port))
     except OSError as exc:
         sock.close()
-        error = OSError(f"cannot listen on {host}:{port}: {exc.strerror}"
-                        + ("; choose another with --port" if port else ""))
+        error = OSError(
+            f"cannot listen on {host}:{port}: {exc.strerror}"
+            + ("; choose another with --port" if port else "")
+        )
         error.errno = exc.errno
         raise error from None
     sock.listen(128)
@@ -95,9 +101,16 @@ def bind(host: str, port: int) -> socket.socket:
 
 def uvicorn_server(app: FastAPI, config: ServerConfig, log_level: str = "info") -> uvicorn.Server:
     """A uvicorn server for ``app`` that drains for ``config.drain_timeout_s`` on SIGTERM."""
-    settings = uvicorn.Config(app, host=config.host, port=config.port, log_level=log_level,
-                              access_log=log_level == "debug", ws="none", lifespan="on",
-                              timeout_graceful_shutdown=config.drain_timeout_s)
+    settings = uvicorn.Config(
+        app,
+        host=config.host,
+        port=config.port,
+        log_level=log_level,
+        access_log=log_level == "debug",
+        ws="none",
+        lifespan="on",
+        timeout_graceful_shutdown=config.drain_timeout_s,
+    )
     return uvicorn.Server(settings)
 
 
@@ -116,7 +129,11 @@ def serve(config: ServerConfig, log_level: str = "info") -> None:
         sock.close()
         raise
     host, port = sock.getsockname()[:2]
-    logger.info("listening on http://%s:%d (models: %s)", host, port,
-                ", ".join(served.id for served in registry))
+    logger.info(
+        "listening on http://%s:%d (models: %s)",
+        host,
+        port,
+        ", ".join(served.id for served in registry),
+    )
     server = uvicorn_server(create_app(config, registry), config, log_level)
     server.run(sockets=[sock])

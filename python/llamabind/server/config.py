@@ -66,12 +66,20 @@ class ServerConfig:
             raise ValueError("ServerConfig.models must hold at least one ModelSpec")
         object.__setattr__(self, "models", models)
         object.__setattr__(self, "cors_origins", tuple(self.cors_origins))
-        if isinstance(self.port, bool) or not isinstance(self.port, int) or not 0 <= self.port < 65536:
+        if (
+            isinstance(self.port, bool)
+            or not isinstance(self.port, int)
+            or not 0 <= self.port < 65536
+        ):
             raise ValueError(f"ServerConfig.port must be in [0, 65535], got {self.port!r}")
         if self.max_body_bytes < 1:
-            raise ValueError(f"ServerConfig.max_body_bytes must be >= 1, got {self.max_body_bytes!r}")
+            raise ValueError(
+                f"ServerConfig.max_body_bytes must be >= 1, got {self.max_body_bytes!r}"
+            )
         if self.drain_timeout_s < 0:
-            raise ValueError(f"ServerConfig.drain_timeout_s must be >= 0, got {self.drain_timeout_s!r}")
+            raise ValueError(
+                f"ServerConfig.drain_timeout_s must be >= 0, got {self.drain_timeout_s!r}"
+            )
 
     def resolved_api_key(self) -> str | None:
         """The key requests must carry, or None when none is required."""

@@ -37,9 +37,16 @@ class APIError(Exception):
         headers: Extra response headers (e.g. ``Retry-After``).
     """
 
-    def __init__(self, status: int, message: str, *, type: str = "invalid_request_error",
-                 param: str | None = None, code: str | None = None,
-                 headers: dict[str, str] | None = None) -> None:
+    def __init__(
+        self,
+        status: int,
+        message: str,
+        *,
+        type: str = "invalid_request_error",
+        param: str | None = None,
+        code: str | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> None:
         super().__init__(message)
         self.status = status
         self.message = message
@@ -49,8 +56,14 @@ class APIError(Exception):
         self.headers = headers or {}
 
     def body(self) -> dict[str, Any]:
-        return {"error": {"message": self.message, "type": self.type, "param": self.param,
-                          "code": self.code}}
+        return {
+            "error": {
+                "message": self.message,
+                "type": self.type,
+                "param": self.param,
+                "code": self.code,
+            }
+        }
 
     def response(self) -> JSONResponse:
         return JSONResponse(self.body(), status_code=self.status, headers=self.headers)
@@ -109,15 +122,15 @@ async def _api_error(_: Request, exc: APIError) -> JSONResponse:
 async def _http(_: Request, exc: StarletteHTTPException) -> JSONResponse:
     kind = "not_found_error" if exc.status_code == 404 else "invalid_request_error"
     code = {404: "not_found", 405: "method_not_allowed", 413: "body_too_large"}.get(exc.status_code)
-    error = APIError(exc.status_code, str(exc.detail), type=kind, code=code,
-                     headers=dict(exc.headers or {}))
+    error = APIError(
+        exc.status_code, str(exc.detail), type=kind, code=code, headers=dict(exc.headers or {})
+    )
     return error.response()
 
 
 async def _unexpected(_: Request, exc: Exception) -> JSONResponse:
     logger.error("unhandled error", exc_info=exc)
-    return APIError(500, f"the server failed: {type(exc).__name__}",
-                    type="server_error").response()
+    return APIError(500, f"the server failed: {type(exc).__name__}", type="server_error").response()
 
 
 def install(app: FastAPI) -> None:

@@ -21,20 +21,32 @@ from llamabind.server.wire import ChatCompletionRequest, CompletionRequest, Embe
 from llamabind.server.wire import _Sampling as SamplingRequest
 from llamabind.types import LlamaCompletionChunk, LlamaUsage
 
-_SAMPLING_FIELDS = ("temperature", "top_p", "seed", "presence_penalty", "frequency_penalty",
-                    "top_k", "min_p", "repeat_penalty")
+_SAMPLING_FIELDS = (
+    "temperature",
+    "top_p",
+    "seed",
+    "presence_penalty",
+    "frequency_penalty",
+    "top_k",
+    "min_p",
+    "repeat_penalty",
+)
 _PARAM_NAME = re.compile(r"GenerationParams\.(\w+)")
 
 
-def generation_params(body: SamplingRequest, n_ctx: int,
-                      max_tokens: int | None = None) -> GenerationParams:
+def generation_params(
+    body: SamplingRequest, n_ctx: int, max_tokens: int | None = None
+) -> GenerationParams:
     """The request's sampling and stopping, with ``max_tokens`` capped by the context.
 
     Fields the request leaves out keep the engine's defaults (llama.cpp's).
     """
     if body.n != 1:
-        raise bad_request(f"n = {body.n} is not supported: this server returns one choice "
-                          "per request (send n = 1, or several requests)", "n")
+        raise bad_request(
+            f"n = {body.n} is not supported: this server returns one choice "
+            "per request (send n = 1, or several requests)",
+            "n",
+        )
     fields: dict[str, Any] = {
         name: getattr(body, name) for name in _SAMPLING_FIELDS if getattr(body, name) is not None
     }
@@ -56,8 +68,9 @@ def _logit_bias(raw: dict[str, float]) -> dict[int, float]:
         if not key.strip().isdigit():
             raise bad_request(f"logit_bias keys must be token ids, got {key!r}", "logit_bias")
         if not -100.0 <= value <= 100.0:
-            raise bad_request(f"logit_bias values must be in [-100, 100], got {value!r}",
-                              "logit_bias")
+            raise bad_request(
+                f"logit_bias values must be in [-100, 100], got {value!r}", "logit_bias"
+            )
         bias[int(key)] = float(value)
     return bias
 
@@ -102,8 +115,10 @@ def _response_format(body: ChatCompletionRequest) -> dict[str, Any] | None:
     if fmt.type == "json_schema":
         schema = fmt.json_schema.schema_ if fmt.json_schema is not None else schema
         if schema is None:
-            raise bad_request("response_format of type json_schema needs json_schema.schema",
-                              "response_format.json_schema")
+            raise bad_request(
+                "response_format of type json_schema needs json_schema.schema",
+                "response_format.json_schema",
+            )
     if schema is None:
         return {"type": "json_object"}
     return {"type": "json_schema", "json_schema": {"schema": schema}}
@@ -123,8 +138,14 @@ def chunk_dict(chunk: LlamaCompletionChunk, model_id: str) -> dict[str, Any]:
 
 def usage_chunk(chunk: LlamaCompletionChunk, model_id: str, usage: LlamaUsage) -> dict[str, Any]:
     """The extra last chunk of ``stream_options.include_usage``: no choices, the usage."""
-    return {"id": chunk.id, "object": chunk.object, "created": chunk.created, "model": model_id,
-            "choices": [], "usage": usage.to_dict()}
+    return {
+        "id": chunk.id,
+        "object": chunk.object,
+        "created": chunk.created,
+        "model": model_id,
+        "choices": [],
+        "usage": usage.to_dict(),
+    }
 
 
 def completion_prompt(body: CompletionRequest) -> str | list[int]:
@@ -138,19 +159,31 @@ def completion_prompt(body: CompletionRequest) -> str | list[int]:
     prompt = body.prompt
     if isinstance(prompt, list) and prompt and isinstance(prompt[0], (str, list)):
         if len(prompt) != 1:
-            raise bad_request(f"{len(prompt)} prompts in one request are not supported: send "
-                              "one prompt per request", "prompt")
+            raise bad_request(
+                f"{len(prompt)} prompts in one request are not supported: send "
+                "one prompt per request",
+                "prompt",
+            )
         prompt = prompt[0]
     if not prompt:
         raise bad_request("the prompt is empty", "prompt")
     return prompt
 
 
-def text_completion(completion_id: str, created: int, model_id: str, text: str,
-                    finish_reason: str | None, usage: LlamaUsage | None = None) -> dict[str, Any]:
+def text_completion(
+    completion_id: str,
+    created: int,
+    model_id: str,
+    text: str,
+    finish_reason: str | None,
+    usage: LlamaUsage | None = None,
+) -> dict[str, Any]:
     """A ``text_completion`` object (a whole one, or one streamed piece)."""
     out: dict[str, Any] = {
-        "id": completion_id, "object": "text_completion", "created": created, "model": model_id,
+        "id": completion_id,
+        "object": "text_completion",
+        "created": created,
+        "model": model_id,
         "choices": [{"text": text, "index": 0, "logprobs": None, "finish_reason": finish_reason}],
     }
     if usage is not None:
@@ -165,8 +198,11 @@ def new_completion_id() -> tuple[str, int]:
 def embedding_texts(body: EmbeddingRequest, n_embd: int) -> list[str]:
     """The texts to embed; token-id input is refused (this server embeds text)."""
     if body.dimensions is not None and body.dimensions != n_embd:
-        raise bad_request(f"dimensions = {body.dimensions} is not supported: this model's "
-                          f"embeddings have {n_embd}", "dimensions")
+        raise bad_request(
+            f"dimensions = {body.dimensions} is not supported: this model's "
+            f"embeddings have {n_embd}",
+            "dimensions",
+        )
     data = body.input
     texts = [data] if isinstance(data, str) else data
     if not texts:
@@ -178,17 +214,25 @@ def embedding_texts(body: EmbeddingRequest, n_embd: int) -> list[str]:
     return list(texts)  # type: ignore[arg-type]
 
 
-def embedding_list(vectors: np.ndarray, model_id: str, encoding: str,
-                   n_prompt_tokens: int) -> dict[str, Any]:
+def embedding_list(
+    vectors: np.ndarray, model_id: str, encoding: str, n_prompt_tokens: int
+) -> dict[str, Any]:
     """OpenAI's embedding ``list``: floats, or base64 of little-endian float32."""
     data = []
     for i, vector in enumerate(vectors):
         array = np.asarray(vector, dtype="<f4")
-        value: Any = (base64.b64encode(array.tobytes()).decode("ascii") if encoding == "base64"
-                      else array.tolist())
+        value: Any = (
+            base64.b64encode(array.tobytes()).decode("ascii")
+            if encoding == "base64"
+            else array.tolist()
+        )
         data.append({"object": "embedding", "index": i, "embedding": value})
-    return {"object": "list", "data": data, "model": model_id,
-            "usage": {"prompt_tokens": n_prompt_tokens, "total_tokens": n_prompt_tokens}}
+    return {
+        "object": "list",
+        "data": data,
+        "model": model_id,
+        "usage": {"prompt_tokens": n_prompt_tokens, "total_tokens": n_prompt_tokens},
+    }
 
 
 def not_found(what: str) -> APIError:

@@ -74,26 +74,57 @@ class Metrics:
             out.extend(f"llamabind_{name}{labels} {value:g}" for labels, value in samples)
 
         with self._lock:
-            metric("requests_total", "counter", "HTTP requests answered, by route and status.",
-                   [(f'{{route="{_escape(r)}",status="{s}"}}', n)
-                    for (r, s), n in sorted(self.requests.items())])
-            metric("prompt_tokens_total", "counter", "Prompt tokens of finished generations.",
-                   [(f'{{model="{_escape(m)}"}}', n) for m, n in sorted(self.prompt_tokens.items())])
-            metric("completion_tokens_total", "counter", "Tokens generated.",
-                   [(f'{{model="{_escape(m)}"}}', n)
-                    for m, n in sorted(self.completion_tokens.items())])
+            metric(
+                "requests_total",
+                "counter",
+                "HTTP requests answered, by route and status.",
+                [
+                    (f'{{route="{_escape(r)}",status="{s}"}}', n)
+                    for (r, s), n in sorted(self.requests.items())
+                ],
+            )
+            metric(
+                "prompt_tokens_total",
+                "counter",
+                "Prompt tokens of finished generations.",
+                [(f'{{model="{_escape(m)}"}}', n) for m, n in sorted(self.prompt_tokens.items())],
+            )
+            metric(
+                "completion_tokens_total",
+                "counter",
+                "Tokens generated.",
+                [
+                    (f'{{model="{_escape(m)}"}}', n)
+                    for m, n in sorted(self.completion_tokens.items())
+                ],
+            )
             buckets = [(f'{{le="{b:g}"}}', n) for b, n in zip(TTFT_BUCKETS_S, self.ttft_buckets)]
-            metric("time_to_first_token_seconds", "histogram",
-                   "From the request's arrival to its first generated token.", [])
-            out.extend(f"llamabind_time_to_first_token_seconds_bucket{labels} {n}"
-                       for labels, n in buckets)
-            out.append(f'llamabind_time_to_first_token_seconds_bucket{{le="+Inf"}} {self.ttft_count}')
+            metric(
+                "time_to_first_token_seconds",
+                "histogram",
+                "From the request's arrival to its first generated token.",
+                [],
+            )
+            out.extend(
+                f"llamabind_time_to_first_token_seconds_bucket{labels} {n}" for labels, n in buckets
+            )
+            out.append(
+                f'llamabind_time_to_first_token_seconds_bucket{{le="+Inf"}} {self.ttft_count}'
+            )
             out.append(f"llamabind_time_to_first_token_seconds_sum {self.ttft_sum_s:g}")
             out.append(f"llamabind_time_to_first_token_seconds_count {self.ttft_count}")
-            metric("requests_in_flight", "gauge", "Requests being answered now.",
-                   [("", self.in_flight)])
-            metric("requests_cancelled_total", "counter",
-                   "Generations cancelled because the client went away.", [("", self.cancelled)])
+            metric(
+                "requests_in_flight",
+                "gauge",
+                "Requests being answered now.",
+                [("", self.in_flight)],
+            )
+            metric(
+                "requests_cancelled_total",
+                "counter",
+                "Generations cancelled because the client went away.",
+                [("", self.cancelled)],
+            )
         active, waiting = [], []
         for served in models:
             info = served.queue_info()

@@ -5,19 +5,35 @@ from __future__ import annotations
 import hmac
 import json
 from typing import Any
+
 from fastapi import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 OPEN_PATHS = frozenset({"/health"})
 
 
-async def _send_error(send: Send, status: int, message: str, kind: str, code: str,
-                      headers: tuple[tuple[bytes, bytes], ...] = ()) -> None:
-    body = json.dumps({"error": {"message": message, "type": kind, "param": None,
-                                 "code": code}}).encode()
-    await send({"type": "http.response.start", "status": status,
-                "headers": [(b"content-type", b"application/json"),
-                            (b"content-length", str(len(body)).encode()), *headers]})
+async def _send_error(
+    send: Send,
+    status: int,
+    message: str,
+    kind: str,
+    code: str,
+    headers: tuple[tuple[bytes, bytes], ...] = (),
+) -> None:
+    body = json.dumps(
+        {"error": {"message": message, "type": kind, "param": None, "code": code}}
+    ).encode()
+    await send(
+        {
+            "type": "http.response.start",
+            "status": status,
+            "headers": [
+                (b"content-type", b"application/json"),
+                (b"content-length", str(len(body)).encode()),
+                *headers,
+            ],
+        }
+    )
     await send({"type": "http.response.body", "body": body})
 
 
@@ -42,10 +58,19 @@ class APIKeyMiddleware:
                 if scheme.lower() == b"bearer":
                     given = token.strip()
         if not hmac.compare_digest(given, self._key):
-            message = ("wrong API key" if given else
-                       "missing API key: send it as 'Authorization: Bearer <key>'")
-            await _send_error(send, 401, message, "authentication_error", "invalid_api_key",
-                              [(b"www-authenticate", b"Bearer")])
+            message = (
+                "wrong API key"
+                if given
+                else "missing API key: send it as 'Authorization: Bearer <key>'"
+            )
+            await _send_error(
+                send,
+                401,
+                message,
+                "authentication_error",
+                "invalid_api_key",
+                [(b"www-authenticate", b"Bearer")],
+            )
             return
         await self.app(scope, receive, send)
 

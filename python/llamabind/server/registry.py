@@ -46,10 +46,18 @@ class ServedModel:
         """The ``model`` object of ``/v1/models``."""
         model = self.engine.engine.model
         return {
-            "id": self.id, "object": "model", "created": self.created, "owned_by": "llamabind",
-            "meta": {"n_ctx": self.n_ctx, "n_ctx_train": model.n_ctx_train,
-                     "n_params": model.n_params, "n_embd": model.n_embd,
-                     "n_vocab": model.n_vocab, "size_bytes": model.size_bytes},
+            "id": self.id,
+            "object": "model",
+            "created": self.created,
+            "owned_by": "llamabind",
+            "meta": {
+                "n_ctx": self.n_ctx,
+                "n_ctx_train": model.n_ctx_train,
+                "n_params": model.n_params,
+                "n_embd": model.n_embd,
+                "n_vocab": model.n_vocab,
+                "size_bytes": model.size_bytes,
+            },
         }
 
 
@@ -81,12 +89,13 @@ class ModelRegistry:
                 path = resolve_model(spec.ref)
                 served_id = model_id(spec, path)
                 if served_id in self._models:
-                    raise ValueError(f"two models are served as {served_id!r}: give one an alias "
-                                     "with --alias")
+                    raise ValueError(
+                        f"two models are served as {served_id!r}: give one an alias with --alias"
+                    )
                 engine = LlamaEngine(params=spec.params)
-                self._models[served_id] = ServedModel(served_id, spec, path,
-                                                      AsyncLlamaEngine(engine=engine),
-                                                      int(time.time()))
+                self._models[served_id] = ServedModel(
+                    served_id, spec, path, AsyncLlamaEngine(engine=engine), int(time.time())
+                )
                 engine.load_model(path, spec.params)
                 logger.info("serving %s as %r", path, served_id)
         except BaseException:
@@ -107,8 +116,13 @@ class ModelRegistry:
         served = self._models.get(name)
         if served is None:
             known = ", ".join(repr(k) for k in self._models)
-            raise APIError(404, f"model {name!r} is not served here; the models are: {known}",
-                           type="not_found_error", param="model", code="model_not_found")
+            raise APIError(
+                404,
+                f"model {name!r} is not served here; the models are: {known}",
+                type="not_found_error",
+                param="model",
+                code="model_not_found",
+            )
         return served
 
     def close(self) -> None:

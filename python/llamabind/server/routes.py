@@ -96,17 +96,26 @@ class _TextShaper:
         text, run = item
         out = []
         if self.echo_pending:  # the first streamed event repeats the prompt
-            out.append(mapping.text_completion(self.id, self.created, self.model_id,
-                                               self.echo_pending, None))
+            out.append(
+                mapping.text_completion(
+                    self.id, self.created, self.model_id, self.echo_pending, None
+                )
+            )
             self.echo_pending = ""
         if run is None:
             out.append(mapping.text_completion(self.id, self.created, self.model_id, text, None))
             return out
-        out.append(mapping.text_completion(self.id, self.created, self.model_id, "",
-                                           run.finish_reason))
+        out.append(
+            mapping.text_completion(self.id, self.created, self.model_id, "", run.finish_reason)
+        )
         if self.include_usage and run.usage is not None:
-            out.append({**mapping.text_completion(self.id, self.created, self.model_id, "", None),
-                        "choices": [], "usage": run.usage.to_dict()})
+            out.append(
+                {
+                    **mapping.text_completion(self.id, self.created, self.model_id, "", None),
+                    "choices": [],
+                    "usage": run.usage.to_dict(),
+                }
+            )
         return out
 
     def add(self, item: tuple[str, Any]) -> None:
@@ -120,13 +129,24 @@ class _TextShaper:
 
     def result(self) -> dict[str, Any]:
         run = self.run
-        return mapping.text_completion(self.id, self.created, self.model_id, "".join(self.pieces),
-                                       run.finish_reason if run else None,
-                                       run.usage if run else None)
+        return mapping.text_completion(
+            self.id,
+            self.created,
+            self.model_id,
+            "".join(self.pieces),
+            run.finish_reason if run else None,
+            run.usage if run else None,
+        )
 
 
-async def _generate(request: Request, served: ServedModel, open_stream: Callable[[], AsyncIterator[Any]],
-                    shaper: _Shaper, is_streamed: bool, param: str) -> Response:
+async def _generate(
+    request: Request,
+    served: ServedModel,
+    open_stream: Callable[[], AsyncIterator[Any]],
+    shaper: _Shaper,
+    is_streamed: bool,
+    param: str,
+) -> Response:
     state = _state(request)
     started = time.perf_counter()
     try:
@@ -174,7 +194,7 @@ async def _generate(request: Request, served: ServedModel, open_stream: Callable
         except asyncio.CancelledError:
             state.metrics.client_gone()
             raise
-        except Exception as exc:  # after the headers: the error goes in the stream
+        except Exception as exc:  # noqa: BLE001 - after the headers, errors go in the stream
             yield event(from_engine(exc, state.config.retry_after_s, param).body())
         finally:
             await stream.aclose()
@@ -185,14 +205,21 @@ async def _generate(request: Request, served: ServedModel, open_stream: Callable
 @router.post("/v1/chat/completions")
 async def chat_completions(body: ChatCompletionRequest, request: Request) -> Response:
     served = _state(request).registry.get(body.model)
-    max_tokens = body.max_completion_tokens if body.max_completion_tokens is not None else body.max_tokens
+    max_tokens = (
+        body.max_completion_tokens if body.max_completion_tokens is not None else body.max_tokens
+    )
     params = mapping.generation_params(body, served.n_ctx, max_tokens)
     options = mapping.chat_options(body)
     messages = mapping.chat_messages(body)
     include_usage = bool(body.stream_options and body.stream_options.include_usage)
-    return await _generate(request, served,
-                           lambda: served.engine.create(messages, params, **options),
-                           _ChatShaper(served.id, include_usage), body.stream, "messages")
+    return await _generate(
+        request,
+        served,
+        lambda: served.engine.create(messages, params, **options),
+        _ChatShaper(served.id, include_usage),
+        body.stream,
+        "messages",
+    )
 
 
 @router.post("/v1/completions")
@@ -205,7 +232,11 @@ async def completions(body: CompletionRequest, request: Request) -> Response:
         mapping.check_token_ids(prompt, engine.model.n_vocab, "prompt")
     echo = ""
     if body.echo:
-        echo = prompt if isinstance(prompt, str) else await asyncio.to_thread(engine.detokenize, prompt)
+        echo = (
+            prompt
+            if isinstance(prompt, str)
+            else await asyncio.to_thread(engine.detokenize, prompt)
+        )
 
     def pieces() -> Any:
         run = engine.start_generation(prompt, params)
@@ -219,8 +250,9 @@ async def completions(body: CompletionRequest, request: Request) -> Response:
 
     include_usage = bool(body.stream_options and body.stream_options.include_usage)
     shaper = _TextShaper(served.id, include_usage, echo)
-    return await _generate(request, served, lambda: stream_in_thread(pieces, engine), shaper,
-                           body.stream, "prompt")
+    return await _generate(
+        request, served, lambda: stream_in_thread(pieces, engine), shaper, body.stream, "prompt"
+    )
 
 
 @router.post("/v1/embeddings")
@@ -241,8 +273,9 @@ async def embeddings(body: EmbeddingRequest, request: Request) -> JSONResponse:
 
 @router.get("/v1/models")
 async def list_models(request: Request) -> JSONResponse:
-    return JSONResponse({"object": "list",
-                         "data": [served.describe() for served in _state(request).registry]})
+    return JSONResponse(
+        {"object": "list", "data": [served.describe() for served in _state(request).registry]}
+    )
 
 
 @router.get("/v1/models/{model_id:path}")
@@ -258,21 +291,25 @@ async def health() -> JSONResponse:
 @router.get("/metrics")
 async def metrics(request: Request) -> PlainTextResponse:
     state = _state(request)
-    return PlainTextResponse(state.metrics.render(state.registry),
-                             media_type="text/plain; version=0.0.4")
+    return PlainTextResponse(
+        state.metrics.render(state.registry), media_type="text/plain; version=0.0.4"
+    )
 
 
 @router.post("/tokenize")
 async def tokenize(body: TokenizeRequest, request: Request) -> JSONResponse:
     served = _state(request).registry.get(body.model)
     engine = served.engine.engine
-    token_ids = await asyncio.to_thread(engine.tokenize, body.content, body.add_special,
-                                        body.parse_special)
+    token_ids = await asyncio.to_thread(
+        engine.tokenize, body.content, body.add_special, body.parse_special
+    )
     if not body.with_pieces:
         return JSONResponse({"tokens": token_ids})
     model = engine.model
-    pieces = [{"id": t, "piece": model.token_to_piece(t, True).decode("utf-8", errors="replace")}
-              for t in token_ids]
+    pieces = [
+        {"id": t, "piece": model.token_to_piece(t, True).decode("utf-8", errors="replace")}
+        for t in token_ids
+    ]
     return JSONResponse({"tokens": pieces})
 
 
