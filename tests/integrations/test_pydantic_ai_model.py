@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+from pathlib import Path
 
 import pytest
 from pydantic import BaseModel
@@ -16,6 +17,7 @@ from pydantic_ai.messages import (
     PartDeltaEvent,
     PartStartEvent,
     TextPart,
+    ThinkingPart,
     ToolCallPart,
     ToolReturnPart,
     UserPromptPart,
@@ -23,9 +25,12 @@ from pydantic_ai.messages import (
 from pydantic_ai.models import ModelRequestParameters
 from pydantic_ai.usage import UsageLimits
 
-from llamabind import GenerationParams
+from llamabind import GenerationParams, ModelParams
+from llamabind.integrations.pydantic_ai import LlamaModel
 
 QUESTION = "What is the capital of France? Answer in one sentence."
+QWEN3_TEMPLATE = Path(__file__).resolve().parents[2] / "vendor" / "llama.cpp" / "models" / \
+    "templates" / "Qwen-Qwen3-0.6B.jinja"
 
 
 def run(agent: Agent, *args, **kwargs):
@@ -156,6 +161,25 @@ def test_structured_output_beside_tools_uses_an_output_tool(smol):
     assert isinstance(result.output, City)
     assert any(isinstance(p, ToolCallPart) and p.tool_name == "final_result"
                for p in result.response.parts)
+
+
+def test_reasoning_comes_back_as_thinking_parts_from_llama_cpps_parser(smollm2_path, provider):
+    # SmolLM2 with Qwen3's template (a reasoning format llama.cpp parses); the grammar makes
+    # the small model write the <think> block a reasoning model would.
+    grammar = 'root ::= "<think>\\nThe user greets me.\\n</think>\\n\\nHello!"'
+    params = ModelParams(n_ctx=2048, chat_template=QWEN3_TEMPLATE.read_text())
+    model = LlamaModel(smollm2_path, provider=provider, params=params,
+                       settings={"temperature": 0.0, "max_tokens": 32, "llamabind_grammar": grammar})
+    result = run(Agent(model), "hi")
+    thinking, text = result.response.parts
+    assert isinstance(thinking, ThinkingPart) and thinking.content.strip() == "The user greets me."
+    assert isinstance(text, TextPart) and text.content == "Hello!"
+    # the unified thinking setting reaches the template's switch (Qwen3 then writes an empty
+    # <think></think> block into the prompt)
+    messages = [ModelRequest(parts=[UserPromptPart("hi")])]
+    default = asyncio.run(model.count_tokens(messages, None, ModelRequestParameters()))
+    off = asyncio.run(model.count_tokens(messages, {"thinking": False}, ModelRequestParameters()))
+    assert off.input_tokens > default.input_tokens
 
 
 def test_multi_turn_message_history_reuses_the_cached_prefix(smol):
