@@ -6,7 +6,6 @@ import dataclasses
 import json
 
 import pytest
-
 from llamabind import ChatOptions, GenerationParams, LlamaEngine, ModelParams, ToolDefinition
 from llamabind.options import (
     ChatOptionSettings,
@@ -41,7 +40,7 @@ def test_chat_options_normalise_tools_and_check_values():
     assert options.tools[0].name == "get_weather"
     assert options.request_kwargs()["tools"] == options.tools
     assert set(options.request_kwargs()) == {f.name for f in dataclasses.fields(ChatOptions)}
-    with pytest.raises(ValueError, match="ChatOptions.enable_thinking must be a bool"):
+    with pytest.raises(TypeError, match="ChatOptions.enable_thinking must be a bool"):
         ChatOptions(enable_thinking="yes")
     with pytest.raises(TypeError, match="response_format must be a dict"):
         ChatOptions(response_format="json")

@@ -120,7 +120,7 @@ def test_readme_block_runs(index, model_paths, tmp_path):
     env = dict(os.environ, LLAMABIND_MODELS_PATH=os.pathsep.join(folders),
                HF_HUB_OFFLINE="1", PYTHONWARNINGS="default")
     result = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, env=env,
-                            capture_output=True, text=True, timeout=850)
+                            capture_output=True, text=True, timeout=850, check=False)
     assert result.returncode == 0, (
         f"README.md:{BLOCKS[index].line} failed (exit {result.returncode}):\n"
         f"{result.stderr[-4000:]}")

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
+import itertools
 import threading
 
 import pytest
-
 from llamabind import (
     AsyncLlamaEngine,
     ChatSession,
@@ -56,7 +56,7 @@ def test_each_turn_evaluates_only_its_new_tokens(engine):
     for i in range(8):
         chunks = list(session.create(f"Tell me one fact about the number {i}.", SHORT))
         usages.append(chunks[-1].usage)
-    for before, after in zip(usages, usages[1:]):
+    for before, after in itertools.pairwise(usages):
         # Everything up to the previous reply is reused from the KV cache.
         assert after.cached_prompt_tokens >= before.prompt_tokens
         assert after.prompt_tokens - after.cached_prompt_tokens < 40

@@ -46,7 +46,6 @@ if TYPE_CHECKING:
     from typing_extensions import Unpack
 
     from llamabind.backend import LlamaBackend
-
     from llamabind.embeddings import Embedder
     from llamabind.options import ChatOptionSettings, ChatSettings, GenerationSettings
 

@@ -58,7 +58,7 @@ class ChatOptions:
             raise TypeError(f"ChatOptions.tool_choice must be a str or a dict, got {choice!r}")
         for name in ("parallel_tool_calls", "enable_thinking"):
             if not isinstance(getattr(self, name), bool):
-                raise ValueError(f"ChatOptions.{name} must be a bool, got {getattr(self, name)!r}")
+                raise TypeError(f"ChatOptions.{name} must be a bool, got {getattr(self, name)!r}")
         for name in ("response_format", "chat_template_kwargs"):
             value = getattr(self, name)
             if value is not None and not isinstance(value, Mapping):

@@ -297,7 +297,7 @@ class ChatSession:
             else:
                 result = on_tool_call(call)
             return self._resolve(call, result)
-        except Exception as exc:  # a tool's failure is an answer the model can read
+        except Exception as exc:  # noqa: BLE001 - a tool's failure is an answer the model can read
             if on_tool_error is not None:
                 return on_tool_error(call, exc)
             return {"error": f"{type(exc).__name__}: {exc}"}

@@ -31,10 +31,10 @@ class LlamaChatRole(str, enum.Enum):
     USER = "user"
     ASSISTANT = "assistant"
     TOOL = "tool"
-    system = "system"
-    user = "user"
-    assistant = "assistant"
-    tool = "tool"
+    system = "system"  # noqa: PIE796 - the seed's spellings, aliases of the members above
+    user = "user"  # noqa: PIE796
+    assistant = "assistant"  # noqa: PIE796
+    tool = "tool"  # noqa: PIE796
 
     @classmethod
     def _missing_(cls, value: object) -> LlamaChatRole | None:
