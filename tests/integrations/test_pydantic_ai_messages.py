@@ -6,6 +6,12 @@ import subprocess
 import sys
 
 import pytest
+from llamabind import GenerationParams, UnsupportedError
+from llamabind.integrations.pydantic_ai import LlamaModel
+from llamabind.integrations.pydantic_ai._messages import map_messages, map_tool, response_format
+from llamabind.integrations.pydantic_ai._settings import generation_params
+from llamabind.types import to_messages
+from pydantic_ai.exceptions import UserError
 from pydantic_ai.messages import (
     CachePoint,
     ImageUrl,
@@ -21,15 +27,8 @@ from pydantic_ai.messages import (
     ToolReturnPart,
     UserPromptPart,
 )
-from pydantic_ai.exceptions import UserError
 from pydantic_ai.models import ModelRequestParameters
 from pydantic_ai.tools import ToolDefinition
-
-from llamabind import GenerationParams, UnsupportedError
-from llamabind.integrations.pydantic_ai import LlamaModel
-from llamabind.integrations.pydantic_ai._messages import map_messages, map_tool, response_format
-from llamabind.integrations.pydantic_ai._settings import generation_params
-from llamabind.types import to_messages
 
 
 def test_import_llamabind_does_not_import_pydantic_ai():
@@ -41,7 +40,7 @@ def test_import_llamabind_does_not_import_pydantic_ai():
 def test_missing_extra_names_the_pip_install():
     code = ("import sys; sys.modules['pydantic_ai'] = None\n"
             "import llamabind.integrations.pydantic_ai")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False)
     assert out.returncode != 0
     assert "ImportError" in out.stderr
     assert "pip install 'llamabind[pydantic-ai]'" in out.stderr

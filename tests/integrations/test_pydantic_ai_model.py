@@ -7,13 +7,14 @@ import json
 from pathlib import Path
 
 import pytest
+from llamabind import GenerationParams, ModelParams
+from llamabind.integrations.pydantic_ai import LlamaModel
 from pydantic import BaseModel
 from pydantic_ai import Agent
 from pydantic_ai.direct import model_request_stream
 from pydantic_ai.exceptions import UsageLimitExceeded
 from pydantic_ai.messages import (
     ModelRequest,
-    ModelResponse,
     PartDeltaEvent,
     PartStartEvent,
     TextPart,
@@ -24,9 +25,6 @@ from pydantic_ai.messages import (
 )
 from pydantic_ai.models import ModelRequestParameters
 from pydantic_ai.usage import UsageLimits
-
-from llamabind import GenerationParams, ModelParams
-from llamabind.integrations.pydantic_ai import LlamaModel
 
 QUESTION = "What is the capital of France? Answer in one sentence."
 QWEN3_TEMPLATE = Path(__file__).resolve().parents[2] / "vendor" / "llama.cpp" / "models" / \

@@ -7,9 +7,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from pydantic_ai import Agent
-from pydantic_ai.embeddings import Embedder
-
 from llamabind import ContextOverflowError, ModelNotFoundError, ModelParams
 from llamabind.integrations.pydantic_ai import (
     LlamaEmbeddingModel,
@@ -17,6 +14,8 @@ from llamabind.integrations.pydantic_ai import (
     LlamaProvider,
 )
 from llamabind.resolvers import FileModelResolver
+from pydantic_ai import Agent
+from pydantic_ai.embeddings import Embedder
 
 GREEDY = {"temperature": 0.0, "max_tokens": 16}
 

@@ -38,7 +38,7 @@ from pydantic_ai.messages import (
     VideoUrl,
 )
 from pydantic_ai.models import ModelRequestParameters
-from pydantic_ai.models import _sendable_request_parts as sendable_request_parts  # noqa: PLC2701
+from pydantic_ai.models import _sendable_request_parts as sendable_request_parts
 from pydantic_ai.tools import ToolDefinition
 
 from llamabind.errors import UnsupportedError
