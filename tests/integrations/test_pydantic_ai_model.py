@@ -51,6 +51,17 @@ def test_plain_text_run(smol):
     assert response.provider_details["finish_reason"] == "stop"
 
 
+def test_settings_reach_the_sampler_and_the_stop_strings(smol):
+    full = run(Agent(smol), QUESTION).output
+    assert "Paris" in full
+    cut = run(Agent(smol), QUESTION, model_settings={"stop_sequences": ["Paris"]})
+    assert cut.output == full[:full.index("Paris")]
+    assert cut.response.finish_reason == "stop"
+    short = run(Agent(smol), QUESTION, model_settings={"max_tokens": 3, "llamabind_min_p": 0.1})
+    assert short.response.usage.output_tokens == 3
+    assert short.response.finish_reason == "length"
+
+
 def test_usage_equals_llamabind_counts_for_the_same_request(smol):
     agent = Agent(smol)
     first = run(agent, QUESTION).response

@@ -102,7 +102,7 @@ class LlamaEmbeddingModel(EmbeddingModel):
             vectors = vectors[:, :dimensions]
             if normalize:
                 norms = np.linalg.norm(vectors, axis=1, keepdims=True)
-                vectors = vectors / np.where(norms > 0, norms, 1.0)
+                vectors = (vectors / np.where(norms > 0, norms, 1.0)).astype(np.float32)
         n_tokens = sum([len(await engine.tokenize(text)) for text in texts])
         return EmbeddingResult(vectors.tolist(), inputs=texts, input_type=input_type,
                                model_name=self._model_name, provider_name=PROVIDER_NAME,
