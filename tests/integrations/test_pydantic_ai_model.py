@@ -10,9 +10,9 @@ import pytest
 from llamabind import GenerationParams, ModelParams
 from llamabind.integrations.pydantic_ai import LlamaModel
 from pydantic import BaseModel
-from pydantic_ai import Agent
+from pydantic_ai import Agent, NativeOutput
 from pydantic_ai.direct import model_request_stream
-from pydantic_ai.exceptions import UsageLimitExceeded
+from pydantic_ai.exceptions import UsageLimitExceeded, UserError
 from pydantic_ai.messages import (
     ModelRequest,
     PartDeltaEvent,
@@ -170,6 +170,18 @@ def test_structured_output_beside_tools_uses_an_output_tool(smol):
     assert isinstance(result.output, City)
     assert any(isinstance(p, ToolCallPart) and p.tool_name == "final_result"
                for p in result.response.parts)
+
+
+def test_native_output_beside_tools_on_a_template_without_tool_syntax_is_refused(smol):
+    agent = Agent(smol, output_type=NativeOutput(City))
+
+    @agent.tool_plain
+    def country_of(city: str) -> str:
+        """The country a city is in."""
+        return "France"
+
+    with pytest.raises(UserError, match="no tool syntax"):
+        run(agent, "Paris is a city in France.")
 
 
 def test_reasoning_comes_back_as_thinking_parts_from_llama_cpps_parser(smollm2_path, provider):
