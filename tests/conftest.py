@@ -8,6 +8,11 @@ from pathlib import Path
 
 import pytest
 
+# ggml's CPU threads are OpenMP teams; spinning teams of several test processes (or of a test
+# beside a build) on a small machine stall each other's barriers for seconds. Tests measure no
+# speed, so idle team threads sleep. Set before llamabind loads libgomp.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
 sys.path.insert(0, str(Path(__file__).parent))
 
 from model_files import ensure_test_models  # noqa: E402
