@@ -38,6 +38,9 @@ from pydantic_ai.messages import (
     VideoUrl,
 )
 from pydantic_ai.models import ModelRequestParameters
+
+# A helper of pydantic-ai's own adapters (legacy retry parts, compaction summaries); the extra
+# pins pydantic-ai-slim below 3, where such helpers may move.
 from pydantic_ai.models import _sendable_request_parts as sendable_request_parts
 from pydantic_ai.tools import ToolDefinition
 

@@ -20,7 +20,7 @@ from pydantic_ai.models import (
     StreamedResponse,
     check_allow_model_requests,
 )
-from pydantic_ai.models._tool_choice import resolve_tool_choice
+from pydantic_ai.models._tool_choice import resolve_tool_choice  # as pydantic-ai's adapters
 from pydantic_ai.profiles import ModelProfile, ModelProfileSpec
 from pydantic_ai.settings import ModelSettings
 from pydantic_ai.usage import RequestUsage
