@@ -54,6 +54,23 @@ def start_server(config: ServerConfig, registry: ModelRegistry):
     return server, thread, port
 
 
+def is_busy(engine) -> bool:
+    """Whether the engine runs (or queues) any request."""
+    queue_info = getattr(engine, "queue_info", None)
+    if queue_info is not None:
+        info = queue_info()
+        return info.n_active + info.n_waiting > 0
+    return engine.is_generating
+
+
+def wait_idle(engine, timeout_s: float = 60) -> bool:
+    """Waits until the engine runs nothing; False if it still does after ``timeout_s``."""
+    deadline = time.monotonic() + timeout_s
+    while is_busy(engine) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    return not is_busy(engine)
+
+
 @pytest.fixture(scope="session")
 def server(smollm2_path):
     params = ModelParams(n_ctx=2048, n_threads=2)
