@@ -30,6 +30,7 @@ _SAMPLING_FIELDS = (
     "top_k",
     "min_p",
     "repeat_penalty",
+    "ignore_eos",
 )
 _PARAM_NAME = re.compile(r"GenerationParams\.(\w+)")
 

@@ -110,6 +110,7 @@ class _Sampling(_Request):
     top_k: int | None = Field(default=None, ge=0)
     min_p: float | None = Field(default=None, ge=0.0, le=1.0)
     repeat_penalty: float | None = Field(default=None, ge=0.0)
+    ignore_eos: bool | None = None
 
 
 class ChatCompletionRequest(_Sampling):
