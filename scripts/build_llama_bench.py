@@ -32,6 +32,7 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 SDIST_VERSION = "0.3.36"
 SDIST_SHA256 = "832db0699007f1be95a7e41ef12e88926b02ba836461e36a36372db2760c1a2e"
 TARGETS = ("llama-bench", "llama-quantize")
+SERVER_TARGET = "llama-server"  # with --server, for benchmarks/serve.py
 
 # A top-level project around llama.cpp, as our own CMakeLists.txt is: the place where the
 # ggml-cpu target exists and can be given the flags that keep AMX kernels out.
@@ -110,7 +111,8 @@ def unpack_llama_cpp(sdist: Path, dest: Path) -> None:
         src.rename(dest)
 
 
-def cmake_args(source: Path, build: Path, cuda: bool, cuda_arch: str | None) -> list[str]:
+def cmake_args(source: Path, build: Path, cuda: bool, cuda_arch: str | None,
+               server: bool = False) -> list[str]:
     number, commit = vendored_build()
     args = ["cmake", "-S", str(source), "-B", str(build), "-DCMAKE_BUILD_TYPE=Release"]
     if shutil.which("ninja"):
@@ -119,7 +121,7 @@ def cmake_args(source: Path, build: Path, cuda: bool, cuda_arch: str | None) -> 
         "BUILD_SHARED_LIBS": "OFF",
         "LLAMA_BUILD_COMMON": "ON",
         "LLAMA_BUILD_TOOLS": "ON",
-        "LLAMA_BUILD_SERVER": "OFF",
+        "LLAMA_BUILD_SERVER": "ON" if server else "OFF",
         "LLAMA_BUILD_EXAMPLES": "OFF",
         "LLAMA_BUILD_TESTS": "OFF",
         "LLAMA_BUILD_APP": "OFF",
@@ -149,7 +151,7 @@ def cmake_args(source: Path, build: Path, cuda: bool, cuda_arch: str | None) -> 
 
 
 def build(install_dir: Path, sdist: Path | None, cuda: bool, cuda_arch: str | None,
-          jobs: int) -> dict[str, str]:
+          jobs: int, server: bool = False) -> dict[str, str]:
     source = install_dir / "src"
     llama_cpp = source / "llama.cpp"
     if not (llama_cpp / "CMakeLists.txt").exists():
@@ -157,13 +159,14 @@ def build(install_dir: Path, sdist: Path | None, cuda: bool, cuda_arch: str | No
         unpack_llama_cpp(sdist or fetch_sdist(install_dir / "sdist"), llama_cpp)
     (source / "CMakeLists.txt").write_text(WRAPPER_CMAKE)
     build_dir = install_dir / "build"
-    subprocess.run(cmake_args(source, build_dir, cuda, cuda_arch), check=True)
-    subprocess.run(["cmake", "--build", str(build_dir), "--target", *TARGETS, "-j", str(jobs)],
+    subprocess.run(cmake_args(source, build_dir, cuda, cuda_arch, server), check=True)
+    targets = TARGETS + ((SERVER_TARGET,) if server else ())
+    subprocess.run(["cmake", "--build", str(build_dir), "--target", *targets, "-j", str(jobs)],
                    check=True)
     bin_dir = install_dir / "bin"
     bin_dir.mkdir(exist_ok=True)
     paths = {}
-    for name in TARGETS:
+    for name in targets:
         built = build_dir / "bin" / name
         shutil.copy2(built, bin_dir / name)
         paths[name] = str(bin_dir / name)
@@ -187,14 +190,17 @@ def main() -> None:
                         help=f"a local llama_cpp_python-{SDIST_VERSION}.tar.gz instead of PyPI")
     parser.add_argument("-j", "--jobs", type=int, default=os.cpu_count() or 2)
     parser.add_argument("--force", action="store_true", help="rebuild even if the tools exist")
+    parser.add_argument("--server", action="store_true",
+                        help="also build llama-server (web UI left out), for benchmarks/serve.py")
     args = parser.parse_args()
 
     install_dir = args.install_dir or default_install_dir(args.cuda)
-    existing = {name: tool_path(name, install_dir) for name in TARGETS}
+    targets = TARGETS + ((SERVER_TARGET,) if args.server else ())
+    existing = {name: tool_path(name, install_dir) for name in targets}
     if not args.force and all(p.exists() for p in existing.values()):
         paths = {name: str(p) for name, p in existing.items()}
     else:
-        paths = build(install_dir, args.sdist, args.cuda, args.cuda_arch, args.jobs)
+        paths = build(install_dir, args.sdist, args.cuda, args.cuda_arch, args.jobs, args.server)
     for name, path in paths.items():
         print(f"{name}: {path}")
 
