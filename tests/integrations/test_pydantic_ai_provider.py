@@ -62,6 +62,10 @@ def test_missing_model_raises_model_not_found_with_every_location(tmp_path):
     with pytest.raises(ModelNotFoundError) as info:
         asyncio.run(Agent(model).run("hello"))
     assert any(str(tmp_path) in location for location in info.value.locations)
+    by_provider = LlamaModel("no-such-model.gguf", provider=LlamaProvider(resolver=resolver))
+    with pytest.raises(ModelNotFoundError) as info:
+        asyncio.run(Agent(by_provider).run("hello"))
+    assert any(str(tmp_path) in location for location in info.value.locations)
     default = LlamaModel("no-such-model.gguf")  # the default chain names all its places
     with pytest.raises(ModelNotFoundError) as info:
         asyncio.run(Agent(default).run("hello"))
