@@ -283,3 +283,27 @@ def _check_serve(process: subprocess.Popen, httpx) -> None:
     # uvicorn re-raises SIGTERM once drained: death by that signal is the clean exit
     assert process.wait(timeout=120) in (0, -signal.SIGTERM)
     assert "Traceback" not in process.stderr.read()
+
+
+def test_import_llamabind_stays_light_and_a_missing_extra_is_named():
+    check = (
+        "import sys, llamabind, llamabind.cli; print(sorted(m for m in "
+        "('fastapi', 'uvicorn', 'starlette', 'pydantic') if m in sys.modules))"
+    )
+    light = subprocess.run(
+        [sys.executable, "-c", check], check=False, capture_output=True, text=True, timeout=120
+    )
+    assert light.returncode == 0, light.stderr
+    assert light.stdout.strip() == "[]"
+    without_fastapi = (
+        "import sys; sys.modules['fastapi'] = None; from llamabind.cli import main; "
+        "sys.exit(main(['serve', 'any-model']))"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", without_fastapi],
+        check=False,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert_one_line_error(result, 'pip install "llamabind[server]"')

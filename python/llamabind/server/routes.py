@@ -1,6 +1,6 @@
 """The routes. Each handler validates its body, calls the engine, and maps the result.
 
-A generation's lifetime is in ``_generate``: the engine call (admission to its queue happens
+A generation's lifetime is in ``_Generation``: the engine call (admission to its queue happens
 there: a full queue is a 429), the first token awaited while watching the client, then either
 the SSE stream or the collected answer, with metrics recorded on the way.
 """
@@ -19,7 +19,7 @@ from fastapi.responses import JSONResponse, PlainTextResponse, Response
 from llamabind.aio import stream_in_thread
 from llamabind.server import mapping
 from llamabind.server.config import ServerConfig
-from llamabind.server.errors import from_engine
+from llamabind.server.errors import APIError, from_engine
 from llamabind.server.metrics import Metrics
 from llamabind.server.registry import ModelRegistry, ServedModel
 from llamabind.server.sse import DONE, ClientGone, EventStreamResponse, event, unless_disconnected
@@ -139,67 +139,86 @@ class _TextShaper:
         )
 
 
-async def _generate(
-    request: Request,
-    served: ServedModel,
-    open_stream: Callable[[], AsyncIterator[Any]],
-    shaper: _Shaper,
-    is_streamed: bool,
-    param: str,
-) -> Response:
-    state = _state(request)
-    started = time.perf_counter()
-    try:
-        stream = open_stream()
-        first = await unless_disconnected(request, anext(stream))
-    except ClientGone:
-        state.metrics.client_gone()
-        return Response(status_code=499)
-    except Exception as exc:
-        raise from_engine(exc, state.config.retry_after_s, param) from exc
-    state.metrics.first_token(time.perf_counter() - started)
+class _Generation:
+    """One generation request from the engine call to the last byte, with its metrics.
 
-    def record(item: Any) -> None:
-        usage = shaper.usage(item)
+    Args:
+        request: The HTTP request (watched for the client's disconnect).
+        served: The model that runs it.
+        shaper: Turns the engine's items into the route's JSON.
+        param: The request field that input errors are attributed to.
+    """
+
+    def __init__(self, request: Request, served: ServedModel, shaper: _Shaper, param: str) -> None:
+        self.request = request
+        self.state = _state(request)
+        self.served = served
+        self.shaper = shaper
+        self.param = param
+
+    def _error(self, exc: BaseException) -> APIError:
+        return from_engine(exc, self.state.config.retry_after_s, self.param)
+
+    def _record(self, item: Any) -> None:
+        usage = self.shaper.usage(item)
         if usage is not None:
-            state.metrics.generation_done(served.id, usage)
+            self.state.metrics.generation_done(self.served.id, usage)
 
-    record(first)
-    if not is_streamed:
-        shaper.add(first)
-
-        async def collect() -> None:
-            async for item in stream:
-                record(item)
-                shaper.add(item)
-
+    async def respond(
+        self, open_stream: Callable[[], AsyncIterator[Any]], is_streamed: bool
+    ) -> Response:
+        """Starts the engine's stream, waits for its first item (a refusal by the engine's
+        queue, or bad input it finds, is an HTTP error here), then streams or collects it."""
+        started = time.perf_counter()
         try:
-            await unless_disconnected(request, collect())
+            stream = open_stream()
+            first = await unless_disconnected(self.request, anext(stream))
         except ClientGone:
-            state.metrics.client_gone()
+            self.state.metrics.client_gone()
             return Response(status_code=499)
         except Exception as exc:
-            raise from_engine(exc, state.config.retry_after_s, param) from exc
-        return JSONResponse(shaper.result())
+            raise self._error(exc) from exc
+        self.state.metrics.first_token(time.perf_counter() - started)
+        self._record(first)
+        if is_streamed:
+            return EventStreamResponse(self._events(first, stream))
+        return await self._collect(first, stream)
 
-    async def events() -> AsyncIterator[bytes]:
+    async def _collect(self, first: Any, stream: AsyncIterator[Any]) -> Response:
+        self.shaper.add(first)
+
+        async def rest() -> None:
+            async for item in stream:
+                self._record(item)
+                self.shaper.add(item)
+
         try:
-            for data in shaper.events(first):
+            await unless_disconnected(self.request, rest())
+        except ClientGone:
+            self.state.metrics.client_gone()
+            return Response(status_code=499)
+        except Exception as exc:
+            raise self._error(exc) from exc
+        return JSONResponse(self.shaper.result())
+
+    async def _events(self, first: Any, stream: AsyncIterator[Any]) -> AsyncIterator[bytes]:
+        # Starlette cancels this iteration when the client disconnects, which cancels the
+        # engine's request through the stream's clean-up.
+        try:
+            for data in self.shaper.events(first):
                 yield event(data)
             async for item in stream:
-                record(item)
-                for data in shaper.events(item):
+                self._record(item)
+                for data in self.shaper.events(item):
                     yield event(data)
             yield DONE
         except asyncio.CancelledError:
-            state.metrics.client_gone()
+            self.state.metrics.client_gone()
             raise
         except Exception as exc:  # noqa: BLE001 - after the headers, errors go in the stream
-            yield event(from_engine(exc, state.config.retry_after_s, param).body())
+            yield event(self._error(exc).body())
         finally:
-            await stream.aclose()
-
-    return EventStreamResponse(events())
+            await stream.aclose()  # type: ignore[attr-defined]
 
 
 @router.post("/v1/chat/completions")
@@ -212,13 +231,9 @@ async def chat_completions(body: ChatCompletionRequest, request: Request) -> Res
     options = mapping.chat_options(body)
     messages = mapping.chat_messages(body)
     include_usage = bool(body.stream_options and body.stream_options.include_usage)
-    return await _generate(
-        request,
-        served,
-        lambda: served.engine.create(messages, params, **options),
-        _ChatShaper(served.id, include_usage),
-        body.stream,
-        "messages",
+    generation = _Generation(request, served, _ChatShaper(served.id, include_usage), "messages")
+    return await generation.respond(
+        lambda: served.engine.create(messages, params, **options), body.stream
     )
 
 
@@ -250,9 +265,8 @@ async def completions(body: CompletionRequest, request: Request) -> Response:
 
     include_usage = bool(body.stream_options and body.stream_options.include_usage)
     shaper = _TextShaper(served.id, include_usage, echo)
-    return await _generate(
-        request, served, lambda: stream_in_thread(pieces, engine), shaper, body.stream, "prompt"
-    )
+    generation = _Generation(request, served, shaper, "prompt")
+    return await generation.respond(lambda: stream_in_thread(pieces, engine), body.stream)
 
 
 @router.post("/v1/embeddings")
