@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import socket
+import time
 
 import pytest
 
@@ -222,3 +223,28 @@ def test_client_disconnect_cancels_the_generation(server, http):
     assert metric(http, "llamabind_requests_cancelled_total") == before + 1
     # the engine serves the next request at once
     assert http.post(CHAT, json=chat_body(server, max_tokens=2)).status_code == 200
+
+
+def test_client_gone_before_the_first_token_cancels_too(server, http):
+    """A client that leaves during a long prompt evaluation (no byte answered yet) cancels it."""
+    engine = server.registry.get(server.model_id).engine.engine
+    before = metric(http, "llamabind_requests_cancelled_total")
+    long_prompt = "Summarise this. " + "The river flows past the old mill. " * 220
+    body = json.dumps(
+        chat_body(
+            server, max_tokens=50, stream=True, messages=[{"role": "user", "content": long_prompt}]
+        )
+    )
+    request = (
+        f"POST {CHAT} HTTP/1.1\r\nHost: {server.host}:{server.port}\r\n"
+        f"Authorization: Bearer {server.api_key}\r\nContent-Type: application/json\r\n"
+        f"Content-Length: {len(body)}\r\n\r\n{body}"
+    ).encode()
+    with socket.create_connection((server.host, server.port), timeout=300) as sock:
+        sock.sendall(request)
+        deadline = time.monotonic() + 60
+        while not is_busy(engine) and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert is_busy(engine), "the request never reached the engine"
+    assert wait_idle(engine), "the generation went on after the client left"
+    assert metric(http, "llamabind_requests_cancelled_total") == before + 1
