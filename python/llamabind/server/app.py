@@ -8,6 +8,7 @@ SIGTERM, letting running requests finish for ``drain_timeout_s``.
 from __future__ import annotations
 
 import logging
+import math
 import socket
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -109,7 +110,7 @@ def uvicorn_server(app: FastAPI, config: ServerConfig, log_level: str = "info") 
         access_log=log_level == "debug",
         ws="none",
         lifespan="on",
-        timeout_graceful_shutdown=config.drain_timeout_s,
+        timeout_graceful_shutdown=math.ceil(config.drain_timeout_s),
     )
     return uvicorn.Server(settings)
 

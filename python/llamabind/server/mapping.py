@@ -11,7 +11,7 @@ import re
 import time
 import uuid
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 
@@ -168,7 +168,7 @@ def completion_prompt(body: CompletionRequest) -> str | list[int]:
         prompt = prompt[0]
     if not prompt:
         raise bad_request("the prompt is empty", "prompt")
-    return prompt
+    return cast("str | list[int]", prompt)
 
 
 def text_completion(

@@ -69,7 +69,7 @@ class APIKeyMiddleware:
                 message,
                 "authentication_error",
                 "invalid_api_key",
-                [(b"www-authenticate", b"Bearer")],
+                ((b"www-authenticate", b"Bearer"),),
             )
             return
         await self.app(scope, receive, send)
