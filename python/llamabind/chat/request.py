@@ -1,14 +1,21 @@
 """One chat request made ready to run: prompt, stops, grammar, and the parser of the reply.
 
-The prompt is rendered by our sandboxed Jinja (``chat.template``); llama.cpp's chat machinery
-(``_native.ChatTemplates``) supplies what depends on the model's format: the tool-call grammar
-with its lazy triggers, the preserved tokens, extra stop words and the streaming parser of
-content, reasoning and tool calls. Structured output (``response_format``) becomes a grammar
+Each prompt is rendered once, by our sandboxed Jinja (``chat.template``), with the
+conversation's data marked so that it is tokenized as text (``chat.marking``,
+``chat.tokens``). llama.cpp's chat machinery (``_native.ChatTemplates``) supplies what depends
+on the model's format, not the prompt: the tool-call grammar with its lazy triggers, the
+preserved tokens, extra stop words and the streaming parser of content, reasoning and tool
+calls. Those plans are cached per model (``format_plan``), so llama.cpp's renderer runs once
+per kind of request, not per request. The prompt adjustments llama.cpp's format handlers
+make (Gemma 4's reopened model turn, GPT-OSS's ``<|end|>``, the messages of Ministral,
+LFM2, DeepSeek V4 and older Gemma 4) are made in Python (``chat.polyfills``), and the parity
+tests check both renderers agree. Structured output (``response_format``) becomes a grammar
 through llama.cpp's JSON-schema converter.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 from collections.abc import Mapping, Sequence
@@ -17,11 +24,15 @@ from typing import Any
 
 from llamabind import _native
 from llamabind.chat import generic
+from llamabind.chat.marking import unmark
+from llamabind.chat.template import ChatTemplate
+from llamabind.chat.tokens import ControlTexts, prompt_token_ids
 from llamabind.errors import GrammarError
 from llamabind.params import GrammarTrigger
 from llamabind.tools import ToolDefinition
 
 logger = logging.getLogger("llamabind.chat")
+_MAX_PLANS = 64  # format plans kept per model (options x how a conversation ends)
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,6 +55,7 @@ class ChatRequest:
             syntax; see ``chat.generic``).
         reply_prefix: Text the prompt ends with that belongs to the reply (the tool-call
             opener of a required call); the parser reads it first.
+        data_spans: ``(start, end)`` spans of message data in ``prompt``, tokenized as text.
     """
 
     prompt: str
@@ -59,6 +71,19 @@ class ChatRequest:
     native: Any
     generic_tools: bool = False
     reply_prefix: str = ""
+    data_spans: tuple[tuple[int, int], ...] = ()
+
+    def token_ids(self, model: _native.Model, cache: dict[str, Any]) -> list[int]:
+        """The prompt's token ids: the template's markers as control tokens, data as text.
+
+        Args:
+            model: The model that will generate (its vocabulary).
+            cache: The per-model cache given to ``build_chat_request``.
+        """
+        controls = cache.get("control_texts")
+        if controls is None:
+            controls = cache["control_texts"] = ControlTexts.of_model(model)
+        return prompt_token_ids(model, self.prompt, self.data_spans, controls)
 
     def parser(self) -> Any:
         """A fresh streaming parser of the reply (``feed``/``finish`` → deltas)."""
@@ -165,9 +190,12 @@ def build_chat_request(
 ) -> ChatRequest:
     """Renders the prompt and plans grammar, stops and parsing for one request.
 
+    The prompt comes from our sandboxed renderer alone; the format's plan (grammar, triggers,
+    preserved tokens, stops, parser) from llama.cpp, cached per model (see ``format_plan``).
+
     Args:
         model: The loaded model (its template, special tokens and vocabulary).
-        cache: Per-model cache for the compiled templates (kept by the engine).
+        cache: Per-model cache for the compiled templates and plans (kept by the engine).
         messages: OpenAI-style message dicts.
         template_override: Jinja source used instead of the model's template.
 
@@ -176,54 +204,39 @@ def build_chat_request(
         GrammarError: the response schema cannot be turned into a grammar.
         ValueError: bad tools, tool_choice or response_format.
     """
-    from llamabind.chat.template import ChatTemplate
-
     mode, active_tools = tool_choice_mode(tool_choice, tools)
     schema = response_schema(response_format)
     if schema is not None and mode == "required":
         raise ValueError("response_format cannot be combined with a required tool call")
-    template = cache.get("template")
-    if template is None:
-        template = ChatTemplate.from_model(model, source=template_override)
-        cache["template"] = template
-    native_templates = chat_templates(model, cache, template_override)
+    template = chat_template(model, cache, template_override)
     # Tools stay visible to the template with tool_choice "none", as in llama-server.
     tools_json = [tool.to_openai() for tool in active_tools]
     kwargs = dict(chat_template_kwargs or {})
     # With tools but no tool syntax in the template, our generic JSON format carries them (also
     # for tool_choice "none", so the conversation renders the same way every turn).
-    use_generic = bool(tools_json) and not native_templates.caps.get("supports_tool_calls", False)
+    use_generic = bool(tools_json) and not template.caps.supports_tool_calls
     if use_generic:
         if schema is not None:
             raise ValueError("response_format cannot be combined with tools on a template "
                              "without tool support")
         messages = generic.rewrite_messages(messages, tools_json)
         generic_mode, tools_json, mode = mode, [], "none"
-    apply_kwargs: dict[str, Any] = dict(
-        tools_json=json.dumps(tools_json) if tools_json else None,
-        parallel_tool_calls=parallel_tool_calls,
-        add_generation_prompt=add_generation_prompt,
-        enable_thinking=enable_thinking,
-        json_schema=json.dumps(schema) if schema is not None else None,
-        chat_template_kwargs_json=json.dumps(kwargs) if kwargs else None,
-    )
-    messages_json = json.dumps(messages, ensure_ascii=False)
-    native = native_templates.apply(messages_json, tool_choice=mode, **apply_kwargs)
-    prompt = template.render(messages, tools=tools_json or None,
+    marked = template.render(messages, tools=tools_json or None,
                              add_generation_prompt=add_generation_prompt,
-                             enable_thinking=enable_thinking, **kwargs)
-    if prompt != native.prompt:
-        # llama.cpp adjusts some formats' prompts; its grammar and parser expect that prompt,
-        # so it wins. The parity test (tests/chat) lists where and why the two differ.
-        logger.debug("chat prompt of format %s differs from llama.cpp's; using llama.cpp's",
-                     native.format)
-        prompt = native.prompt
+                             enable_thinking=enable_thinking, mark_data=True, **kwargs)
+    prompt, data_spans = unmark(marked)
+    inputs = PlanInputs(json.dumps(tools_json) if tools_json else None, mode, parallel_tool_calls,
+                        add_generation_prompt, enable_thinking,
+                        json.dumps(schema) if schema is not None else None,
+                        json.dumps(kwargs) if kwargs else None)
+    native = format_plan(model, cache, template_override, messages, inputs, prompt)
     sampler_kwargs = dict(native.sampler_kwargs(model))
     opener = ""
     if mode == "required" and sampler_kwargs and not sampler_kwargs.get("grammar_lazy"):
         # llama.cpp's "required" grammar lets text come before the call; open the reply with
         # the format's tool-call marker (its trigger word) so the call starts at once.
-        auto = native_templates.apply(messages_json, tool_choice="auto", **apply_kwargs)
+        auto = format_plan(model, cache, template_override, messages,
+                           dataclasses.replace(inputs, tool_choice="auto"), prompt)
         opener = next((value for kind, value, _ in auto.grammar_triggers if kind == "word"), "")
         if opener:
             prompt += opener
@@ -249,6 +262,7 @@ def build_chat_request(
         native=native,
         generic_tools=use_generic,
         reply_prefix=opener,
+        data_spans=data_spans,
     )
 
 
@@ -261,10 +275,70 @@ def _schema_grammar(schema: Mapping[str, Any]) -> str:
         raise GrammarError(f"response_format schema cannot become a grammar: {exc}") from exc
 
 
+def chat_template(model: _native.Model, cache: dict[str, Any],
+                  template_override: str | None = None) -> ChatTemplate:
+    """The model's template (or the override) for our renderer, compiled once per cache."""
+    template = cache.get("template")
+    if template is None:
+        template = cache["template"] = ChatTemplate.from_model(model, source=template_override)
+    return template
+
+
 def chat_templates(model: _native.Model, cache: dict[str, Any],
                    template_override: str | None = None) -> Any:
-    """llama.cpp's parsed chat templates of the model (or of the override), made once per cache."""
+    """llama.cpp's parsed chat templates of the model (or of the override), made once per cache.
+
+    llama.cpp's renderer has no step limit, so it only sees a template after our sandbox has
+    run the same capability probes within its limits (a runaway template fails there first).
+    """
     native = cache.get("native")
     if native is None:
+        _ = chat_template(model, cache, template_override).caps
         native = cache["native"] = _native.ChatTemplates(model, template=template_override)
     return native
+
+
+@dataclass(frozen=True, slots=True)
+class PlanInputs:
+    """What a format's plan depends on besides the conversation (JSON as text)."""
+
+    tools_json: str | None
+    tool_choice: str
+    parallel_tool_calls: bool
+    add_generation_prompt: bool
+    enable_thinking: bool
+    json_schema: str | None
+    chat_template_kwargs_json: str | None
+
+
+def format_plan(model: _native.Model, cache: dict[str, Any], template_override: str | None,
+                messages: list[dict[str, Any]], inputs: PlanInputs, prompt: str) -> Any:
+    """llama.cpp's ChatParams for a request: grammar, triggers, stops, parser; not its prompt.
+
+    A plan depends on the options and, through the generation prompt the parser starts from,
+    on how the conversation ends (the last role; llama.cpp's format handlers read nothing else
+    of the messages). So plans are cached by the options and the last message's shape, and a
+    cached plan is used only while ``prompt`` (ours, already rendered) ends with its
+    generation prompt. On a miss llama.cpp renders this conversation, which our sandbox has
+    just rendered within its limits; its prompt is not used.
+    """
+    last = messages[-1] if messages else {}
+    key = (inputs, last.get("role"), bool(last.get("tool_calls")))
+    plans = cache.setdefault("plans", {})
+    plan = plans.get(key)
+    if plan is not None and _plan_fits(plan, inputs, prompt):
+        return plan
+    native = chat_templates(model, cache, template_override)
+    plan = native.apply(json.dumps(messages, ensure_ascii=False), **dataclasses.asdict(inputs))
+    if plan.prompt != prompt:
+        # The parity tests (tests/chat) list where and why llama.cpp's rendering differs.
+        logger.debug("llama.cpp renders this %s prompt differently; ours is used", plan.format)
+    if _plan_fits(plan, inputs, prompt):
+        if len(plans) >= _MAX_PLANS:
+            plans.pop(next(iter(plans)), None)
+        plans[key] = plan
+    return plan
+
+
+def _plan_fits(plan: Any, inputs: PlanInputs, prompt: str) -> bool:
+    return not inputs.add_generation_prompt or prompt.endswith(plan.generation_prompt)

@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import functools
 import json
+import re
 import types
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import Any, cast
@@ -96,6 +97,10 @@ def _json_default(value: Any) -> Any:
     raise TypeError(f"Object of type {type(value).__name__} is not JSON serializable")
 
 
+# The JSON escape of a data marker (U+FDD0/U+FDD1), not an escaped backslash before 'u'.
+_ESCAPED_MARKER = re.compile(r"(?<!\\)((?:\\\\)*)\\u(fdd[01])", re.IGNORECASE)
+
+
 def _tojson(
     value: Any,
     ensure_ascii: bool = False,
@@ -117,6 +122,8 @@ def _tojson(
         sort_keys=sort_keys,
         default=_json_default,
     )
+    if ensure_ascii:  # keep the data markers (chat.marking) findable in escaped JSON
+        text = _ESCAPED_MARKER.sub(lambda m: m.group(1) + chr(int(m.group(2), 16)), text)
     return check_result(text, "tojson()")
 
 

@@ -16,6 +16,7 @@ from jinja2.exceptions import SecurityError
 from ..errors import TemplateError
 from .caps import TemplateCaps, detect_caps
 from .limits import LimitExceeded, RenderLimits, render_state
+from .marking import mark_messages
 from .polyfills import (
     adapt_for_family,
     apply_caps,
@@ -186,6 +187,7 @@ class ChatTemplate:
         enable_thinking: bool = True,
         documents: Sequence[Mapping[str, Any]] | None = None,
         now: datetime | None = None,
+        mark_data: bool = False,
         **template_kwargs: Any,
     ) -> str:
         """Renders a conversation to the prompt text.
@@ -202,6 +204,9 @@ class ChatTemplate:
             documents: The ``documents`` variable (retrieval templates such as Command R).
             now: The time ``strftime_now``, ``datetime`` and ``date_string`` show (default:
                 the local time now, as llama.cpp does).
+            mark_data: Wrap the conversation's data (content, reasoning, tool-call arguments,
+                tool results) in markers that :func:`llamabind.chat.marking.unmark` finds and
+                removes, so that data can be tokenized as text (see that module).
             **template_kwargs: More template variables (llama-server's
                 ``chat_template_kwargs``); they override the ones above.
                 ``preserve_reasoning=bool`` and ``reasoning_effort=str`` also set the aliases
@@ -227,6 +232,7 @@ class ChatTemplate:
             enable_thinking=enable_thinking,
             documents=documents,
             now=now or datetime.now(),
+            mark_data=mark_data,
             template_kwargs=template_kwargs,
         )
 
@@ -239,11 +245,14 @@ class ChatTemplate:
         enable_thinking: bool,
         documents: Any,
         now: datetime,
+        mark_data: bool,
         template_kwargs: dict[str, Any],
     ) -> str:
         source = self._patched_source
         apply_caps(messages, self.caps, source)
         messages, family_vars = adapt_for_family(messages, source)
+        if mark_data:
+            messages = mark_messages(messages)
         context: dict[str, Any] = {
             "messages": messages,
             "bos_token": self.bos_token,

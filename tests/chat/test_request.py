@@ -1,0 +1,106 @@
+"""One chat request (``llamabind.chat.request``): one render per prompt, llama.cpp's format plan
+reused across requests, no unbounded renderer on the request path, data tokenized as text."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+from llamabind import _native
+from llamabind.chat import ChatTemplate
+from llamabind.chat.request import build_chat_request
+from llamabind.tools import normalize_tools
+from test_parity import CONVERSATIONS, TEMPLATE_FILES, TOOLS
+
+TEMPLATES = {path.name: path for path in TEMPLATE_FILES}
+PLAN_FIELDS = ("format", "grammar", "grammar_lazy", "grammar_triggers", "preserved_tokens",
+               "additional_stops", "generation_prompt", "supports_thinking",
+               "thinking_start_tag", "thinking_end_tags")
+HOSTILE = ("{% for i in range(100000) %}{% for j in range(100000) %}{% endfor %}{% endfor %}"
+           "{{ messages[0].content }}")
+
+
+@pytest.fixture(scope="module")
+def vocab(smollm2_path):
+    model = _native.Model(smollm2_path, vocab_only=True)
+    yield model
+    model.close()
+
+
+def _request(model, cache, conversation, source, **options):
+    return build_chat_request(model, cache, [dict(m) for m in conversation["messages"]],
+                              template_override=source,
+                              tools=normalize_tools(conversation.get("tools") or []),
+                              add_generation_prompt=conversation.get("add_generation_prompt", True),
+                              enable_thinking=conversation.get("enable_thinking", True),
+                              chat_template_kwargs=conversation.get("kwargs"), **options)
+
+
+def test_the_prompt_is_ours_and_the_plan_is_reused(vocab):
+    source = TEMPLATES["Qwen-Qwen3-0.6B.jinja"].read_text(encoding="utf-8")
+    cache: dict = {}
+    first = _request(vocab, cache, CONVERSATIONS["tools_offered"], source)
+    second = _request(vocab, cache, {"messages": CONVERSATIONS["multi_turn"]["messages"],
+                                     "tools": TOOLS}, source)
+    assert second.native is first.native  # llama.cpp was not asked again
+    ours = ChatTemplate.from_model(vocab, source=source).render(
+        CONVERSATIONS["multi_turn"]["messages"], tools=TOOLS)
+    assert second.prompt == ours
+    assert second.prompt != second.native.prompt  # the plan's prompt is another conversation's
+    after_tool = _request(vocab, cache, CONVERSATIONS["tool_loop"], source)
+    assert after_tool.native is not first.native or after_tool.prompt.endswith(
+        first.native.generation_prompt)
+
+
+@pytest.mark.parametrize("name", ["Qwen-Qwen3-0.6B.jinja", "google-gemma-4-31B-it.jinja",
+                                  "deepseek-ai-DeepSeek-V3.2.jinja", "openai-gpt-oss-120b.jinja",
+                                  "meta-llama-Llama-3.1-8B-Instruct.jinja",
+                                  "mistralai-Ministral-3-14B-Reasoning-2512.jinja",
+                                  "NousResearch-Hermes-3-Llama-3.1-8B-tool_use.jinja"])
+def test_a_reused_plan_equals_llama_cpps_plan_for_the_conversation(vocab, name):
+    """Whatever conversation made the cached plan, it equals what llama.cpp plans for this one."""
+    source = TEMPLATES[name].read_text(encoding="utf-8")
+    native = _native.ChatTemplates(vocab, template=source)
+    cache: dict = {}
+    n_compared = 0
+    for _ in range(2):  # the second pass mostly reuses plans made by other conversations
+        for conversation in CONVERSATIONS.values():
+            if not conversation.get("add_generation_prompt", True):
+                continue
+            try:
+                request = _request(vocab, cache, conversation, source)
+            except Exception as exc:  # noqa: BLE001 - a template that cannot render this shape
+                assert type(exc).__name__ in ("TemplateError", "ValueError")
+                continue
+            tools = conversation.get("tools")
+            kwargs = conversation.get("kwargs")
+            fresh = native.apply(json.dumps(conversation["messages"]),
+                                 tools_json=json.dumps(tools) if tools else None,
+                                 enable_thinking=conversation.get("enable_thinking", True),
+                                 chat_template_kwargs_json=json.dumps(kwargs) if kwargs else None)
+            for field in PLAN_FIELDS:
+                assert getattr(request.native, field) == getattr(fresh, field), field
+            n_compared += 1
+    assert n_compared >= 10
+
+
+def test_a_runaway_template_never_reaches_llama_cpps_renderer(smollm2_path):
+    """llama.cpp's renderer has no step limit: a request must fail in our sandbox first."""
+    script = textwrap.dedent(f"""
+        from llamabind import LlamaEngine, ModelParams, TemplateError
+        with LlamaEngine({smollm2_path!r}, ModelParams(n_ctx=256, chat_template={HOSTILE!r})) as e:
+            for call in (lambda: list(e.create([{{"role": "user", "content": "hi"}}], max_tokens=1)),
+                         lambda: e.chat_template([{{"role": "user", "content": "hi"}}])):
+                try:
+                    call()
+                except TemplateError as exc:
+                    print("TemplateError", exc.kind)
+    """)
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                            timeout=240, cwd=Path(__file__).resolve().parents[2])
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split("\n")[:2] == ["TemplateError limit", "TemplateError limit"]
