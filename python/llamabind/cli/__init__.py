@@ -26,13 +26,15 @@ Command = Callable[[argparse.Namespace], int]
 
 
 def _add(
-    sub: argparse._SubParsersAction,
+    sub: argparse._SubParsersAction[argparse.ArgumentParser],
     name: str,
     command: Command,
     help_text: str,
     aliases: Sequence[str] = (),
 ) -> argparse.ArgumentParser:
-    parser = sub.add_parser(name, help=help_text, description=help_text, aliases=list(aliases))
+    parser: argparse.ArgumentParser = sub.add_parser(
+        name, help=help_text, description=help_text, aliases=list(aliases)
+    )
     parser.set_defaults(command=command)
     parser.add_argument("--debug", action="store_true", help="show tracebacks of errors")
     return parser
@@ -132,6 +134,7 @@ def parse(argv: Sequence[str]) -> argparse.Namespace:
 
     Options and positional arguments may come in any order (``run MODEL --seed 1 PROMPT``).
     """
+    args: argparse.Namespace
     if argv and argv[0] in COMMANDS:
         parser = build_parser()
         sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
@@ -154,8 +157,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         argv: The arguments (default: ``sys.argv[1:]``).
     """
     args = parse(list(sys.argv[1:] if argv is None else argv))
+    command: Command = args.command
     try:
-        return args.command(args)
+        return command(args)
     except KeyboardInterrupt:
         sys.stderr.write("\n")
         return 130

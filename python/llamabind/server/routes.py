@@ -45,7 +45,8 @@ class ServerState:
 
 
 def _state(request: Request) -> ServerState:
-    return request.app.state.llamabind
+    state: ServerState = request.app.state.llamabind
+    return state
 
 
 class _Shaper(Protocol):
