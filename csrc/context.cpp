@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <fstream>
 
+#include "batch.h"
 #include "errors.h"
 #include "logging.h"
 
@@ -21,7 +22,7 @@ uint32_t checked_u32(const std::optional<int64_t> & value, const char * name, in
     return static_cast<uint32_t>(*value);
 }
 
-bool abort_callback(void * data) { return static_cast<std::atomic<bool> *>(data)->load(); }
+bool abort_callback(void * data) { return static_cast<const Context *>(data)->should_abort(); }
 
 }  // namespace
 
@@ -91,7 +92,8 @@ Context::Context(const Model & model, const ContextOptions & o)
     if (o.yarn_beta_slow) p.yarn_beta_slow = *o.yarn_beta_slow;
     p.yarn_orig_ctx = checked_u32(o.yarn_orig_ctx, "yarn_orig_ctx", 0, max_n_ctx, p.yarn_orig_ctx);
     p.abort_callback = abort_callback;
-    p.abort_callback_data = &abort_;
+    p.abort_callback_data = this;
+    kv_unified_ = p.kv_unified;
 
     LogCapture capture;
     ctx_ = llama_init_from_model(model_.get(), p);
@@ -107,8 +109,27 @@ Context::Context(const Model & model, const ContextOptions & o)
 
 Context::~Context() { close(); }
 
+uint64_t Context::next_owner_id() {
+    static std::atomic<uint64_t> next{1};
+    return next.fetch_add(1);
+}
+
+std::shared_ptr<BatchLoop> Context::batch_loop() {
+    std::lock_guard<std::mutex> guard(loop_mutex_);
+    if (loop_stopped_) throw_closed("Context.generate");
+    if (!loop_) loop_ = std::make_shared<BatchLoop>(this, static_cast<int32_t>(llama_n_batch(raw("Context.generate"))));
+    return loop_;
+}
+
 void Context::close() {
     abort_.store(true);  // stops a decode in flight so the lock comes free soon
+    std::shared_ptr<BatchLoop> loop;
+    {
+        std::lock_guard<std::mutex> guard(loop_mutex_);
+        loop_stopped_ = true;
+        loop = std::move(loop_);
+    }
+    if (loop) loop->stop();  // its thread uses this context: stop it before freeing
     std::lock_guard<std::mutex> guard(mutex_);
     if (ctx_ != nullptr) {
         llama_free(ctx_);
@@ -267,7 +288,7 @@ void Context::decode(const std::vector<int32_t> & tokens, int32_t seq_id, Logits
                           : (last_piece ? logits : LogitsMode::None);
         {
             auto g = lock("Context.decode");
-            abort_.store(false);
+            set_decode_owner_locked(0);  // only close() aborts a plain decode
             const int32_t rc = decode_piece_locked(tokens.data() + start, n, seq_id, mode);
             if (rc != 0) raise_decode_error(rc, "Context.decode");
         }

@@ -38,6 +38,8 @@ struct PerfData {
     int32_t n_prompt_eval, n_eval, n_graph_reused;
 };
 
+class BatchLoop;
+
 // Called between n_batch pieces of a long evaluation (without the context lock); may throw
 // to stop (e.g. on Ctrl-C).
 using InterruptCheck = std::function<void()>;
@@ -96,7 +98,20 @@ class Context {
     // For the Generator (and the backend-sampling path): the lock and the raw context.
     std::unique_lock<std::mutex> lock(const char * operation) const;
     llama_context * raw(const char * operation) const;
-    std::atomic<bool> & abort_flag() { return abort_; }
+    // Cancellation of one decode: a decode runs under an owner id (a generator's or a batch
+    // step's, from next_owner_id()); request_abort(owner) stops it only while that owner's
+    // decode is in flight, never another's. close() stops any.
+    static uint64_t next_owner_id();
+    void set_decode_owner_locked(uint64_t owner) { decode_owner_.store(owner); }
+    void request_abort(uint64_t owner) { abort_owner_.store(owner); }
+    bool should_abort() const {
+        const uint64_t owner = decode_owner_.load();
+        return abort_.load() || (owner != 0 && abort_owner_.load() == owner);
+    }
+    // The loop that batches the generations of a context with n_seq_max > 1 (made on first use;
+    // call with the lock held).
+    std::shared_ptr<BatchLoop> batch_loop();
+    bool kv_unified() const { return kv_unified_; }
     const std::shared_ptr<llama_model> & model() const { return model_; }
     bool output_on_gpu() const { return output_on_gpu_; }
     std::map<int32_t, std::vector<int32_t>> & tracked_tokens() { return tokens_; }
@@ -124,6 +139,12 @@ class Context {
     llama_context * ctx_ = nullptr;
     mutable std::mutex mutex_;
     std::atomic<bool> abort_{false};
+    std::atomic<uint64_t> decode_owner_{0};
+    std::atomic<uint64_t> abort_owner_{0};
+    std::mutex loop_mutex_;
+    std::shared_ptr<BatchLoop> loop_;
+    bool loop_stopped_ = false;
+    bool kv_unified_ = false;
     llama_batch batch_{};
     int32_t n_vocab_ = 0;
     int32_t n_embd_ = 0;

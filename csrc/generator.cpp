@@ -4,6 +4,7 @@
 #include <system_error>
 
 #include "backend.h"
+#include "batch.h"
 #include "errors.h"
 
 namespace llamabind {
@@ -30,11 +31,17 @@ Generator::Generator(std::shared_ptr<Context> context, std::shared_ptr<Sampler> 
             .with("n_tokens", static_cast<int64_t>(prompt_.size()))
             .with("n_ctx", n_ctx);
     }
+    if (llama_n_seq_max(context_->raw("Context.generate")) > 1) {
+        // Several sequences: the context's batch loop serves this generation beside the others.
+        batched_ = context_->batch_loop()->start(sampler_, prompt_, options_, wants_graph_sampling());
+        return;
+    }
     ticket_ = context_->claim_sequence_locked(options_.seq_id);
     attach_graph_sampler();
 }
 
 Generator::~Generator() {
+    if (batched_) batched_->cancel();
     stop_worker();
     release_graph_sampler();
 }
@@ -42,7 +49,7 @@ Generator::~Generator() {
 // Backend sampling runs a copy of the chain inside the graph (a chain is initialised for one
 // graph only once); the caller's Sampler still accepts every token, so its state follows along.
 // Called with the context lock held.
-void Generator::attach_graph_sampler() {
+bool Generator::wants_graph_sampling() const {
     const bool can_run = sampler_->can_run_in_graph();
     if (options_.backend_sampling.value_or(false) && !can_run) {
         std::string names;
@@ -51,11 +58,15 @@ void Generator::attach_graph_sampler() {
                     ") cannot run in the compute graph: grammars, penalties, DRY, typical, XTC, top-n-sigma and "
                     "mirostat sample on the CPU; pass backend_sampling=None to choose automatically");
     }
-    const int32_t seq = options_.seq_id;
     // Automatic: in the graph when the logits are on a GPU (reading them back is what costs
     // there). With the output on the CPU, sampling in the graph is no faster and for a 262k
     // vocabulary slower (Gemma 3: 46.8 against 48.0 tokens/s, benchmarks/RESULTS.md).
-    if (!options_.backend_sampling.value_or(can_run && context_->output_on_gpu())) {
+    return options_.backend_sampling.value_or(can_run && context_->output_on_gpu());
+}
+
+void Generator::attach_graph_sampler() {
+    const int32_t seq = options_.seq_id;
+    if (!wants_graph_sampling()) {
         context_->detach_any_graph_sampler_locked(seq);  // an abandoned generator's chain
         return;
     }
@@ -82,6 +93,7 @@ void Generator::release_graph_sampler() noexcept {
 
 std::string Generator::sampling_backend() const {
     if (const char * path = last_path_.load()) return path;  // also once the context is closed
+    if (batched_) return batched_->samples_in_graph() ? "backend" : "cpu";
     auto guard = context_->lock("Generator.sampling_backend");
     return graph_chain_ != nullptr && context_->has_graph_sampler_locked(options_.seq_id, graph_chain_) ? "backend"
                                                                                                         : "cpu";
@@ -90,28 +102,7 @@ std::string Generator::sampling_backend() const {
 // The token the graph picked; where the device ran only a prefix of the chain, the rest runs
 // here on what the graph left (as llama.cpp's common sampler does).
 int32_t Generator::sample_in_graph_locked(llama_context * ctx) {
-    int32_t token = llama_get_sampled_token_ith(ctx, -1);
-    if (token == LLAMA_TOKEN_NULL) {
-        const float * probs = llama_get_sampled_probs_ith(ctx, -1);
-        const float * logits = llama_get_sampled_logits_ith(ctx, -1);
-        const llama_token * ids = llama_get_sampled_candidates_ith(ctx, -1);
-        if (logits != nullptr && ids != nullptr) {
-            const uint32_t n = llama_get_sampled_logits_count_ith(ctx, -1);
-            candidates_.resize(n);
-            for (uint32_t k = 0; k < n; ++k) candidates_[k] = {ids[k], logits[k], probs != nullptr ? probs[k] : 0.0f};
-        } else {
-            const float * raw = llama_get_logits_ith(ctx, -1);
-            if (raw == nullptr) throw Error(ErrorKind::Decode, "[Generator] the graph returned neither a token nor logits");
-            candidates_.resize(context_->n_vocab());
-            for (int32_t t = 0; t < context_->n_vocab(); ++t) candidates_[t] = {t, raw[t], 0.0f};
-        }
-        llama_token_data_array cur{candidates_.data(), candidates_.size(), -1, false};
-        llama_sampler_apply(graph_chain_, &cur);  // skips the part that ran in the graph
-        if (cur.selected < 0) throw Error(ErrorKind::Decode, "[Generator] the sampler chain selected no token");
-        token = cur.data[cur.selected].id;
-    }
-    llama_sampler_accept(graph_chain_, token);
-    return token;
+    return sample_from_graph(ctx, graph_chain_, -1, context_->n_vocab(), candidates_);
 }
 
 void Generator::finish(const char * reason) {
@@ -120,7 +111,11 @@ void Generator::finish(const char * reason) {
 
 void Generator::cancel() {
     cancelled_.store(true);
-    context_->abort_flag().store(true);
+    if (batched_) {
+        batched_->cancel();
+    } else {
+        context_->request_abort(id_);  // aborts our decode in flight, never another generator's
+    }
 }
 
 void Generator::close() {
@@ -165,7 +160,7 @@ size_t Generator::evaluate_prompt(const InterruptCheck & interrupt) {
         {
             auto guard = context_->lock("Generator");
             if (cancelled_.load()) break;
-            context_->abort_flag().store(false);
+            context_->set_decode_owner_locked(id_);
             if (cancelled_.load()) break;
             const int32_t rc = context_->decode_piece_locked(prompt_.data() + start, n_batch, options_.seq_id,
                                                              LogitsMode::None);
@@ -209,7 +204,7 @@ void Generator::advance_locked(llama_context * ctx, const int32_t * tokens, size
         step.finish = "context";
         return;
     }
-    context_->abort_flag().store(false);
+    context_->set_decode_owner_locked(id_);
     if (cancelled_.load()) {
         step.finish = "cancelled";
         return;
@@ -328,15 +323,52 @@ void Generator::worker_loop() {
 }
 
 std::optional<GeneratedToken> Generator::next(const InterruptCheck & interrupt) {
+    std::lock_guard<std::mutex> one_at_a_time(next_mutex_);
+    if (batched_) return step_batched(interrupt);
     std::optional<GeneratedToken> token = step(interrupt);
     if (!token) release_graph_sampler();  // the sequence's outputs are plain logits again
     return token;
 }
 
+std::optional<GeneratedToken> Generator::step_batched(const InterruptCheck & interrupt) {
+    if (is_finished()) return std::nullopt;
+    if (cancelled_.load()) {
+        finish("cancelled");
+        return std::nullopt;
+    }
+    if (options_.max_tokens >= 0 && n_generated_ >= options_.max_tokens) {
+        finish("length");
+        batched_->cancel();
+        return std::nullopt;
+    }
+    Step step;
+    try {
+        step = batched_->take(interrupt);
+    } catch (...) {
+        cancel();
+        finish("cancelled");
+        throw;
+    }
+    if (!started_) {
+        started_ = true;
+        t_prompt_us_ = batched_->t_prompt_us();
+        n_reused_ = batched_->n_reused();
+        step.elapsed_us = 0;  // the first token counts as prompt time
+    }
+    if (cancelled_.load() && !step.token) step.finish = "cancelled";
+    return commit(std::move(step));
+}
+
 std::optional<GeneratedToken> Generator::step(const InterruptCheck & interrupt) {
     if (is_finished()) return std::nullopt;
     std::optional<Step> ready = take_ahead();
-    if (ready) context_->lock("Generator");  // closed meanwhile: HandleClosedError, as without decode-ahead
+    if (ready) {
+        auto guard = context_->lock("Generator");  // closed meanwhile: HandleClosedError, as without decode-ahead
+        if (!context_->holds_sequence_locked(options_.seq_id, ticket_)) {
+            finish("cancelled");  // superseded by a newer generator after the worker's step
+            return std::nullopt;
+        }
+    }
     if (cancelled_.load()) {
         finish("cancelled");
         return std::nullopt;

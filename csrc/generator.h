@@ -11,38 +11,12 @@
 #include <thread>
 #include <vector>
 
+#include "batch.h"
 #include "context.h"
 #include "sampler.h"
+#include "step.h"
 
 namespace llamabind {
-
-struct GenerateOptions {
-    int32_t max_tokens = -1;  // -1: until end of generation or the context is full
-    int32_t seq_id = 0;
-    bool ignore_eog = false;
-    bool render_special = false;  // control tokens appear in the pieces
-    std::vector<int32_t> render_special_tokens;  // sorted: these render as text even so
-    // Sample inside the compute graph: nullopt picks it when the chain can run there; true
-    // insists (ValueError when it cannot); false samples on the CPU from the logits.
-    std::optional<bool> backend_sampling;
-    bool decode_ahead = true;  // decode handed-out tokens on a worker thread (see Generator)
-};
-
-struct GeneratedToken {
-    int32_t id;
-    std::string piece;  // raw bytes; a UTF-8 character may span several tokens
-};
-
-// One token worked out: the previous token decoded and the next one sampled, in one hold of the
-// context lock (so that another sequence's decode cannot replace the outputs in between).
-struct Step {
-    std::optional<int32_t> token;  // nullopt: finished without a token (see finish)
-    std::string piece;
-    const char * finish = nullptr;  // "eog" (with token), "context", "cancelled", "error"
-    bool in_graph = false;
-    int64_t elapsed_us = 0;
-    std::exception_ptr error;
-};
 
 // The generate loop: evaluates the prompt (reusing the prefix the context already holds) on the
 // first step, then decodes and samples one token per step. Keeps its context and sampler alive.
@@ -95,12 +69,17 @@ class Generator {
     void attach_graph_sampler();
     void release_graph_sampler() noexcept;
     int32_t sample_in_graph_locked(llama_context * ctx);
+    bool wants_graph_sampling() const;
+    std::optional<GeneratedToken> step_batched(const InterruptCheck & interrupt);
 
     std::shared_ptr<Context> context_;
     std::shared_ptr<Sampler> sampler_;
     std::vector<int32_t> prompt_;
     GenerateOptions options_;
     std::atomic<bool> cancelled_{false};
+    const uint64_t id_ = Context::next_owner_id();  // owner of our decodes (cancel aborts only ours)
+    std::shared_ptr<BatchSequence> batched_;  // set when the context batches its sequences (n_seq_max > 1)
+    std::mutex next_mutex_;  // one next() at a time, whichever threads call it
     bool started_ = false;
     llama_sampler * graph_chain_ = nullptr;  // our copy of the chain, attached to the context
     std::vector<llama_token_data> candidates_;
