@@ -18,6 +18,7 @@ class CommandError(Exception):
 
 
 def add_model_flags(parser: argparse.ArgumentParser) -> None:
+    """Adds --n-ctx, --n-gpu-layers and --threads."""
     group = parser.add_argument_group("model")
     group.add_argument(
         "--n-ctx",
@@ -39,6 +40,7 @@ def add_model_flags(parser: argparse.ArgumentParser) -> None:
 
 
 def add_generation_flags(parser: argparse.ArgumentParser, max_tokens: int = 512) -> None:
+    """Adds --temperature, --top-p, --seed, --max-tokens and --stop."""
     group = parser.add_argument_group("generation")
     group.add_argument(
         "--temperature",

@@ -11,6 +11,7 @@ from llamabind.cli.options import CommandError, model_params, resolve
 
 
 def add_serve_flags(parser: argparse.ArgumentParser) -> None:
+    """Adds the models, address, key, queue and limit flags of ``serve``."""
     parser.add_argument(
         "models",
         nargs="*",

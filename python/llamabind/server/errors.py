@@ -56,6 +56,7 @@ class APIError(Exception):
         self.headers = headers or {}
 
     def body(self) -> dict[str, Any]:
+        """The JSON body, in OpenAI's shape."""
         return {
             "error": {
                 "message": self.message,
@@ -66,10 +67,12 @@ class APIError(Exception):
         }
 
     def response(self) -> JSONResponse:
+        """The JSON response with the status and headers."""
         return JSONResponse(self.body(), status_code=self.status, headers=self.headers)
 
 
 def bad_request(message: str, param: str | None = None, code: str | None = None) -> APIError:
+    """A 400 answer about ``param``."""
     return APIError(400, message, param=param, code=code)
 
 

@@ -77,6 +77,7 @@ def _logit_bias(raw: dict[str, float]) -> dict[int, float]:
 
 
 def check_token_ids(token_ids: Sequence[int], n_vocab: int, param: str) -> None:
+    """Raises a 400 about ``param`` for an id outside the vocabulary."""
     for token in token_ids:
         if not 0 <= token < n_vocab:
             raise bad_request(f"token id {token} is outside the vocabulary [0, {n_vocab})", param)
@@ -126,6 +127,7 @@ def _response_format(body: ChatCompletionRequest) -> dict[str, Any] | None:
 
 
 def chat_messages(body: ChatCompletionRequest) -> list[dict[str, Any]]:
+    """The conversation as OpenAI-style dicts, for ``LlamaEngine.create``."""
     return [message.model_dump(exclude_none=True) for message in body.messages]
 
 
@@ -193,6 +195,7 @@ def text_completion(
 
 
 def new_completion_id() -> tuple[str, int]:
+    """A fresh ``cmpl-`` id and the creation time in seconds."""
     return f"cmpl-{uuid.uuid4().hex[:24]}", int(time.time())
 
 
@@ -237,4 +240,5 @@ def embedding_list(
 
 
 def not_found(what: str) -> APIError:
+    """A 404 answer."""
     return APIError(404, what, type="not_found_error", code="not_found")

@@ -33,14 +33,17 @@ class Metrics:
         self.cancelled = 0
 
     def request_done(self, route: str, status: int) -> None:
+        """Counts an answered request."""
         with self._lock:
             self.requests[(route, status)] += 1
 
     def request_started(self) -> None:
+        """A request came in."""
         with self._lock:
             self.in_flight += 1
 
     def request_ended(self) -> None:
+        """A request was answered (or abandoned)."""
         with self._lock:
             self.in_flight -= 1
 
@@ -53,6 +56,7 @@ class Metrics:
             self.completion_tokens[model] += usage.completion_tokens
 
     def first_token(self, seconds: float) -> None:
+        """Adds a time to first token, in seconds."""
         with self._lock:
             self.ttft_count += 1
             self.ttft_sum_s += seconds
@@ -61,6 +65,7 @@ class Metrics:
                     self.ttft_buckets[i] += 1
 
     def client_gone(self) -> None:
+        """Counts a generation cancelled because its client left."""
         with self._lock:
             self.cancelled += 1
 

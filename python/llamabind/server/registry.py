@@ -35,6 +35,7 @@ class ServedModel:
 
     @property
     def n_ctx(self) -> int:
+        """The context window of the model's engine, in tokens."""
         return self.engine.engine.get_context_size()
 
     def queue_info(self) -> Any:
@@ -103,6 +104,7 @@ class ModelRegistry:
             raise
 
     async def aload(self) -> None:
+        """``load`` in a worker thread."""
         await asyncio.to_thread(self.load)
 
     def get(self, name: str | None) -> ServedModel:

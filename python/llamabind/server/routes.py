@@ -224,6 +224,7 @@ class _Generation:
 
 @router.post("/v1/chat/completions")
 async def chat_completions(body: ChatCompletionRequest, request: Request) -> Response:
+    """``POST /v1/chat/completions``."""
     served = _state(request).registry.get(body.model)
     max_tokens = (
         body.max_completion_tokens if body.max_completion_tokens is not None else body.max_tokens
@@ -240,6 +241,7 @@ async def chat_completions(body: ChatCompletionRequest, request: Request) -> Res
 
 @router.post("/v1/completions")
 async def completions(body: CompletionRequest, request: Request) -> Response:
+    """``POST /v1/completions``: a raw completion of a text or token-id prompt."""
     served = _state(request).registry.get(body.model)
     params = mapping.generation_params(body, served.n_ctx, body.max_tokens)
     prompt = mapping.completion_prompt(body)
@@ -272,6 +274,7 @@ async def completions(body: CompletionRequest, request: Request) -> Response:
 
 @router.post("/v1/embeddings")
 async def embeddings(body: EmbeddingRequest, request: Request) -> JSONResponse:
+    """``POST /v1/embeddings``."""
     state = _state(request)
     served = state.registry.get(body.model)
     engine = served.engine.engine
@@ -288,6 +291,7 @@ async def embeddings(body: EmbeddingRequest, request: Request) -> JSONResponse:
 
 @router.get("/v1/models")
 async def list_models(request: Request) -> JSONResponse:
+    """``GET /v1/models``: the served models."""
     return JSONResponse(
         {"object": "list", "data": [served.describe() for served in _state(request).registry]}
     )
@@ -295,16 +299,19 @@ async def list_models(request: Request) -> JSONResponse:
 
 @router.get("/v1/models/{model_id:path}")
 async def get_model(model_id: str, request: Request) -> JSONResponse:
+    """``GET /v1/models/{id}``."""
     return JSONResponse(_state(request).registry.get(model_id).describe())
 
 
 @router.get("/health")
 async def health() -> JSONResponse:
+    """``GET /health``: open to all (no key), for load balancers."""
     return JSONResponse({"status": "ok"})
 
 
 @router.get("/metrics")
 async def metrics(request: Request) -> PlainTextResponse:
+    """``GET /metrics``: Prometheus text."""
     state = _state(request)
     return PlainTextResponse(
         state.metrics.render(state.registry), media_type="text/plain; version=0.0.4"
@@ -313,6 +320,7 @@ async def metrics(request: Request) -> PlainTextResponse:
 
 @router.post("/tokenize")
 async def tokenize(body: TokenizeRequest, request: Request) -> JSONResponse:
+    """``POST /tokenize`` as llama-server has it."""
     served = _state(request).registry.get(body.model)
     engine = served.engine.engine
     token_ids = await asyncio.to_thread(
@@ -330,6 +338,7 @@ async def tokenize(body: TokenizeRequest, request: Request) -> JSONResponse:
 
 @router.post("/detokenize")
 async def detokenize(body: DetokenizeRequest, request: Request) -> JSONResponse:
+    """``POST /detokenize`` as llama-server has it."""
     served = _state(request).registry.get(body.model)
     engine = served.engine.engine
     mapping.check_token_ids(body.tokens, engine.model.n_vocab, "tokens")

@@ -27,11 +27,15 @@ class ContentPart(BaseModel):
 
 
 class FunctionCall(BaseModel):
+    """A tool call's function: its name and arguments (JSON text or an object)."""
+
     name: str
     arguments: str | dict[str, Any] = ""
 
 
 class ToolCall(BaseModel):
+    """A tool call made by the assistant in an earlier turn."""
+
     model_config = ConfigDict(extra="ignore")
     id: str | None = None
     type: Literal["function"] = "function"
@@ -51,6 +55,8 @@ class ChatMessage(BaseModel):
 
 
 class FunctionDefinition(BaseModel):
+    """A tool's function: name, description, JSON-schema parameters."""
+
     model_config = ConfigDict(extra="ignore")
     name: str = Field(min_length=1)
     description: str | None = None
@@ -59,20 +65,28 @@ class FunctionDefinition(BaseModel):
 
 
 class Tool(BaseModel):
+    """A tool the model may call."""
+
     type: Literal["function"]
     function: FunctionDefinition
 
 
 class NamedToolChoiceFunction(BaseModel):
+    """The function a named tool choice forces."""
+
     name: str
 
 
 class NamedToolChoice(BaseModel):
+    """``tool_choice`` that forces one function."""
+
     type: Literal["function"]
     function: NamedToolChoiceFunction
 
 
 class JsonSchemaFormat(BaseModel):
+    """``response_format.json_schema``: the schema the reply must match."""
+
     model_config = ConfigDict(extra="ignore", populate_by_name=True)
     name: str | None = None
     description: str | None = None
@@ -81,12 +95,16 @@ class JsonSchemaFormat(BaseModel):
 
 
 class ResponseFormat(BaseModel):
+    """``response_format``: text, any JSON object, or JSON matching a schema."""
+
     type: Literal["text", "json_object", "json_schema"]
     json_schema: JsonSchemaFormat | None = None
     schema_: dict[str, Any] | None = Field(default=None, alias="schema")  # llama-server's form
 
 
 class StreamOptions(BaseModel):
+    """``stream_options``: ``include_usage`` adds a last chunk with the usage."""
+
     model_config = ConfigDict(extra="ignore")
     include_usage: bool = False
 
