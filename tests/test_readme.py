@@ -5,7 +5,8 @@ name, through ``LLAMABIND_MODELS_PATH`` (set to the test-model folder); the work
 is an empty folder, so no relative path resolves by accident. HTML comments on the lines
 right before a block's opening fence change how it runs:
 
-- ``<!-- needs-network -->``: the block downloads; it is only compiled, not run.
+- ``<!-- needs-network -->``: the block downloads, or talks to a server the reader started
+  (``llamabind serve``); it is only compiled, not run.
 - ``<!-- continues -->``: the block goes on from the python block before it (it uses its names),
   so the two run together, in one interpreter.
 - ``<!-- models-folder: /srv/models -->``: ``/srv/models`` in the block is a placeholder for the
