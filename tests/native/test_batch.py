@@ -1,0 +1,177 @@
+"""The batch loop of a context with several sequences (csrc/batch.cpp): one llama_decode per step
+for every active generation, each sequence with its own sampler."""
+
+import threading
+
+import pytest
+
+from llamabind import _native
+from llamabind.errors import HandleClosedError
+
+PROMPTS = ["The capital of France is", "Once upon a time", "def fibonacci(n):", "List three colors:"]
+SCHEMA_GRAMMAR = 'root ::= "{" [a-z]+ "}"'
+
+
+def greedy(model, **kwargs):
+    return _native.Sampler(model, temperature=0, **kwargs)
+
+
+def alone(model, text, max_tokens=16, **sampler):
+    """The tokens of one generation on a context of its own (no batching)."""
+    with _native.Context(model, n_ctx=512, n_threads=2) as ctx:
+        gen = ctx.generate(model.tokenize(text, add_special=True), greedy(model, **sampler), max_tokens=max_tokens)
+        return [t for t, _ in gen]
+
+
+def consume_all(gens):
+    """Iterates every generator on a thread of its own; returns their token ids."""
+    out = [[] for _ in gens]
+
+    def consume(i):
+        for token, _ in gens[i]:
+            out[i].append(token)
+
+    threads = [threading.Thread(target=consume, args=(i,)) for i in range(len(gens))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(120)
+    return out
+
+
+@pytest.fixture(scope="module")
+def expected(smollm2):
+    return [alone(smollm2, p) for p in PROMPTS]
+
+
+def test_four_concurrent_greedy_generations_match_each_alone(smollm2, expected):
+    with _native.Context(smollm2, n_ctx=2048, n_seq_max=4, n_threads=2) as ctx:
+        gens = [ctx.generate(smollm2.tokenize(p, add_special=True), greedy(smollm2), max_tokens=16, seq_id=i)
+                for i, p in enumerate(PROMPTS)]
+        out = consume_all(gens)
+        assert out == expected
+        assert [g.finish_reason for g in gens] == ["length"] * 4
+        assert all(g.n_generated_tokens == 16 and g.t_prompt_eval_ms > 0 for g in gens)
+        for i, g in enumerate(gens):  # the cache of each sequence holds its prompt and tokens
+            tokens = smollm2.tokenize(PROMPTS[i], add_special=True)
+            assert ctx.cached_tokens(i)[: len(tokens) + 15] == tokens + out[i][:15]
+
+
+def test_cancelling_one_leaves_the_others_identical(smollm2, expected):
+    with _native.Context(smollm2, n_ctx=2048, n_seq_max=4, n_threads=2) as ctx:
+        gens = [ctx.generate(smollm2.tokenize(p, add_special=True), greedy(smollm2), max_tokens=16, seq_id=i)
+                for i, p in enumerate(PROMPTS)]
+        first = [next(g)[0] for g in gens]
+        gens[1].cancel()
+        rest = consume_all(gens)
+        assert gens[1].finish_reason == "cancelled"
+        for i in (0, 2, 3):
+            assert [first[i]] + rest[i] == expected[i]
+            assert gens[i].finish_reason == "length"
+
+
+def test_a_grammar_request_beside_a_free_one(smollm2, expected):
+    with _native.Context(smollm2, n_ctx=2048, n_seq_max=2, n_threads=2) as ctx:
+        free = ctx.generate(smollm2.tokenize(PROMPTS[0], add_special=True), greedy(smollm2), max_tokens=16)
+        bound = ctx.generate(smollm2.tokenize("Write a word in braces:", add_special=True),
+                             greedy(smollm2, grammar=SCHEMA_GRAMMAR), max_tokens=12, seq_id=1)
+        out = consume_all([free, bound])
+        assert out[0] == expected[0]
+        text = smollm2.detokenize(out[1]).decode()
+        assert text.startswith("{") and text[1:].rstrip("}").isalpha()
+        assert out[1] == alone(smollm2, "Write a word in braces:", max_tokens=12, grammar=SCHEMA_GRAMMAR)
+
+
+def test_a_lone_generation_on_a_batching_context(smollm2, expected):
+    with _native.Context(smollm2, n_ctx=1024, n_seq_max=2, n_threads=2) as ctx:
+        gen = ctx.generate(smollm2.tokenize(PROMPTS[2], add_special=True), greedy(smollm2), max_tokens=16, seq_id=1)
+        assert [t for t, _ in gen] == expected[2]
+        assert gen.finish_reason == "length" and gen.sampling_backend == "cpu"
+
+
+def test_a_prefix_held_by_another_sequence_is_copied_not_evaluated(smollm2):
+    system = "You are a helpful assistant who answers questions about geography. " * 8
+    first = smollm2.tokenize(system + "What is the capital of Spain?", add_special=True)
+    second = smollm2.tokenize(system + "What is the capital of Italy?", add_special=True)
+    common = next(i for i, (a, b) in enumerate(zip(first, second)) if a != b)
+    assert common > 80
+    with _native.Context(smollm2, n_ctx=2048, n_seq_max=2, n_threads=2) as ctx:
+        gen = ctx.generate(first, greedy(smollm2), max_tokens=4, seq_id=0)
+        list(gen)
+        assert gen.n_reused_tokens == 0
+        other = ctx.generate(second, greedy(smollm2), max_tokens=8, seq_id=1)
+        tokens = [t for t, _ in other]
+        assert other.n_reused_tokens == common
+        assert ctx.cached_tokens(0)[: len(first)] == first  # the donor keeps its own
+    with _native.Context(smollm2, n_ctx=1024, n_threads=2) as solo:
+        assert tokens == [t for t, _ in solo.generate(second, greedy(smollm2), max_tokens=8)]
+
+
+def test_a_sequence_that_fills_its_share_stops_with_context(smollm2):
+    with _native.Context(smollm2, n_ctx=512, n_seq_max=2, n_threads=2) as ctx:
+        per_seq = 512 // 2
+        long = ctx.generate(smollm2.tokenize(PROMPTS[1], add_special=True), greedy(smollm2), max_tokens=-1,
+                            ignore_eog=True, seq_id=0)
+        short = ctx.generate(smollm2.tokenize(PROMPTS[0], add_special=True), greedy(smollm2), max_tokens=8,
+                             seq_id=1)
+        out = consume_all([long, short])
+        assert long.finish_reason == "context"
+        assert len(out[0]) + len(smollm2.tokenize(PROMPTS[1], add_special=True)) >= per_seq - 1
+        assert short.finish_reason == "length" and len(out[1]) == 8
+
+
+def test_closing_the_context_ends_every_generation(smollm2):
+    ctx = _native.Context(smollm2, n_ctx=1024, n_seq_max=2, n_threads=2)
+    gens = [ctx.generate(smollm2.tokenize(p, add_special=True), greedy(smollm2), max_tokens=200, ignore_eog=True,
+                         seq_id=i) for i, p in enumerate(PROMPTS[:2])]
+    next(gens[0])
+    ctx.close()
+    for g in gens:
+        list(g)
+        assert g.finish_reason == "cancelled"
+    with pytest.raises(HandleClosedError):
+        ctx.generate([1, 2, 3], greedy(smollm2))
+
+
+def test_dropped_generators_free_their_sequence(smollm2, expected):
+    with _native.Context(smollm2, n_ctx=1024, n_seq_max=2, n_threads=2) as ctx:
+        for _ in range(5):
+            gen = ctx.generate(smollm2.tokenize(PROMPTS[1], add_special=True), greedy(smollm2), max_tokens=50,
+                               seq_id=0)
+            next(gen)
+            del gen  # the loop drops it before its next decode
+        gen = ctx.generate(smollm2.tokenize(PROMPTS[0], add_special=True), greedy(smollm2), max_tokens=16, seq_id=0)
+        assert [t for t, _ in gen] == expected[0]
+
+
+def test_one_generator_iterated_from_several_threads(smollm2):
+    with _native.Context(smollm2, n_ctx=1024, n_seq_max=2, n_threads=2) as ctx:
+        gen = ctx.generate(smollm2.tokenize(PROMPTS[1], add_special=True), greedy(smollm2), max_tokens=30)
+        seen = []
+        lock = threading.Lock()
+
+        def pull():
+            for token, _ in gen:
+                with lock:
+                    seen.append(token)
+
+        threads = [threading.Thread(target=pull) for _ in range(3)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(120)
+        assert sorted(seen) == sorted(gen.token_ids) and len(seen) == 30  # each token handed out once
+        assert gen.token_ids == alone(smollm2, PROMPTS[1], max_tokens=30)
+
+
+def test_gemma3_sliding_window_model_batched(gemma3):
+    texts = ["The capital of France is", "Once upon a time"]
+    expected = []
+    for text in texts:
+        with _native.Context(gemma3, n_ctx=512, n_threads=2) as solo:
+            gen = solo.generate(gemma3.tokenize(text, add_special=True), greedy(gemma3), max_tokens=12)
+            expected.append([t for t, _ in gen])
+    with _native.Context(gemma3, n_ctx=1024, n_seq_max=2, n_threads=2) as ctx:
+        gens = [ctx.generate(gemma3.tokenize(t, add_special=True), greedy(gemma3), max_tokens=12, seq_id=i)
+                for i, t in enumerate(texts)]
+        assert consume_all(gens) == expected
