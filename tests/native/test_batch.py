@@ -164,6 +164,12 @@ def test_one_generator_iterated_from_several_threads(smollm2):
         assert gen.token_ids == alone(smollm2, PROMPTS[1], max_tokens=30)
 
 
+@pytest.fixture(scope="module")
+def gemma3(gemma3_path):
+    with _native.Model(gemma3_path) as model:
+        yield model
+
+
 def test_gemma3_sliding_window_model_batched(gemma3):
     texts = ["The capital of France is", "Once upon a time"]
     expected = []
