@@ -248,3 +248,25 @@ def test_client_gone_before_the_first_token_cancels_too(server, http):
         assert is_busy(engine), "the request never reached the engine"
     assert wait_idle(engine), "the generation went on after the client left"
     assert metric(http, "llamabind_requests_cancelled_total") == before + 1
+
+
+def test_event_loop_answers_while_a_generation_runs(server, http):
+    """Health, models, metrics and tokenize are answered while a stream is generating."""
+    engine = server.registry.get(server.model_id).engine.engine
+    body = chat_body(
+        server,
+        max_tokens=1500,
+        temperature=0.8,
+        stream=True,
+        messages=[{"role": "user", "content": "Write a long story."}],
+    )
+    streaming = httpx.Client(base_url=server.url, headers=server.headers, timeout=300)
+    with streaming, streaming.stream("POST", CHAT, json=body) as response:
+        lines = response.iter_lines()
+        assert next(line for line in lines if line.startswith("data: "))
+        assert http.get("/health").status_code == 200
+        assert http.get("/v1/models").status_code == 200
+        assert http.post("/tokenize", json={"content": "hello"}).status_code == 200
+        assert "llamabind_active_sequences" in http.get("/metrics").text
+        assert is_busy(engine), "the stream ended before the other requests were answered"
+    assert wait_idle(engine)

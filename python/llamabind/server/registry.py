@@ -10,7 +10,7 @@ import asyncio
 import logging
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -25,18 +25,46 @@ logger = logging.getLogger("llamabind.server")
 
 @dataclass(slots=True)
 class ServedModel:
-    """One loaded model: its id, where it came from, and its engine."""
+    """One loaded model: its id, where it came from, its engine, and facts read at load.
+
+    The facts are read once because the context's own accessors wait for a running decode,
+    and the event loop must never wait on one.
+    """
 
     id: str
     spec: ModelSpec
     path: Path
     engine: AsyncLlamaEngine
     created: int
+    facts: dict[str, int] = field(default_factory=dict)
+
+    def read_facts(self) -> None:
+        """Reads the sizes of the loaded model (call once, after loading)."""
+        engine = self.engine.engine
+        model = engine.model
+        self.facts = {
+            "n_ctx": engine.get_context_size(),
+            "n_ctx_train": model.n_ctx_train,
+            "n_params": model.n_params,
+            "n_embd": model.n_embd,
+            "n_vocab": model.n_vocab,
+            "size_bytes": model.size_bytes,
+        }
 
     @property
     def n_ctx(self) -> int:
         """The context window of the model's engine, in tokens."""
-        return self.engine.engine.get_context_size()
+        return self.facts["n_ctx"]
+
+    @property
+    def n_vocab(self) -> int:
+        """Tokens in the model's vocabulary."""
+        return self.facts["n_vocab"]
+
+    @property
+    def n_embd(self) -> int:
+        """Size of the model's embeddings."""
+        return self.facts["n_embd"]
 
     def queue_info(self) -> Any:
         """The engine's request queue (n_parallel, n_active, n_waiting, n_queue), if it has one."""
@@ -45,20 +73,12 @@ class ServedModel:
 
     def describe(self) -> dict[str, Any]:
         """The ``model`` object of ``/v1/models``."""
-        model = self.engine.engine.model
         return {
             "id": self.id,
             "object": "model",
             "created": self.created,
             "owned_by": "llamabind",
-            "meta": {
-                "n_ctx": self.n_ctx,
-                "n_ctx_train": model.n_ctx_train,
-                "n_params": model.n_params,
-                "n_embd": model.n_embd,
-                "n_vocab": model.n_vocab,
-                "size_bytes": model.size_bytes,
-            },
+            "meta": dict(self.facts),
         }
 
 
@@ -98,6 +118,7 @@ class ModelRegistry:
                     served_id, spec, path, AsyncLlamaEngine(engine=engine), int(time.time())
                 )
                 engine.load_model(path, spec.params)
+                self._models[served_id].read_facts()
                 logger.info("serving %s as %r", path, served_id)
         except BaseException:
             self.close()

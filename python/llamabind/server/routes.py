@@ -247,7 +247,7 @@ async def completions(body: CompletionRequest, request: Request) -> Response:
     prompt = mapping.completion_prompt(body)
     engine = served.engine.engine
     if isinstance(prompt, list):
-        mapping.check_token_ids(prompt, engine.model.n_vocab, "prompt")
+        mapping.check_token_ids(prompt, served.n_vocab, "prompt")
     echo = ""
     if body.echo:
         echo = (
@@ -277,8 +277,7 @@ async def embeddings(body: EmbeddingRequest, request: Request) -> JSONResponse:
     """``POST /v1/embeddings``."""
     state = _state(request)
     served = state.registry.get(body.model)
-    engine = served.engine.engine
-    texts = mapping.embedding_texts(body, engine.model.n_embd)
+    texts = mapping.embedding_texts(body, served.n_embd)
     try:
         vectors = await served.engine.embed_batch(texts)
         n_tokens = 0
@@ -321,19 +320,19 @@ async def metrics(request: Request) -> PlainTextResponse:
 @router.post("/tokenize")
 async def tokenize(body: TokenizeRequest, request: Request) -> JSONResponse:
     """``POST /tokenize`` as llama-server has it."""
-    served = _state(request).registry.get(body.model)
-    engine = served.engine.engine
-    token_ids = await asyncio.to_thread(
-        engine.tokenize, body.content, body.add_special, body.parse_special
-    )
-    if not body.with_pieces:
-        return JSONResponse({"tokens": token_ids})
-    model = engine.model
-    pieces = [
-        {"id": t, "piece": model.token_to_piece(t, True).decode("utf-8", errors="replace")}
-        for t in token_ids
-    ]
-    return JSONResponse({"tokens": pieces})
+    engine = _state(request).registry.get(body.model).engine.engine
+
+    def run() -> list[Any]:
+        token_ids = engine.tokenize(body.content, body.add_special, body.parse_special)
+        if not body.with_pieces:
+            return token_ids
+        model = engine.model
+        return [
+            {"id": t, "piece": model.token_to_piece(t, True).decode("utf-8", errors="replace")}
+            for t in token_ids
+        ]
+
+    return JSONResponse({"tokens": await asyncio.to_thread(run)})
 
 
 @router.post("/detokenize")
@@ -341,6 +340,6 @@ async def detokenize(body: DetokenizeRequest, request: Request) -> JSONResponse:
     """``POST /detokenize`` as llama-server has it."""
     served = _state(request).registry.get(body.model)
     engine = served.engine.engine
-    mapping.check_token_ids(body.tokens, engine.model.n_vocab, "tokens")
+    mapping.check_token_ids(body.tokens, served.n_vocab, "tokens")
     text = await asyncio.to_thread(engine.detokenize, body.tokens)
     return JSONResponse({"content": text})
