@@ -1,9 +1,9 @@
-"""A server whose model takes one request at a time and queues none: a second concurrent
-request is refused at once with 429 (queue full) and ``Retry-After``."""
+"""Concurrency through the engine's request queue: with one slot and no queue a second request
+is refused at once with 429 and ``Retry-After``; with two slots and a queue, concurrent requests
+all complete, each with the answer it would get alone."""
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import threading
 
@@ -11,7 +11,10 @@ import pytest
 
 httpx = pytest.importorskip("httpx")
 
+from concurrent.futures import ThreadPoolExecutor
+
 from conftest import start_server, wait_idle
+from llamabind.engine import LlamaEngine
 from llamabind.params import ModelParams
 from llamabind.server import ModelRegistry, ModelSpec, ServerConfig
 
@@ -20,13 +23,11 @@ pytestmark = pytest.mark.timeout(600)
 
 @pytest.fixture(scope="module")
 def single_slot_server(smollm2_path):
-    fields = {f.name for f in dataclasses.fields(ModelParams)}
-    if not {"n_parallel", "n_queue"} <= fields:
+    if not hasattr(LlamaEngine, "queue_info"):
         # Without the engine's request queue a refused stream's clean-up cancels the engine's
         # running generation (AsyncLlamaEngine cancels engine-wide), so the check is not sound.
-        pytest.skip("needs ModelParams.n_parallel / n_queue (the engine's request queue)")
-    queue = {"n_parallel": 1, "n_queue": 0}
-    params = ModelParams(n_ctx=1024, n_threads=2, **queue)
+        pytest.skip("needs the engine's request queue (LlamaEngine.queue_info)")
+    params = ModelParams(n_ctx=1024, n_threads=2, n_parallel=1, n_queue=0)
     config = ServerConfig(
         models=(ModelSpec(smollm2_path, alias="one", params=params),),
         port=0,
@@ -70,3 +71,44 @@ def test_second_request_is_refused_with_retry_after(single_slot_server):
         third = client.post(url, json=short_body)
         assert third.status_code == 200, third.text
         assert json.loads(third.text)["choices"][0]["message"]["role"] == "assistant"
+
+
+@pytest.fixture(scope="module")
+def two_slot_server(smollm2_path):
+    if not hasattr(LlamaEngine, "queue_info"):
+        pytest.skip("needs the engine's request queue (LlamaEngine.queue_info)")
+    params = ModelParams(n_ctx=1024, n_threads=2, n_parallel=2, n_queue=8)
+    config = ServerConfig(
+        models=(ModelSpec(smollm2_path, alias="two", params=params),), port=0, api_key=""
+    )
+    registry = ModelRegistry(config.models)
+    registry.load()
+    server, thread, port = start_server(config, registry)
+    yield f"http://127.0.0.1:{port}", registry.get("two").engine.engine
+    server.should_exit = True
+    thread.join(30)
+
+
+def test_concurrent_requests_each_get_their_own_answer(two_slot_server):
+    base_url, engine = two_slot_server
+    questions = ["Name a colour.", "Name a fruit.", "Name a city.", "Name an animal."]
+
+    def ask(question: str) -> tuple[int, str]:
+        body = {
+            "model": "two",
+            "max_tokens": 12,
+            "temperature": 0,
+            "messages": [{"role": "user", "content": question}],
+        }
+        response = httpx.post(base_url + "/v1/chat/completions", json=body, timeout=300)
+        content = response.json()["choices"][0]["message"]["content"] if response.is_success else ""
+        return response.status_code, content
+
+    with ThreadPoolExecutor(len(questions)) as pool:
+        answers = list(pool.map(ask, questions))
+    assert [status for status, _ in answers] == [200] * len(questions)
+    for question, (_, content) in zip(questions, answers):
+        alone = engine.complete(
+            [{"role": "user", "content": question}], max_tokens=12, temperature=0
+        )
+        assert content == alone.text, question
