@@ -104,3 +104,27 @@ def test_a_runaway_template_never_reaches_llama_cpps_renderer(smollm2_path):
                             timeout=240, cwd=Path(__file__).resolve().parents[2])
     assert result.returncode == 0, result.stderr
     assert result.stdout.split("\n")[:2] == ["TemplateError limit", "TemplateError limit"]
+
+
+def test_chatml_fallback_stops_at_its_end_of_turn_and_says_so_once(gemma3_path, caplog):
+    """Gemma 3 270M has no template: ChatML stands in, and its <|im_end|> ends the reply."""
+    import logging
+
+    from llamabind import GenerationParams, LlamaEngine, ModelParams
+    from llamabind.chat.template import CHATML_END_OF_TURN, MissingChatTemplateWarning
+
+    question = [{"role": "user", "content": "Name three colors."}]
+    greedy = GenerationParams(temperature=0, max_tokens=200)
+    with LlamaEngine(gemma3_path, ModelParams(n_ctx=1024, n_threads=2)) as engine:
+        with caplog.at_level(logging.INFO, logger="llamabind.chat"), \
+                pytest.warns(MissingChatTemplateWarning):
+            rendered = engine.chat_template(question)
+            first = engine.complete(question, greedy)
+            second = engine.complete(question, greedy)
+    assert CHATML_END_OF_TURN in rendered.stop
+    said = [r for r in caplog.records if "ChatML fallback" in r.getMessage()]
+    assert len(said) == 1 and said[0].levelno == logging.INFO
+    for completion in (first, second):
+        assert completion.finish_reason == "stop"
+        assert completion.usage.completion_tokens < greedy.max_tokens
+        assert "<|im_" not in completion.text  # greedy Gemma 3 ends its turn at once

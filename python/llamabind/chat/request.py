@@ -248,15 +248,17 @@ def build_chat_request(
         sampler_kwargs = {"grammar": _schema_grammar(schema)}
     triggers = tuple(GrammarTrigger(kind, value, token if kind == "token" else None)
                      for kind, value, token in native.grammar_triggers)
+    stop, preserved_ids = _end_of_turn(model, template, tuple(native.additional_stops),
+                                       tuple(native.preserved_token_ids(model)))
     return ChatRequest(
         prompt=prompt,
         format=native.format,
-        stop=tuple(native.additional_stops),
+        stop=stop,
         grammar=sampler_kwargs.get("grammar"),
         grammar_lazy=bool(sampler_kwargs.get("grammar_lazy")),
         grammar_triggers=triggers,
         preserved_tokens=tuple(native.preserved_tokens),
-        preserved_token_ids=tuple(native.preserved_token_ids(model)),
+        preserved_token_ids=preserved_ids,
         sampler_kwargs=sampler_kwargs,
         schema=schema,
         native=native,
@@ -264,6 +266,25 @@ def build_chat_request(
         reply_prefix=opener,
         data_spans=data_spans,
     )
+
+
+def _end_of_turn(model: _native.Model, template: ChatTemplate, stop: tuple[str, ...],
+                 preserved_ids: tuple[int, ...]) -> tuple[tuple[str, ...], tuple[int, ...]]:
+    """Stops and rendered tokens with the end of turn of a stand-in template (ChatML).
+
+    A model without a template does not end its turns with ChatML's ``<|im_end|>`` on its own:
+    it becomes a stop string, and where the vocabulary has it as one token that does not end
+    generation, that token is rendered as text so the stop string sees it.
+    """
+    end = template.end_of_turn
+    if not end:
+        return stop, preserved_ids
+    if end not in stop:
+        stop += (end,)
+    token_ids = model.tokenize(end, add_special=False, parse_special=True)
+    if len(token_ids) == 1 and not model.is_eog(token_ids[0]) and token_ids[0] not in preserved_ids:
+        preserved_ids = tuple(sorted(preserved_ids + (token_ids[0],)))
+    return stop, preserved_ids
 
 
 def _schema_grammar(schema: Mapping[str, Any]) -> str:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import logging
 import threading
 import warnings
 from collections.abc import Callable, Mapping, Sequence
@@ -40,7 +41,13 @@ CHATML_TEMPLATE = (
     "{%- endif -%}"
 )
 
+#: Where a ChatML turn ends; generation stops there when ChatML stands in for a missing template.
+CHATML_END_OF_TURN = "<|im_end|>"
+#: The name ``from_model`` gives the ChatML template it uses for a model without one.
+FALLBACK_NAME = "chatml"
+
 _ENVIRONMENT = TemplateEnvironment()
+logger = logging.getLogger("llamabind.chat")
 _T = TypeVar("_T")
 
 
@@ -68,6 +75,8 @@ class ChatTemplate:
         add_eos: The same for an EOS the template writes at the end.
         tool_use: A second template used when tools are given (GGUF ``tool_use`` template).
         limits: Limits of each render (default :class:`RenderLimits`).
+        end_of_turn: Text that ends the assistant's turn where the model's own end-of-generation
+            token may not (the ChatML fallback's ``<|im_end|>``); generation stops there.
 
     Raises:
         TemplateError: The template does not compile.
@@ -84,6 +93,7 @@ class ChatTemplate:
         add_eos: bool = False,
         tool_use: ChatTemplate | None = None,
         limits: RenderLimits | None = None,
+        end_of_turn: str | None = None,
     ) -> None:
         if not isinstance(source, str):
             raise TypeError(f"source must be a str, not {type(source).__name__}")
@@ -95,6 +105,7 @@ class ChatTemplate:
         self.add_eos = add_eos
         self.tool_use = tool_use
         self.limits = limits or RenderLimits()
+        self.end_of_turn = end_of_turn
         self._patched_source = patch_source(source)
         self._caps: TemplateCaps | None = None
         self._caps_lock = threading.Lock()
@@ -163,7 +174,10 @@ class ChatTemplate:
             MissingChatTemplateWarning,
             stacklevel=2,
         )
-        return cls(CHATML_TEMPLATE, name="chatml", **common)
+        logger.info("%s has no chat template: using the ChatML fallback "
+                    "(llamabind.chat.CHATML_TEMPLATE), which ends turns with %s",
+                    model.path, CHATML_END_OF_TURN)
+        return cls(CHATML_TEMPLATE, name=FALLBACK_NAME, end_of_turn=CHATML_END_OF_TURN, **common)
 
     @property
     def caps(self) -> TemplateCaps:
