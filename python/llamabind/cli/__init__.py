@@ -121,12 +121,9 @@ def build_prompt_parser() -> argparse.ArgumentParser:
 
 
 def _version() -> str:
-    from importlib.metadata import PackageNotFoundError, version
+    from llamabind import LLAMA_CPP_VERSION, __version__
 
-    try:
-        return f"llamabind {version('llamabind')}"
-    except PackageNotFoundError:
-        return "llamabind (source tree)"
+    return f"llamabind {__version__} (llama.cpp {LLAMA_CPP_VERSION})"
 
 
 def parse(argv: Sequence[str]) -> argparse.Namespace:
