@@ -28,6 +28,7 @@ from llamabind.chat.request import (
     chat_templates,
 )
 from llamabind.completions import stream_chunks
+from llamabind.devices import backend_name, gpu_memory
 from llamabind.errors import StateError, StructuredOutputError
 from llamabind.generation import RunHandle, TokenRun
 from llamabind.options import ChatOptions, chat_options, generation_params, request_settings
@@ -690,14 +691,3 @@ def _seed_backend(model: Any) -> tuple[LlamaBackend | None, Any]:
                         f"LlamaBackend()), got {type(model).__name__}")
     return None, model
 
-
-def backend_name() -> str:
-    """The GPU devices of this build, comma-separated, or "CPU"."""
-    names = [d.name for d in _native.devices() if d.type != "cpu"]
-    return ", ".join(names) if names else "CPU"
-
-
-def gpu_memory() -> tuple[int, int]:
-    """(total, free) bytes over the GPU devices; (0, 0) on a CPU-only build."""
-    gpus = [d for d in _native.devices() if d.type in ("gpu", "igpu")]
-    return sum(d.memory_total_bytes for d in gpus), sum(d.memory_free_bytes for d in gpus)

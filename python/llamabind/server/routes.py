@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Generator
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -239,6 +239,46 @@ async def chat_completions(body: ChatCompletionRequest, request: Request) -> Res
     )
 
 
+class _RunPieces:
+    """A raw run's text as ``(piece, None)`` items, then ``("", run)`` once it ended.
+
+    Cancellable from any thread (``cancel``), so that a client that leaves stops this request
+    only.
+    """
+
+    def __init__(self, run: Any) -> None:
+        self.run = run
+        self._items = self._pieces()
+
+    def _pieces(self) -> Generator[tuple[str, Any], None, None]:
+        iterator = iter(self.run)
+        try:
+            for piece in iterator:
+                yield piece, None
+        finally:
+            close = getattr(iterator, "close", None)
+            if close is not None:
+                close()
+        yield "", self.run
+
+    def __iter__(self) -> _RunPieces:
+        return self
+
+    def __next__(self) -> tuple[str, Any]:
+        return next(self._items)
+
+    def cancel(self) -> None:
+        """Stops the run from any thread."""
+        cancel = getattr(self.run, "cancel", None)
+        if cancel is not None:
+            cancel()
+
+    def close(self) -> None:
+        """Stops the run from the consuming thread."""
+        self.cancel()
+        self._items.close()
+
+
 @router.post("/v1/completions")
 async def completions(body: CompletionRequest, request: Request) -> Response:
     """``POST /v1/completions``: a raw completion of a text or token-id prompt."""
@@ -255,21 +295,15 @@ async def completions(body: CompletionRequest, request: Request) -> Response:
             if isinstance(prompt, str)
             else await asyncio.to_thread(engine.detokenize, prompt)
         )
-
-    def pieces() -> Any:
-        run = engine.start_generation(prompt, params)
-        iterator = iter(run)
-        try:
-            for piece in iterator:
-                yield piece, None
-        finally:
-            iterator.close()  # type: ignore[attr-defined]
-        yield "", run
-
     include_usage = bool(body.stream_options and body.stream_options.include_usage)
     shaper = _TextShaper(served.id, include_usage, echo)
     generation = _Generation(request, served, shaper, "prompt")
-    return await generation.respond(lambda: stream_in_thread(pieces, engine), body.stream)
+    return await generation.respond(
+        lambda: stream_in_thread(
+            lambda: _RunPieces(engine.start_generation(prompt, params)), engine
+        ),
+        body.stream,
+    )
 
 
 @router.post("/v1/embeddings")
