@@ -78,3 +78,25 @@ def test_a_cancelled_task_leaves_history_as_before_and_the_tool_loop_runs(smollm
 def test_an_async_session_needs_the_async_engine(smollm2_path):
     with pytest.raises(TypeError, match="for a LlamaEngine use ChatSession"):
         AsyncChatSession(LlamaEngine(smollm2_path))
+
+
+def test_cancelling_the_tool_loop_cancels_its_generation_and_keeps_history(smollm2_path):
+    async def main():
+        async with AsyncLlamaEngine(smollm2_path, ModelParams(n_ctx=1024, n_threads=2)) as engine:
+            session = AsyncChatSession(engine)
+            await session.send("Hi!", SHORT)
+            before = session.history
+            task = asyncio.create_task(session.send_with_tools(
+                "Tell me a very long story.", [get_weather], tool_choice="none",
+                max_tokens=None, ignore_eos=True))
+            while not engine.engine.is_generating:  # wait until the loop's generation runs
+                await asyncio.sleep(0.01)
+            task.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await task
+            after = session.history
+            reply = await session.send("Bye!", SHORT)  # the session and engine are usable
+            return before, after, reply
+
+    before, after, reply = asyncio.run(main())
+    assert after == before and reply.text

@@ -141,7 +141,7 @@ class ChatSession:
             **settings: Any GenerationParams or ChatOptions field, overriding ``params`` and
                 ``options`` (as ``LlamaEngine.create``).
 
-        Nothing happens until the first ``next()``.
+        Wrong keywords raise at once; nothing else happens until the first ``next()``.
 
         Raises:
             StateError: another turn of this session is running.
