@@ -217,3 +217,19 @@ def test_tool_loop_stop_reasons(engine):
     assert "service down" in session.history[2].tool_results[0].text
     with pytest.raises(ValueError):
         session.send_with_tools("x", [get_weather], max_rounds=-1)
+
+
+def test_an_async_tool_handler_needs_the_async_session(engine):
+    async def get_weather_async(city: str) -> dict:
+        """Gets the current weather of a city.
+
+        Args:
+            city: The city name.
+        """
+        return {"city": city}
+
+    session = ChatSession(engine)
+    result = session.send_with_tools("What's the weather in Paris?", [get_weather_async],
+                                     tool_choice="required", temperature=0, max_tokens=80)
+    answer = session.history[2].tool_results[0].result
+    assert result.rounds >= 2 and "AsyncChatSession.send_with_tools" in answer["error"]
