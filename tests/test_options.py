@@ -2,11 +2,19 @@
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import json
 
 import pytest
-from llamabind import ChatOptions, GenerationParams, LlamaEngine, ModelParams, ToolDefinition
+from llamabind import (
+    AsyncLlamaEngine,
+    ChatOptions,
+    GenerationParams,
+    LlamaEngine,
+    ModelParams,
+    ToolDefinition,
+)
 from llamabind.options import (
     ChatOptionSettings,
     GenerationSettings,
@@ -114,3 +122,21 @@ def test_engine_keyword_errors_name_the_method(engine):
     with pytest.raises(ValueError, match="makes the response_format from schema"):
         engine.create_structured_json(MESSAGES, response_format={"type": "json_object"})
     assert json.dumps(engine.chat_template(MESSAGES).prompt)  # the engine is still usable
+
+
+def test_async_engine_requests_take_keywords(engine):
+    async def main():
+        wrapped = AsyncLlamaEngine(engine=engine)
+        completion = await wrapped.complete(MESSAGES, temperature=0, max_tokens=4)
+        pieces = [p async for p in wrapped.generate("The capital of France is", temperature=0,
+                                                     max_tokens=3)]
+        rendered = await wrapped.chat_template(MESSAGES, tools=[get_weather])
+        with pytest.raises(TypeError, match=r"AsyncLlamaEngine.create\(\) .*'topP'; did you "
+                                            r"mean top_p\?"):
+            wrapped.create(MESSAGES, topP=0.5)
+        return completion, pieces, rendered
+
+    completion, pieces, rendered = asyncio.run(main())
+    assert completion.usage.completion_tokens == 4
+    assert completion.text == engine.complete(MESSAGES, temperature=0, max_tokens=4).text
+    assert pieces and "get_weather" in rendered.prompt
