@@ -144,10 +144,11 @@ def test_breaking_out_of_the_loop_stops_the_native_generation(engine):
     assert len(list(engine.generate(PROMPT, GREEDY))) > 0
 
 
-def test_a_second_generation_while_one_runs_is_a_state_error(engine):
+def test_a_second_generation_in_the_same_thread_is_a_state_error(engine):
+    # n_parallel=1: another thread would wait its turn; this thread would wait for itself
     first = engine.generate(PROMPT, GREEDY)
     next(first)
-    with pytest.raises(StateError, match="already running"):
+    with pytest.raises(StateError, match="already runs every generation"):
         next(engine.generate(PROMPT, GREEDY))
     first.close()
     assert next(engine.generate(PROMPT, GREEDY))

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from llamabind.engine import LlamaEngine
 from llamabind.options import ChatOptions, chat_options, generation_params, request_settings
 from llamabind.params import GenerationParams, ModelParams
+from llamabind.slots import QueueInfo
 from llamabind.types import LlamaChatMessage, LlamaCompletion, LlamaCompletionChunk
 
 if TYPE_CHECKING:
@@ -38,11 +39,25 @@ async def stream_in_thread(factory: Callable[[], Iterator[T]], engine: LlamaEngi
 
     Args:
         factory: Makes the iterator (called in the worker: it may load a model lazily).
-        engine: Whose generation is cancelled when the consumer stops early.
+        engine: Whose generations are all cancelled when the consumer stops early and the
+            iterator has no ``cancel()`` of its own (streams of the engine have one).
     """
     loop = asyncio.get_running_loop()
     queue: asyncio.Queue[tuple[Any, BaseException | None]] = asyncio.Queue()
     stop = threading.Event()
+    made: list[Iterator[T]] = []  # the iterator, once the worker made it
+    made_lock = threading.Lock()
+
+    def cancel_request() -> None:
+        """Cancels this stream's request only, when it can tell which one that is."""
+        with made_lock:
+            stop.set()
+            iterator = made[0] if made else None
+        cancel = getattr(iterator, "cancel", None)
+        if cancel is not None:
+            cancel()
+        elif iterator is not None:
+            engine.cancel_generation()  # a stream that cannot cancel itself
 
     def post(item: Any, error: BaseException | None = None) -> None:
         try:
@@ -53,6 +68,13 @@ async def stream_in_thread(factory: Callable[[], Iterator[T]], engine: LlamaEngi
     def produce() -> None:
         try:
             iterator = factory()
+            with made_lock:
+                made.append(iterator)
+                stopped = stop.is_set()
+            if stopped:  # the consumer left while the request was being made
+                cancel = getattr(iterator, "cancel", None)
+                if cancel is not None:
+                    cancel()
             try:
                 for item in iterator:
                     if stop.is_set():
@@ -79,8 +101,7 @@ async def stream_in_thread(factory: Callable[[], Iterator[T]], engine: LlamaEngi
             yield item
     finally:
         if worker.is_alive():
-            stop.set()
-            engine.cancel_generation()
+            cancel_request()
             await asyncio.shield(asyncio.to_thread(worker.join))
 
 
@@ -107,6 +128,10 @@ class AsyncLlamaEngine:
     @property
     def is_ready(self) -> bool:
         return self.engine.is_ready
+
+    def queue_info(self) -> QueueInfo:
+        """Requests running and waiting; see ``LlamaEngine.queue_info``."""
+        return self.engine.queue_info()
 
     async def load_model(self, name_or_uri: str, params: ModelParams | None = None,
                          on_progress: Callable[[float], Any] | None = None) -> None:

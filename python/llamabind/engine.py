@@ -30,9 +30,10 @@ from llamabind.chat.request import (
 from llamabind.completions import stream_chunks
 from llamabind.devices import backend_name, gpu_memory
 from llamabind.errors import StateError, StructuredOutputError
-from llamabind.generation import RunHandle, TokenRun
+from llamabind.generation import RequestStream, TokenRun
 from llamabind.options import ChatOptions, chat_options, generation_params, request_settings
 from llamabind.params import GenerationParams, ModelParams
+from llamabind.slots import QueueInfo, RunHandle, SequenceSlots
 from llamabind.types import (
     LlamaChatMessage,
     LlamaCompletion,
@@ -64,6 +65,7 @@ class _Loaded:
     params: ModelParams
     model: _native.Model
     context: _native.Context
+    slots: SequenceSlots
     loras: dict[str, tuple[_native.LoraAdapter, float]] = field(default_factory=dict)
     embedder: Embedder | None = None
     chat: dict[str, Any] = field(default_factory=dict)  # per-template caches of llamabind.chat
@@ -118,7 +120,6 @@ class LlamaEngine:
         self._loaded: _Loaded | None = None
         self._lazy: tuple[str | os.PathLike[str], ModelParams | None] | None = (
             (model, params) if model is not None else None)
-        self._active: RunHandle | None = None
         self._disposed = False
 
     # --- lifecycle ---------------------------------------------------------------------------
@@ -210,11 +211,10 @@ class LlamaEngine:
     dispose = close
 
     def _swap(self, new: _Loaded | None) -> _Loaded | None:
-        with self._state:
-            active = self._active
-        if active is not None:
-            active.cancel()
-        old, self._loaded = self._loaded, new
+        old = self._loaded
+        if old is not None:
+            old.slots.cancel_all()
+        self._loaded = new
         return old
 
     def _open(self, name_or_uri: str | os.PathLike[str], params: ModelParams | None,
@@ -228,7 +228,8 @@ class LlamaEngine:
         loaded = None
         try:
             context = _native.Context(model, **params.context_kwargs(model.n_ctx_train))
-            loaded = _Loaded(os.fspath(name_or_uri), path, params, model, context)
+            slots = SequenceSlots(params.n_parallel, params.n_queue, context.cached_tokens)
+            loaded = _Loaded(os.fspath(name_or_uri), path, params, model, context, slots)
             for lora in params.loras:
                 adapter = _native.LoraAdapter(model, lora.path)
                 loaded.loras[lora.path] = (adapter, lora.scale)
@@ -273,35 +274,32 @@ class LlamaEngine:
 
     # --- generation ---------------------------------------------------------------------------
 
-    def _begin_run(self) -> RunHandle:
-        run = RunHandle()
-        with self._state:
-            if self._active is not None:
-                raise StateError(
-                    "a generation is already running on this engine: finish or cancel it "
-                    "first (one engine runs one generation at a time)")
-            self._active = run
-        return run
-
-    def _end_run(self, run: RunHandle) -> None:
-        with self._state:
-            if self._active is run:
-                self._active = None
-
     @property
     def is_generating(self) -> bool:
-        return self._active is not None
+        """Whether a request runs now."""
+        loaded = self._loaded
+        return loaded is not None and loaded.slots.n_active > 0
+
+    def queue_info(self) -> QueueInfo:
+        """How busy the engine is: requests running, waiting, and the limits of both.
+
+        Before a model is loaded every count is 0 and the limits come from the lazy params.
+        """
+        loaded = self._loaded
+        if loaded is not None:
+            return loaded.slots.info()
+        params = (self._lazy[1] if self._lazy else None) or ModelParams()
+        return QueueInfo(params.n_parallel, 0, 0, params.n_queue)
 
     def cancel_generation(self) -> None:
-        """Stops the running generation from any thread, within one token.
+        """Stops every running and waiting request from any thread, within one token.
 
-        Its stream ends normally, with finish reason "cancelled"; the engine stays usable.
-        Does nothing when no generation runs.
+        Their streams end normally, with finish reason "cancelled"; the engine stays usable.
+        To stop one request only, close its stream (or call its ``cancel()``).
         """
-        with self._state:
-            active = self._active
-        if active is not None:
-            active.cancel()
+        loaded = self._loaded
+        if loaded is not None:
+            loaded.slots.cancel_all()
 
     def generate(self, prompt: str, params: GenerationParams | None = None,
                  **settings: Unpack[GenerationSettings]) -> Iterator[str]:
@@ -326,7 +324,7 @@ class LlamaEngine:
         """
         run = self.start_generation(prompt, generation_params(params, settings,
                                                               "LlamaEngine.generate()"))
-        return iter(run)
+        return RequestStream(iter(run), run)
 
     def start_generation(self, prompt: str | Sequence[int], params: GenerationParams | None = None,
                          **settings: Unpack[GenerationSettings]) -> TokenRun:
@@ -340,7 +338,7 @@ class LlamaEngine:
             tokens = [int(t) for t in prompt]
         if not tokens:
             raise ValueError("the prompt is empty")
-        return TokenRun(self, loaded, tokens, params)
+        return TokenRun(loaded, tokens, params)
 
     # --- chat completions ------------------------------------------------------------------
 
@@ -376,7 +374,7 @@ class LlamaEngine:
         """
         params, options = request_settings(params, options, settings, "LlamaEngine.create()")
         run, parser = self._start_chat(messages, params, options)
-        return stream_chunks(run, parser, self._model_label())
+        return RequestStream(stream_chunks(run, parser, self._model_label()), run)
 
     def complete(self, messages: Iterable[LlamaChatMessage | Mapping[str, Any]],
                  params: GenerationParams | None = None, *, options: ChatOptions | None = None,
@@ -464,7 +462,7 @@ class LlamaEngine:
                                  "response_format (they bring their own grammar)")
             overrides = dict(request.sampler_kwargs)
         tokens = self._prompt_tokens(loaded, request)
-        run = TokenRun(self, loaded, tokens, params, stop=request.stop,
+        run = TokenRun(loaded, tokens, params, stop=request.stop,
                        render_special_tokens=request.preserved_token_ids,
                        sampler_overrides=overrides)
         return run, request.parser()
@@ -584,25 +582,29 @@ class LlamaEngine:
         tokens = model.tokenize(prompt, add_special=True, parse_special=True) if prompt else []
         if not tokens:
             raise ValueError("score_next_token needs a non-empty prompt")
-        run = self._begin_run()
+        run = RunHandle()
+        seq = loaded.slots.acquire(run, tokens)
+        if seq is None:
+            raise StateError("score_next_token was cancelled while it waited for a sequence")
         try:
             context = loaded.context
-            cached = context.cached_tokens(0)
+            cached = context.cached_tokens(seq)
             keep = 0
             for a, b in zip(cached, tokens[:-1]):
                 if a != b:
                     break
                 keep += 1
-            context.memory_remove(0, keep, -1) or context.memory_clear()
-            if not context.cached_tokens(0):
+            if not context.memory_remove(seq, keep, -1):
+                context.memory_remove(seq, -1, -1)
+            if not context.cached_tokens(seq):
                 keep = 0
             try:
-                context.decode(tokens[keep:], 0, "last")
+                context.decode(tokens[keep:], seq, "last")
+                logits = context.logits(-1).astype(np.float64)
             finally:
                 _native.release_compute_threads()  # this thread may not compute again soon
-            logits = context.logits(-1).astype(np.float64)
         finally:
-            self._end_run(run)
+            loaded.slots.release(seq)
         logprobs = logits - (np.max(logits) + np.log(np.sum(np.exp(logits - np.max(logits)))))
 
         def entry(token: int) -> LlamaTokenLogprob:
@@ -635,11 +637,12 @@ class LlamaEngine:
 
     @contextlib.contextmanager
     def _idle(self) -> Iterator[None]:
-        run = self._begin_run()
+        slots = self._require().slots
+        slots.hold_all()
         try:
             yield
         finally:
-            self._end_run(run)
+            slots.release_all()
 
     # --- LoRA ------------------------------------------------------------------------------
 
@@ -648,7 +651,7 @@ class LlamaEngine:
         loaded = self._require()
         key = os.fspath(path)
         with self._state:
-            if self._active is not None:
+            if loaded.slots.n_active:
                 raise StateError("cannot change LoRA adapters while a generation runs")
             if key in loaded.loras:
                 adapter = loaded.loras[key][0]
@@ -661,7 +664,7 @@ class LlamaEngine:
         """Removes one adapter; a path that is not applied raises KeyError."""
         loaded = self._require()
         with self._state:
-            if self._active is not None:
+            if loaded.slots.n_active:
                 raise StateError("cannot change LoRA adapters while a generation runs")
             adapter, _ = loaded.loras.pop(os.fspath(path))
             loaded.context.set_lora(list(loaded.loras.values()))

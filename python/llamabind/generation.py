@@ -1,48 +1,57 @@
 """One native generation seen from Python: text pieces, then finish reason and usage.
 
-``TokenRun`` drives a native ``Generator`` (which releases the GIL per token), decodes its
-bytes with ``TextStream`` and records counts and timings; ``RunHandle`` lets another thread
-cancel it.
+``TokenRun`` takes a sequence slot of the engine's context (waiting in the engine's queue when
+all are busy), drives a native ``Generator`` on it (which releases the GIL per token), decodes its
+bytes with ``TextStream`` and records counts and timings; ``cancel`` works from any thread.
 """
 
 from __future__ import annotations
 
-import threading
 import time
 from collections.abc import Iterator, Mapping, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 from llamabind import _native
 from llamabind.errors import HandleClosedError
 from llamabind.params import GenerationParams
+from llamabind.slots import RunHandle
 from llamabind.text_stream import TextStream
 from llamabind.types import LlamaUsage
 
 if TYPE_CHECKING:
-    from llamabind.engine import LlamaEngine, _Loaded
+    from llamabind.engine import _Loaded
+
+T = TypeVar("T")
 
 
-class RunHandle:
-    """One generation in flight; ``cancel`` may be called from any thread."""
+class RequestStream(Generic[T]):
+    """The stream of one request (text pieces or chunks), cancellable from any thread.
 
-    __slots__ = ("native", "cancelled", "_lock")
+    Iterate it; ``close()`` (or breaking out of a ``for``, or dropping it) stops the request from
+    the consuming thread, ``cancel()`` from any thread: the stream then ends with finish reason
+    "cancelled". Other requests on the engine go on.
+    """
 
-    def __init__(self) -> None:
-        self.native: _native.Generator | None = None
-        self.cancelled = False
-        self._lock = threading.Lock()
+    def __init__(self, items: Iterator[T], run: TokenRun) -> None:
+        self._items = items
+        self.run = run
 
-    def attach(self, native: _native.Generator) -> None:
-        with self._lock:
-            self.native = native
-            if self.cancelled:
-                native.cancel()
+    def __iter__(self) -> RequestStream[T]:
+        return self
+
+    def __next__(self) -> T:
+        return next(self._items)
 
     def cancel(self) -> None:
-        with self._lock:
-            self.cancelled = True
-            if self.native is not None:
-                self.native.cancel()
+        """Stops this request (waiting or generating) from any thread."""
+        self.run.cancel()
+
+    def close(self) -> None:
+        """Stops the request and frees its sequence (call from the consuming thread)."""
+        self.run.cancel()
+        close = getattr(self._items, "close", None)
+        if close is not None:
+            close()
 
 
 class TokenRun:
@@ -54,12 +63,12 @@ class TokenRun:
     engine's iterators) stops the native loop at once.
     """
 
-    def __init__(self, engine: LlamaEngine, loaded: _Loaded, prompt_tokens: Sequence[int],
+    def __init__(self, loaded: _Loaded, prompt_tokens: Sequence[int],
                  params: GenerationParams, *, stop: Sequence[str] = (),
                  render_special_tokens: Sequence[int] = (),
                  sampler_overrides: Mapping[str, Any] | None = None) -> None:
-        self._engine = engine
         self._loaded = loaded
+        self.handle = RunHandle()
         self._prompt_tokens = list(prompt_tokens)
         self._params = params
         self._stop = tuple(params.stop) + tuple(stop)
@@ -71,15 +80,25 @@ class TokenRun:
         self.sampling_backend: str | None = None
         self.started = time.perf_counter()
 
+    def cancel(self) -> None:
+        """Stops this run from any thread (waiting or generating); it ends "cancelled"."""
+        self.handle.cancel()
+
     def __iter__(self) -> Iterator[str]:
-        engine, loaded, params = self._engine, self._loaded, self._params
-        run = engine._begin_run()
+        loaded, params, run = self._loaded, self._params, self.handle
+        seq = loaded.slots.acquire(run, self._prompt_tokens)
+        if seq is None:  # cancelled while waiting for a sequence
+            self.finish_reason = "cancelled"
+            self.usage = LlamaUsage(prompt_tokens=len(self._prompt_tokens), completion_tokens=0,
+                                    duration_ms=(time.perf_counter() - self.started) * 1000)
+            return
         native = None
         try:
             sampler = _native.Sampler(loaded.model, **self._sampler_kwargs)
             kwargs: dict[str, Any] = {
                 "max_tokens": -1 if params.max_tokens is None else params.max_tokens,
                 "ignore_eog": params.ignore_eos,
+                "seq_id": seq,
             }
             if self._render_special_tokens:
                 kwargs["render_special_tokens"] = self._render_special_tokens
@@ -106,7 +125,7 @@ class TokenRun:
         finally:
             if native is not None:
                 native.close()
-            engine._end_run(run)
+            loaded.slots.release(seq)
 
     def _finish(self, native: _native.Generator, stream: TextStream, run: RunHandle,
                 first_token_at: float | None) -> None:

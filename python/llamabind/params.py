@@ -146,7 +146,10 @@ class ModelParams:
         split_mode: How a model is spread over several GPUs: "none", "layer" or "row".
         n_threads: CPU threads for generation; None lets llama.cpp choose.
         n_threads_batch: CPU threads for prompt evaluation; None lets llama.cpp choose.
-        n_seq_max: Sequences the context can hold at once.
+        n_seq_max: Sequences the context can hold at once (at least ``n_parallel``).
+        n_parallel: Requests the engine generates at once, batched into one decode per step;
+            each gets its own sequence of ``n_ctx`` tokens (the KV cache grows with it).
+        n_queue: Requests that may wait for a sequence; more raise ``QueueFullError``.
         flash_attn: "auto", "on" or "off".
         type_k: KV cache type of keys; quantized types need flash attention.
         type_v: KV cache type of values; quantized types need flash attention.
@@ -168,6 +171,8 @@ class ModelParams:
     n_threads: int | None = None
     n_threads_batch: int | None = None
     n_seq_max: int = 1
+    n_parallel: int = 1
+    n_queue: int = 64
     flash_attn: FlashAttention = "auto"
     type_k: KvCacheType = "f16"
     type_v: KvCacheType = "f16"
@@ -190,6 +195,10 @@ class ModelParams:
         _check_int(c, "n_threads", self.n_threads, 1, allow_none=True)
         _check_int(c, "n_threads_batch", self.n_threads_batch, 1, allow_none=True)
         _check_int(c, "n_seq_max", self.n_seq_max, 1)
+        _check_int(c, "n_parallel", self.n_parallel, 1)
+        if self.n_parallel > 256:
+            raise _fail(c, "n_parallel", "must be <= 256", self.n_parallel)
+        _check_int(c, "n_queue", self.n_queue, 0)
         _check_choice(c, "flash_attn", self.flash_attn, _FLASH_ATTN)
         _check_choice(c, "type_k", self.type_k, KV_CACHE_GGML_TYPES)
         _check_choice(c, "type_v", self.type_v, KV_CACHE_GGML_TYPES)
@@ -239,11 +248,13 @@ class ModelParams:
         n_ctx = self.n_ctx or n_ctx_train
         n_batch = self.resolved_n_batch(n_ctx)
         n_ubatch = self.n_ubatch if self.n_ubatch is not None else min(n_batch, DEFAULT_UBATCH_SIZE)
+        n_seq = max(self.n_seq_max, self.n_parallel)
         return {
-            "n_ctx": n_ctx,
+            # with parallel requests n_ctx is each sequence's share; llama.cpp divides the whole
+            "n_ctx": n_ctx * n_seq if self.n_parallel > 1 else n_ctx,
             "n_batch": n_batch,
             "n_ubatch": n_ubatch,
-            "n_seq_max": self.n_seq_max,
+            "n_seq_max": n_seq,
             "n_threads": self.n_threads,
             "n_threads_batch": self.n_threads_batch,
             "flash_attn": _FLASH_ATTN[self.flash_attn],
