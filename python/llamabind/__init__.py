@@ -8,22 +8,10 @@ seed's low-level API is ``LlamaBackend``. The native handles (``Model``, ``Conte
 
 from __future__ import annotations
 
+import importlib
 import logging
+from typing import TYPE_CHECKING, Any
 
-from llamabind import _native
-from llamabind._native import (
-    Context,
-    Generator,
-    LoraAdapter,
-    Model,
-    Sampler,
-    json_schema_to_grammar,
-    system_info,
-)
-from llamabind.aio import AsyncLlamaEngine
-from llamabind.async_session import AsyncChatSession
-from llamabind.backend import LlamaBackend, decode_utf8
-from llamabind.engine import LlamaEngine, LlamaEngineCapabilities, TokenRun
 from llamabind.errors import (
     ContextError,
     ContextOverflowError,
@@ -42,7 +30,6 @@ from llamabind.errors import (
 from llamabind.options import ChatOptions
 from llamabind.params import GenerationParams, GrammarTrigger, LoraAdapterConfig, ModelParams
 from llamabind.resolvers import resolve_model, set_default_resolver
-from llamabind.session import ChatSession, LlamaToolLoopResult
 from llamabind.tools import ToolDefinition
 from llamabind.types import (
     LlamaAudioContent,
@@ -59,26 +46,66 @@ from llamabind.types import (
     LlamaUsage,
 )
 
+if TYPE_CHECKING:
+    from llamabind._native import (
+        Context,
+        Generator,
+        LoraAdapter,
+        Model,
+        Sampler,
+        json_schema_to_grammar,
+        system_info,
+    )
+    from llamabind.aio import AsyncLlamaEngine
+    from llamabind.async_session import AsyncChatSession
+    from llamabind.backend import LlamaBackend, decode_utf8
+    from llamabind.engine import LlamaEngine, LlamaEngineCapabilities, TokenRun
+    from llamabind.logs import set_log_level
+    from llamabind.session import ChatSession, LlamaToolLoopResult
+
+    LLAMA_CPP_VERSION: str
+
 __version__ = "0.1.0"
-LLAMA_CPP_VERSION: str = _native.llama_cpp_version()
 
 logging.getLogger("llamabind.native").addHandler(logging.NullHandler())
 
+# Names that need the compiled extension, imported on first use: errors, params, types, chat,
+# resolvers and tools import without it (no build needed to test or use them).
+_LAZY = {
+    "Context": "llamabind._native",
+    "Generator": "llamabind._native",
+    "LoraAdapter": "llamabind._native",
+    "Model": "llamabind._native",
+    "Sampler": "llamabind._native",
+    "json_schema_to_grammar": "llamabind._native",
+    "system_info": "llamabind._native",
+    "AsyncLlamaEngine": "llamabind.aio",
+    "AsyncChatSession": "llamabind.async_session",
+    "LlamaBackend": "llamabind.backend",
+    "decode_utf8": "llamabind.backend",
+    "LlamaEngine": "llamabind.engine",
+    "LlamaEngineCapabilities": "llamabind.engine",
+    "TokenRun": "llamabind.engine",
+    "set_log_level": "llamabind.logs",
+    "ChatSession": "llamabind.session",
+    "LlamaToolLoopResult": "llamabind.session",
+}
 
-def set_log_level(level: int | str) -> None:
-    """Sets how much of llama.cpp's own logging reaches Python's ``logging``.
 
-    Records at or above ``level`` go to the logger ``llamabind.native``; lower ones are dropped
-    in C++ before they cost anything. The default is WARNING.
+def __getattr__(name: str) -> Any:
+    """Imports a name that needs the compiled extension when it is first used."""
+    if name == "LLAMA_CPP_VERSION":
+        value: Any = importlib.import_module("llamabind._native").llama_cpp_version()
+    elif name in _LAZY:
+        value = getattr(importlib.import_module(_LAZY[name]), name)
+    else:
+        raise AttributeError(f"module 'llamabind' has no attribute {name!r}")
+    globals()[name] = value
+    return value
 
-    Args:
-        level: A ``logging`` level (``logging.INFO``) or its name (``"INFO"``).
-    """
-    numeric = logging.getLevelName(level) if isinstance(level, str) else level
-    if not isinstance(numeric, int):
-        raise ValueError(f"unknown logging level: {level!r}")
-    _native.set_log_threshold(numeric)
-    logging.getLogger("llamabind.native").setLevel(numeric)
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))
 
 
 __all__ = [
@@ -87,8 +114,15 @@ __all__ = [
     "AsyncLlamaEngine",
     "ChatOptions",
     "ChatSession",
+    "Context",
+    "ContextError",
+    "ContextOverflowError",
+    "DecodeError",
     "GenerationParams",
+    "Generator",
+    "GrammarError",
     "GrammarTrigger",
+    "HandleClosedError",
     "LlamaAudioContent",
     "LlamaBackend",
     "LlamaChatMessage",
@@ -97,6 +131,7 @@ __all__ = [
     "LlamaCompletionChunk",
     "LlamaEngine",
     "LlamaEngineCapabilities",
+    "LlamaError",
     "LlamaImageContent",
     "LlamaNextTokenScores",
     "LlamaTextContent",
@@ -105,28 +140,20 @@ __all__ = [
     "LlamaToolLoopResult",
     "LlamaToolResultContent",
     "LlamaUsage",
+    "LoraAdapter",
     "LoraAdapterConfig",
+    "Model",
     "ModelDownloadError",
+    "ModelLoadError",
+    "ModelNotFoundError",
     "ModelParams",
+    "Sampler",
+    "StateError",
     "StructuredOutputError",
+    "TemplateError",
     "TokenRun",
     "ToolDefinition",
     "UnsupportedError",
-    "Context",
-    "ContextError",
-    "ContextOverflowError",
-    "DecodeError",
-    "Generator",
-    "GrammarError",
-    "HandleClosedError",
-    "LlamaError",
-    "LoraAdapter",
-    "Model",
-    "ModelLoadError",
-    "ModelNotFoundError",
-    "Sampler",
-    "StateError",
-    "TemplateError",
     "__version__",
     "decode_utf8",
     "json_schema_to_grammar",

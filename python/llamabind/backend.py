@@ -16,8 +16,9 @@ from collections.abc import Iterable, Iterator, Sequence
 from typing import Any, Literal, overload
 
 from llamabind import _native
-from llamabind.engine import backend_name, gpu_memory
+from llamabind.devices import backend_name, gpu_memory
 from llamabind.errors import HandleClosedError, StateError
+from llamabind.logs import set_log_level
 from llamabind.params import GenerationParams, ModelParams
 
 
@@ -252,8 +253,6 @@ class LlamaBackend:
 
     def set_log_level(self, level: int | str) -> None:
         """Same as ``llamabind.set_log_level``: llama.cpp records at or above ``level``."""
-        from llamabind import set_log_level
-
         set_log_level(level)
 
     def dispose(self) -> None:

@@ -15,11 +15,10 @@ import re
 from datetime import datetime
 
 import pytest
+from conversations import BOS, CONVERSATIONS, EOS, TEMPLATE_FILES
 from llamabind.chat import ChatTemplate
 from llamabind.chat.marking import DATA_CLOSE, DATA_OPEN, mark_text, unmark
 from llamabind.errors import TemplateError
-
-from test_parity import BOS, CONVERSATIONS, EOS, TEMPLATE_FILES
 
 # What a chat template's own markers look like across the vendored families.
 MARKER = re.compile(

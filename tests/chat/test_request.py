@@ -10,11 +10,11 @@ import textwrap
 from pathlib import Path
 
 import pytest
+from conversations import CONVERSATIONS, TEMPLATE_FILES, TOOLS
 from llamabind import _native
 from llamabind.chat import ChatTemplate
 from llamabind.chat.request import build_chat_request
 from llamabind.tools import normalize_tools
-from test_parity import CONVERSATIONS, TEMPLATE_FILES, TOOLS
 
 TEMPLATES = {path.name: path for path in TEMPLATE_FILES}
 PLAN_FIELDS = ("format", "grammar", "grammar_lazy", "grammar_triggers", "preserved_tokens",
@@ -101,7 +101,7 @@ def test_a_runaway_template_never_reaches_llama_cpps_renderer(smollm2_path):
                     print("TemplateError", exc.kind)
     """)
     result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
-                            timeout=240, cwd=Path(__file__).resolve().parents[2])
+                            timeout=240, cwd=Path(__file__).resolve().parents[2], check=False)
     assert result.returncode == 0, result.stderr
     assert result.stdout.split("\n")[:2] == ["TemplateError limit", "TemplateError limit"]
 
@@ -115,12 +115,12 @@ def test_chatml_fallback_stops_at_its_end_of_turn_and_says_so_once(gemma3_path, 
 
     question = [{"role": "user", "content": "Name three colors."}]
     greedy = GenerationParams(temperature=0, max_tokens=200)
-    with LlamaEngine(gemma3_path, ModelParams(n_ctx=1024, n_threads=2)) as engine:
-        with caplog.at_level(logging.INFO, logger="llamabind.chat"), \
-                pytest.warns(MissingChatTemplateWarning):
+    with LlamaEngine(gemma3_path, ModelParams(n_ctx=1024, n_threads=2)) as engine, \
+            caplog.at_level(logging.INFO, logger="llamabind.chat"):
+        with pytest.warns(MissingChatTemplateWarning):
             rendered = engine.chat_template(question)
-            first = engine.complete(question, greedy)
-            second = engine.complete(question, greedy)
+        first = engine.complete(question, greedy)
+        second = engine.complete(question, greedy)
     assert CHATML_END_OF_TURN in rendered.stop
     said = [r for r in caplog.records if "ChatML fallback" in r.getMessage()]
     assert len(said) == 1 and said[0].levelno == logging.INFO

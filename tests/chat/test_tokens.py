@@ -7,11 +7,11 @@ import json
 from pathlib import Path
 
 import pytest
+from conversations import TEMPLATES_DIR, TOOLS
 from llamabind import _native
 from llamabind.chat.request import build_chat_request
 from llamabind.chat.tokens import ControlTexts, prompt_token_ids
 from llamabind.tools import normalize_tools
-from test_parity import TEMPLATES_DIR, TOOLS
 
 VOCABS = Path(__file__).resolve().parents[2] / "vendor" / "llama.cpp" / "models"
 # (vocabulary, template or None for the model's own, the markers an attacker writes)
