@@ -260,7 +260,6 @@ def test_cancelling_the_consuming_task_cancels_the_generation(smol):
     assert "Paris" in asyncio.run(main()).output
 
 
-@pytest.mark.xfail(strict=False, reason="needs the batching engine")
 def test_two_agents_run_concurrently_on_one_loaded_model(smol, provider, smollm2_path):
     async def main():
         one, two = Agent(smol), Agent(smol, instructions="Answer briefly.")
