@@ -17,7 +17,6 @@ honoured). A second run finds the binaries and does nothing; ``--force`` rebuild
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import os
 import re
@@ -27,6 +26,9 @@ import sys
 import tarfile
 import tempfile
 from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "python"))  # pure-Python parts
+from llamabind.resolvers.download import sha256_of  # the one sha256 helper
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 SDIST_VERSION = "0.3.36"
@@ -70,14 +72,6 @@ def tool_path(name: str, install_dir: Path | None = None, cuda: bool = False) ->
     return (install_dir or default_install_dir(cuda)) / "bin" / name
 
 
-def sha256_of(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def fetch_sdist(into: Path) -> Path:
     into.mkdir(parents=True, exist_ok=True)
     target = into / f"llama_cpp_python-{SDIST_VERSION}.tar.gz"
@@ -94,7 +88,7 @@ def fetch_sdist(into: Path) -> Path:
 
 def unpack_llama_cpp(sdist: Path, dest: Path) -> None:
     """Extracts the sdist's vendor/llama.cpp (complete, tools included) to ``dest``."""
-    digest = sha256_of(sdist)
+    digest = sha256_of(sdist).hexdigest()
     if digest != SDIST_SHA256:
         sys.exit(f"{sdist.name}: sha256 {digest}, expected {SDIST_SHA256}")
     with tempfile.TemporaryDirectory(dir=dest.parent) as tmp_name:

@@ -17,13 +17,15 @@ from __future__ import annotations
 
 import argparse
 import fnmatch
-import hashlib
 import shutil
 import subprocess
 import sys
 import tarfile
 import tempfile
 from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "python"))  # pure-Python parts
+from llamabind.resolvers.download import sha256_of  # the one sha256 helper
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 DEST = REPO_ROOT / "vendor" / "llama.cpp"
@@ -81,14 +83,6 @@ DROP_PATTERNS = [".git", ".gitignore", ".gitmodules", "*.md", "__pycache__"]
 # miniaudio is never compiled (only llama.cpp's multimodal tool uses it); its CMakeLists
 # stays because llama.cpp's vendor/CMakeLists.txt adds the folder unconditionally.
 DROP_FILES = ["vendor/miniaudio/miniaudio.h"]
-
-
-def sha256_of(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def download_sdist(version: str, into: Path) -> Path:
@@ -158,7 +152,7 @@ def main() -> None:
         shutil.copytree(staged, DEST)
 
     size = sum(p.stat().st_size for p in DEST.rglob("*") if p.is_file())
-    print(f"sdist: {sdist.name} sha256 {sha256_of(sdist)}")
+    print(f"sdist: {sdist.name} sha256 {sha256_of(sdist).hexdigest()}")
     print(f"vendored into {DEST.relative_to(REPO_ROOT)}: {size / 1e6:.1f} MB")
 
 

