@@ -1,10 +1,10 @@
 import logging
 import subprocess
 import sys
-
-import pytest
+import typing
 
 import llamabind
+import pytest
 
 
 def test_public_names():
@@ -28,7 +28,7 @@ def test_main_streams_a_completion(smollm2_path):
     result = subprocess.run(
         [sys.executable, "-m", "llamabind", "The capital of France is", "--model", smollm2_path,
          "--max-tokens", "8"],
-        capture_output=True, text=True, timeout=120,
+        capture_output=True, text=True, timeout=120, check=False,
     )
     assert result.returncode == 0, result.stderr
     assert result.stdout.startswith("The capital of France is Paris")
@@ -39,7 +39,7 @@ def test_main_chat_mode(smollm2_path):
     result = subprocess.run(
         [sys.executable, "-m", "llamabind", "--chat", "What is the capital of France?",
          "--model", smollm2_path, "--max-tokens", "30"],
-        capture_output=True, text=True, timeout=120,
+        capture_output=True, text=True, timeout=120, check=False,
     )
     assert result.returncode == 0, result.stderr
     assert "Paris" in result.stdout and "finish:" in result.stderr
@@ -91,3 +91,27 @@ def test_native_names_load_on_first_use():
     assert {"LlamaEngine", "Model", "set_log_level"} <= set(dir(llamabind))
     with pytest.raises(AttributeError, match="no attribute 'nope'"):
         _ = llamabind.nope
+
+
+def test_error_fields_are_declared_and_always_set(tmp_path):
+    from llamabind import errors
+
+    expected = {
+        errors.ModelLoadError: {"path": None, "cancelled": False},
+        errors.ContextOverflowError: {"n_tokens": None, "n_ctx": None, "code": None},
+        errors.DecodeError: {"code": None},
+        errors.TemplateError: {"name": None, "lineno": None, "kind": None,
+                               "template_message": None},
+        errors.StateError: {"path": None},
+        errors.QueueFullError: {"path": None, "n_parallel": None, "n_queue": None},
+        errors.StructuredOutputError: {"text": None, "finish_reason": None},
+    }
+    for cls, fields in expected.items():
+        assert set(fields) <= set(typing.get_type_hints(cls)), cls
+        error = cls("message")
+        assert {name: getattr(error, name) for name in fields} == fields
+    missing = errors.ToolHandlerError("no handler", tool_name="search")
+    assert missing.tool_name == "search" and isinstance(missing, (errors.LlamaError, LookupError))
+    with pytest.raises(errors.ModelLoadError) as caught:
+        llamabind.Model(str(tmp_path / "missing.gguf"))  # raised by the native translator
+    assert caught.value.path == str(tmp_path / "missing.gguf") and caught.value.cancelled is False

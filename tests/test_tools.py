@@ -6,7 +6,7 @@ import enum
 from typing import Literal
 
 import pytest
-
+from llamabind.errors import ToolHandlerError
 from llamabind.tools import ToolDefinition, normalize_tools
 
 
@@ -50,8 +50,9 @@ def test_normalize_accepts_definitions_functions_and_dicts():
                              "parameters": {"type": "object", "properties": {"q": {"type": "string"}}}}}])
     assert [t.name for t in tools] == ["get_weather", "search"]
     assert tools[1].handler is None
-    with pytest.raises(LookupError):
+    with pytest.raises(ToolHandlerError, match="has no handler") as caught:
         tools[1].invoke({})
+    assert caught.value.tool_name == "search" and isinstance(caught.value, LookupError)
     with pytest.raises(ValueError, match="unique"):
         normalize_tools([get_weather, get_weather])
     with pytest.raises(ValueError, match="name"):

@@ -25,6 +25,7 @@ from llamabind.errors import (
     StateError,
     StructuredOutputError,
     TemplateError,
+    ToolHandlerError,
     UnsupportedError,
 )
 from llamabind.options import ChatOptions
@@ -153,6 +154,7 @@ __all__ = [
     "TemplateError",
     "TokenRun",
     "ToolDefinition",
+    "ToolHandlerError",
     "UnsupportedError",
     "__version__",
     "decode_utf8",

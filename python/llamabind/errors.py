@@ -29,7 +29,19 @@ class LlamaError(Exception):
 
 
 class ModelLoadError(LlamaError):
-    """A model file could not be loaded: missing, unreadable, not GGUF, truncated, corrupt."""
+    """A model file could not be loaded: missing, unreadable, not GGUF, truncated, corrupt.
+
+    Attributes:
+        path: The file (model or LoRA adapter), where known.
+        cancelled: The progress callback cancelled the load.
+    """
+
+    path: str | None
+    cancelled: bool
+
+    def __init__(self, message: str, *, path: str | None = None, cancelled: bool = False,
+                 **details: Any) -> None:
+        super().__init__(message, path=path, cancelled=bool(cancelled), **details)
 
 
 class ModelNotFoundError(LlamaError, FileNotFoundError):
@@ -92,11 +104,34 @@ class ContextError(LlamaError):
 
 
 class ContextOverflowError(ContextError):
-    """The tokens do not fit in the context window (``n_tokens`` against ``n_ctx``)."""
+    """The tokens do not fit in the context window (``n_tokens`` against ``n_ctx``).
+
+    Attributes:
+        n_tokens: The tokens that were to be held, where known.
+        n_ctx: The context window in tokens, where known.
+        code: llama_decode's return code, when a decode found no room (1).
+    """
+
+    n_tokens: int | None
+    n_ctx: int | None
+    code: int | None
+
+    def __init__(self, message: str, *, n_tokens: int | None = None, n_ctx: int | None = None,
+                 code: int | None = None, **details: Any) -> None:
+        super().__init__(message, n_tokens=n_tokens, n_ctx=n_ctx, code=code, **details)
 
 
 class DecodeError(LlamaError):
-    """llama.cpp failed to evaluate a batch."""
+    """llama.cpp failed to evaluate a batch.
+
+    Attributes:
+        code: llama_decode's return code, where known.
+    """
+
+    code: int | None
+
+    def __init__(self, message: str, *, code: int | None = None, **details: Any) -> None:
+        super().__init__(message, code=code, **details)
 
 
 class GrammarError(LlamaError, ValueError):
@@ -104,7 +139,26 @@ class GrammarError(LlamaError, ValueError):
 
 
 class TemplateError(LlamaError):
-    """A chat template failed to render or tried something the sandbox forbids."""
+    """A chat template failed to render or tried something the sandbox forbids.
+
+    Attributes:
+        name: The template's name (``"default"``, ``"tool_use"``, ``"override"``, ...).
+        lineno: The template line, where known.
+        kind: ``"syntax"``, ``"raised"`` (the template called raise_exception), ``"limit"``,
+            ``"security"`` or ``"runtime"``; None from llama.cpp's renderer.
+        template_message: What the template's raise_exception said.
+    """
+
+    name: str | None
+    lineno: int | None
+    kind: str | None
+    template_message: str | None
+
+    def __init__(self, message: str, *, name: str | None = None, lineno: int | None = None,
+                 kind: str | None = None, template_message: str | None = None,
+                 **details: Any) -> None:
+        super().__init__(message, name=name, lineno=lineno, kind=kind,
+                         template_message=template_message, **details)
 
 
 class HandleClosedError(LlamaError):
@@ -112,7 +166,16 @@ class HandleClosedError(LlamaError):
 
 
 class StateError(LlamaError):
-    """An operation is not allowed in the current state (e.g. a generation is running)."""
+    """An operation is not allowed in the current state (e.g. a generation is running).
+
+    Attributes:
+        path: The state file that could not be written or read, for state I/O.
+    """
+
+    path: str | None
+
+    def __init__(self, message: str, *, path: str | None = None, **details: Any) -> None:
+        super().__init__(message, path=path, **details)
 
 
 class QueueFullError(StateError):
@@ -123,9 +186,43 @@ class QueueFullError(StateError):
         n_queue: Requests that may wait.
     """
 
+    n_parallel: int | None
+    n_queue: int | None
+
+    def __init__(self, message: str, *, n_parallel: int | None = None,
+                 n_queue: int | None = None, **details: Any) -> None:
+        super().__init__(message, n_parallel=n_parallel, n_queue=n_queue, **details)
+
 
 class StructuredOutputError(LlamaError, ValueError):
-    """A structured (JSON) reply did not parse or did not match its schema (e.g. cut short)."""
+    """A structured (JSON) reply did not parse or did not match its schema (e.g. cut short).
+
+    Attributes:
+        text: The reply as generated.
+        finish_reason: Why generation stopped ("length" when cut short).
+    """
+
+    text: str | None
+    finish_reason: str | None
+
+    def __init__(self, message: str, *, text: str | None = None,
+                 finish_reason: str | None = None, **details: Any) -> None:
+        super().__init__(message, text=text, finish_reason=finish_reason, **details)
+
+
+class ToolHandlerError(LlamaError, LookupError):
+    """A tool call has no function to run: the tool has no handler and none was given.
+
+    Also a ``LookupError``.
+
+    Attributes:
+        tool_name: The tool that was called.
+    """
+
+    tool_name: str
+
+    def __init__(self, message: str, *, tool_name: str, **details: Any) -> None:
+        super().__init__(message, tool_name=tool_name, **details)
 
 
 class UnsupportedError(LlamaError):
@@ -146,5 +243,6 @@ __all__ = [
     "StateError",
     "StructuredOutputError",
     "TemplateError",
+    "ToolHandlerError",
     "UnsupportedError",
 ]

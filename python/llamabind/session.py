@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
 
 from llamabind.engine import LlamaEngine
-from llamabind.errors import ContextOverflowError, StateError
+from llamabind.errors import ContextOverflowError, StateError, ToolHandlerError
 from llamabind.options import ChatOptions, request_settings
 from llamabind.params import GenerationParams
 from llamabind.tools import ToolDefinition
@@ -293,7 +293,7 @@ class ChatSession:
             if tool is not None and tool.handler is not None:
                 result = tool.invoke(call.arguments)
             elif on_tool_call is None:
-                raise LookupError(f"no handler for tool {call.name!r}")
+                raise ToolHandlerError(f"no handler for tool {call.name!r}", tool_name=call.name)
             else:
                 result = on_tool_call(call)
             return self._resolve(call, result)

@@ -15,6 +15,8 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal, Union, get_args, get_origin
 
+from llamabind.errors import ToolHandlerError
+
 ToolChoice = Union[Literal["auto", "none", "required"], Mapping[str, Any], str]
 
 
@@ -95,7 +97,8 @@ class ToolDefinition:
     def invoke(self, arguments: Mapping[str, Any]) -> Any:
         """Calls the handler with the arguments as keywords."""
         if self.handler is None:
-            raise LookupError(f"tool {self.name!r} has no handler")
+            raise ToolHandlerError(f"tool {self.name!r} has no handler: give ToolDefinition a "
+                                   "handler, or handle its calls yourself", tool_name=self.name)
         return self.handler(**dict(arguments))
 
 

@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 
 from llamabind import _native
-from llamabind.errors import ContextOverflowError, HandleClosedError
+from llamabind.errors import ContextOverflowError, HandleClosedError, ModelLoadError, StateError
 
 
 @pytest.fixture
@@ -119,9 +119,9 @@ def test_state_round_trip_bytes_and_file(smollm2, tmp_path):
         b.load_state_bytes(seq_state, 0)
         assert b.memory_pos_max(0) == len(tokens) - 1
     with _native.Context(smollm2, n_ctx=256) as c:
-        with pytest.raises(Exception):
+        with pytest.raises(StateError, match="does not fit"):
             c.load_state_bytes(b"garbage" * 10)
-        with pytest.raises(Exception, match="cannot read"):
+        with pytest.raises(StateError, match="cannot read"):
             c.load_state_file(str(tmp_path / "missing.bin"))
         c.decode(tokens)  # still usable
 
@@ -203,7 +203,7 @@ def test_perf_counters(ctx, smollm2):
 
 
 def test_lora_missing_file(smollm2, tmp_path):
-    with pytest.raises(Exception, match="no such file"):
+    with pytest.raises(ModelLoadError, match="no such file"):
         _native.LoraAdapter(smollm2, str(tmp_path / "x.gguf"))
     with _native.Context(smollm2, n_ctx=64) as ctx:
         ctx.set_lora([])  # removing none is fine

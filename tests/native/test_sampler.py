@@ -3,7 +3,7 @@ import json
 import pytest
 
 from llamabind import _native
-from llamabind.errors import GrammarError
+from llamabind.errors import GrammarError, HandleClosedError
 
 
 def generate(model, sampler, text="Write a number:", n=16):
@@ -101,7 +101,7 @@ def test_clone_accept_reset(smollm2):
     with pytest.raises(ValueError):
         sampler.accept(-1)
     sampler.close()
-    with pytest.raises(Exception, match="closed"):
+    with pytest.raises(HandleClosedError, match="closed"):
         sampler.reset()
 
 
