@@ -23,6 +23,7 @@ void flush_logs() {
 }
 
 void check_signals() {
+    park_if_exiting();  // taking the GIL during finalization would end this thread badly
     nb::gil_scoped_acquire acquire;
     if (PyErr_CheckSignals() != 0) {
         throw nb::python_error();

@@ -5,6 +5,8 @@
 #include <optional>
 #include <string>
 
+#include "shutdown.h"
+
 namespace llamabind {
 
 namespace nb = nanobind;
@@ -20,6 +22,9 @@ struct native_call {
         ~flush_on_exit() { flush_logs(); }
     } flush;
     nb::gil_scoped_release release;
+    struct stay_out_at_exit {  // destroyed first: before the GIL is taken back (see shutdown.h)
+        ~stay_out_at_exit() { park_if_exiting(); }
+    } stay_out;
 };
 
 // Runs f with the GIL released, then flushes the log records it produced.

@@ -6,6 +6,7 @@
 #include "batch.h"
 #include "errors.h"
 #include "logging.h"
+#include "shutdown.h"
 
 namespace llamabind {
 namespace {
@@ -103,11 +104,26 @@ Context::Context(const Model & model, const ContextOptions & o)
                                             (why.empty() ? std::string(" (out of memory?)") : ": " + why));
     }
     batch_ = llama_batch_init(static_cast<int32_t>(llama_n_batch(ctx_)), 0, 1);
+    register_context(this);
     n_vocab_ = llama_vocab_n_tokens(llama_model_get_vocab(model_.get()));
     n_embd_ = llama_model_n_embd_out(model_.get());
 }
 
-Context::~Context() { close(); }
+Context::~Context() {
+    unregister_context(this);
+    close();
+}
+
+void Context::stop_for_exit() noexcept {
+    abort_.store(true);
+    std::shared_ptr<BatchLoop> loop;
+    {
+        std::lock_guard<std::mutex> guard(loop_mutex_);
+        loop_stopped_ = true;
+        loop = loop_;
+    }
+    if (loop) loop->stop();
+}
 
 uint64_t Context::next_owner_id() {
     static std::atomic<uint64_t> next{1};

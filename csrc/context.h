@@ -53,6 +53,8 @@ class Context {
 
     void close();
     bool is_closed() const;
+    // At interpreter exit: aborts any decode and stops the batch loop; frees nothing.
+    void stop_for_exit() noexcept;
 
     uint32_t n_ctx() const;
     uint32_t n_batch() const;

@@ -12,4 +12,11 @@ NB_MODULE(_native, m) {
     llamabind::bind_context(m);
     llamabind::bind_generator(m);
     llamabind::bind_chat(m);
+    // At interpreter exit, before daemon threads are stopped: native work ends first.
+    nanobind::module_::import_("atexit").attr("register")(nanobind::cpp_function([] {
+        // Handles held by a thread still generating are never freed: not a leak to report.
+        if (llamabind::has_live_contexts()) nanobind::set_leak_warnings(false);
+        nanobind::gil_scoped_release release;
+        llamabind::begin_shutdown();
+    }));
 }
