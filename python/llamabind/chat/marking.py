@@ -9,9 +9,11 @@ template runs; :func:`unmark` then removes the markers and returns the spans the
 Templates transform content (``trim``, ``split``, slicing, ``tojson``). So that the prompt is
 the same as an unmarked render, whitespace at either end of a string stays outside its
 markers (``trim`` still removes it), empty strings are not marked (tests of emptiness still
-hold), and a marker pair broken apart by a transformation is dropped: that piece of text
-then counts as template text, as every prompt did before marking. The parity tests show the
-vendored templates render the same prompt marked and unmarked.
+hold), the pieces of a ``split``/``partition`` of marked text are marked again each
+(:func:`rebalance_call`, called by the sandbox), and a marker pair broken apart otherwise
+(slicing) is dropped: that piece of text then counts as template text, as every prompt did
+before marking. The tests show the vendored templates render the same prompt marked and
+unmarked, and keep injected markers inside the data.
 """
 
 from __future__ import annotations
@@ -115,3 +117,46 @@ def unmark(text: str) -> tuple[str, tuple[tuple[int, int], ...]]:
         at = match.end()
     pieces.append(_MARKERS.sub("", text[at:]))
     return "".join(pieces), tuple(spans)
+
+
+def _remark(piece: str, inside: bool) -> str:
+    """``piece`` of a marked string, re-marked on its own; ``inside``: it starts within data."""
+    runs: list[tuple[bool, str]] = []
+    start = 0
+    for match in _MARKERS.finditer(piece):
+        runs.append((inside, piece[start:match.start()]))
+        inside = match.group() == DATA_OPEN
+        start = match.end()
+    runs.append((inside, piece[start:]))
+    return "".join(mark_text(text) if is_data else text for is_data, text in runs if text)
+
+
+def rebalance(source: str, pieces: list[str], separator: str) -> list[str]:
+    """Pieces of a marked ``source`` (``pieces`` joined by ``separator`` give it back), each
+    with its data marked on its own, so that a split keeps the data of every piece findable.
+    """
+    result = []
+    at = 0
+    for piece in pieces:
+        before = source.rfind(DATA_OPEN, 0, at), source.rfind(DATA_CLOSE, 0, at)
+        result.append(_remark(piece, before[0] > before[1]))
+        at += len(piece) + len(separator)
+    return result
+
+
+def rebalance_call(method: str, source: str, args: tuple[Any, ...], kwargs: dict[str, Any],
+                   result: Any) -> Any:
+    """The result of ``source.<method>(*args, **kwargs)`` with its pieces re-marked.
+
+    Handles ``split``/``rsplit`` with a separator and ``partition``/``rpartition``; any other
+    result is returned as it is.
+    """
+    if DATA_OPEN not in source and DATA_CLOSE not in source:
+        return result
+    if method in ("split", "rsplit"):
+        separator = args[0] if args else kwargs.get("sep")
+        if isinstance(separator, str) and separator:
+            return rebalance(source, result, separator)
+    elif method in ("partition", "rpartition"):
+        return tuple(rebalance(source, list(result), ""))
+    return result

@@ -58,6 +58,7 @@ from .limits import (
     check_value,
     current_state,
 )
+from .marking import rebalance_call
 from .tracking import mark
 
 __all__ = ["TemplateEnvironment", "TemplateRaised"]
@@ -342,11 +343,13 @@ class TemplateEnvironment(ImmutableSandboxedEnvironment):
         if state.tracking:
             for arg in (*args, *kwargs.values()):
                 mark(arg)
-        if isinstance(obj, types.BuiltinMethodType) and isinstance(
-            getattr(obj, "__self__", None), str
-        ):
+        source = getattr(obj, "__self__", None)
+        is_str_method = isinstance(obj, types.BuiltinMethodType) and isinstance(source, str)
+        if is_str_method:
             check_str_method(obj, args, kwargs)
         result = super().call(context, obj, *args, **kwargs)
+        if is_str_method:  # a split keeps the data marks of each piece (chat.marking)
+            result = rebalance_call(obj.__name__, source, args, kwargs, result)
         return check_result(result, "a call's result")
 
     def call_binop(self, context: Context, operator: str, left: Any, right: Any) -> Any:
