@@ -56,8 +56,10 @@ def server_command(name: str, model: Path, port: int, args: Any) -> list[str] | 
     n_ctx = args.clients * args.n_ctx_per_client
     threads = str(args.threads)
     if name == "llamabind":
+        # our --n-ctx is per request when requests run in parallel, llama-server's -c is shared
+        per_request = args.n_ctx_per_client if has_request_queue() else n_ctx
         command = [sys.executable, "-m", "llamabind", "serve", str(model), "--port", str(port),
-                   "--alias", "bench", "--n-ctx", str(n_ctx), "--threads", threads,
+                   "--alias", "bench", "--n-ctx", str(per_request), "--threads", threads,
                    "--n-gpu-layers", str(args.n_gpu_layers), "--log-level", "warning"]
         if has_request_queue():
             command += ["--parallel", str(args.clients), "--queue", str(args.requests)]
@@ -187,7 +189,12 @@ def measure(name: str, model: Path, args: Any) -> dict[str, Any] | None:
     with subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                           env=env) as process:
         try:
-            wait_ready(url, process)
+            try:
+                wait_ready(url, process)
+            except RuntimeError as exc:
+                print(f"{name}: skipped, {exc} (run its command to see why: "
+                      f"{' '.join(command)})", file=sys.stderr)
+                return None
             print(f"{name}: ready on {url}; {args.requests} requests, {args.clients} at a time",
                   file=sys.stderr, flush=True)
             result = drive(url, args)

@@ -40,10 +40,11 @@ class ServedModel:
 
     def read_facts(self) -> None:
         """Reads the sizes of the loaded model (call once, after loading)."""
-        engine = self.engine.engine
-        model = engine.model
+        model = self.engine.engine.model
         self.facts = {
-            "n_ctx": engine.get_context_size(),
+            # The window of one request: ModelParams.n_ctx is per sequence when the engine
+            # runs several requests at once (its context then holds n_parallel of them).
+            "n_ctx": self.spec.params.n_ctx or model.n_ctx_train,
             "n_ctx_train": model.n_ctx_train,
             "n_params": model.n_params,
             "n_embd": model.n_embd,
@@ -53,7 +54,7 @@ class ServedModel:
 
     @property
     def n_ctx(self) -> int:
-        """The context window of the model's engine, in tokens."""
+        """The context window of one request, in tokens."""
         return self.facts["n_ctx"]
 
     @property
