@@ -270,3 +270,52 @@ def test_event_loop_answers_while_a_generation_runs(server, http):
         assert "llamabind_active_sequences" in http.get("/metrics").text
         assert is_busy(engine), "the stream ended before the other requests were answered"
     assert wait_idle(engine)
+
+
+@pytest.fixture(scope="module")
+def cors_server(smollm2_path):
+    """A second server with CORS for one origin and a key."""
+    from conftest import start_server
+    from llamabind.params import ModelParams
+    from llamabind.server import ModelRegistry, ModelSpec, ServerConfig
+
+    config = ServerConfig(
+        models=(ModelSpec(smollm2_path, "m", ModelParams(n_ctx=512)),),
+        port=0,
+        api_key="cors-key",
+        cors_origins=("https://app.example",),
+    )
+    registry = ModelRegistry(config.models)
+    registry.load()
+    uv, thread, port = start_server(config, registry)
+    yield f"http://127.0.0.1:{port}"
+    uv.should_exit = True
+    thread.join(30)
+
+
+def test_cors_when_asked_for(cors_server):
+    with httpx.Client(base_url=cors_server, timeout=60) as client:
+        preflight = client.options(
+            CHAT,
+            headers={
+                "Origin": "https://app.example",
+                "Access-Control-Request-Method": "POST",
+                "Access-Control-Request-Headers": "authorization, content-type",
+            },
+        )
+        assert preflight.status_code == 200  # no key needed for a preflight
+        assert preflight.headers["access-control-allow-origin"] == "https://app.example"
+        listed = client.get(
+            "/v1/models",
+            headers={"Origin": "https://app.example", "Authorization": "Bearer cors-key"},
+        )
+        assert listed.status_code == 200
+        assert listed.headers["access-control-allow-origin"] == "https://app.example"
+        other = client.get(
+            "/v1/models",
+            headers={"Origin": "https://evil.example", "Authorization": "Bearer cors-key"},
+        )
+        assert "access-control-allow-origin" not in other.headers
+        assert (
+            client.get("/v1/models", headers={"Origin": "https://app.example"}).status_code == 401
+        )
