@@ -60,7 +60,8 @@ if TYPE_CHECKING:
     from llamabind.aio import AsyncLlamaEngine
     from llamabind.async_session import AsyncChatSession
     from llamabind.backend import LlamaBackend, decode_utf8
-    from llamabind.engine import LlamaEngine, LlamaEngineCapabilities, TokenRun
+    from llamabind.engine import LlamaEngine, LlamaEngineCapabilities
+    from llamabind.generation import TokenRun
     from llamabind.logs import set_log_level
     from llamabind.session import ChatSession, LlamaToolLoopResult
 
@@ -86,7 +87,7 @@ _LAZY = {
     "decode_utf8": "llamabind.backend",
     "LlamaEngine": "llamabind.engine",
     "LlamaEngineCapabilities": "llamabind.engine",
-    "TokenRun": "llamabind.engine",
+    "TokenRun": "llamabind.generation",
     "set_log_level": "llamabind.logs",
     "ChatSession": "llamabind.session",
     "LlamaToolLoopResult": "llamabind.session",

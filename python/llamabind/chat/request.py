@@ -233,19 +233,35 @@ def build_chat_request(
     sampler_kwargs = dict(native.sampler_kwargs(model))
     opener = ""
     if mode == "required" and sampler_kwargs and not sampler_kwargs.get("grammar_lazy"):
-        # llama.cpp's "required" grammar lets text come before the call; open the reply with
-        # the format's tool-call marker (its trigger word) so the call starts at once.
         auto = format_plan(model, cache, template_override, messages,
                            dataclasses.replace(inputs, tool_choice="auto"), prompt)
-        opener = next((value for kind, value, _ in auto.grammar_triggers if kind == "word"), "")
-        if opener:
-            prompt += opener
-            sampler_kwargs["grammar_prefill"] = native.generation_prompt + opener
+        opener = _required_opener(native, auto, sampler_kwargs)
+        prompt += opener
     if use_generic:
         sampler_kwargs = {"grammar": generic.grammar([t.to_openai() for t in active_tools],
                                                      generic_mode, parallel_tool_calls)}
     elif schema is not None and not sampler_kwargs:
         sampler_kwargs = {"grammar": _schema_grammar(schema)}
+    return _chat_request(model, template, native, prompt, data_spans, sampler_kwargs, schema,
+                         use_generic, opener)
+
+
+def _required_opener(native: Any, auto: Any, sampler_kwargs: dict[str, Any]) -> str:
+    """The tool-call marker a required call's reply opens with ("" if the format has none).
+
+    llama.cpp's "required" grammar lets text come before the call; the reply is opened with
+    the format's tool-call marker (the trigger word of its "auto" plan) so the call starts at
+    once, and the grammar is told it was already written.
+    """
+    opener: str = next((value for kind, value, _ in auto.grammar_triggers if kind == "word"), "")
+    if opener:
+        sampler_kwargs["grammar_prefill"] = native.generation_prompt + opener
+    return opener
+
+
+def _chat_request(model: _native.Model, template: ChatTemplate, native: Any, prompt: str,
+                  data_spans: tuple[tuple[int, int], ...], sampler_kwargs: dict[str, Any],
+                  schema: Mapping[str, Any] | None, use_generic: bool, opener: str) -> ChatRequest:
     triggers = tuple(GrammarTrigger(kind, value, token if kind == "token" else None)
                      for kind, value, token in native.grammar_triggers)
     stop, preserved_ids = _end_of_turn(model, template, tuple(native.additional_stops),

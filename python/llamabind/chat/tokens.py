@@ -75,6 +75,7 @@ def prompt_token_ids(model: Any, prompt: str, data_spans: Sequence[tuple[int, in
         The ids. A BOS the template wrote itself (its text at the start) is not doubled.
     """
     unsafe = [(start, end) for start, end in data_spans if controls.overlaps(prompt, start, end)]
+    tokens: list[int]
     if not unsafe:
         tokens = model.tokenize(prompt, add_special=True, parse_special=True)
     else:
