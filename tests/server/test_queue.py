@@ -4,7 +4,9 @@ all complete, each with the answer it would get alone."""
 
 from __future__ import annotations
 
+import itertools
 import json
+import time
 
 import pytest
 
@@ -107,3 +109,27 @@ def test_concurrent_requests_each_get_their_own_answer(two_slot_server):
             [{"role": "user", "content": question}], max_tokens=12, temperature=0
         )
         assert content == alone.text, question
+
+
+def test_a_client_leaving_cancels_its_request_only(two_slot_server):
+    """Two long streams; one client leaves: its sequence frees, the other stream goes on."""
+    base_url, engine = two_slot_server
+    url = base_url + "/v1/chat/completions"
+    body = {"model": "two", "stream": True, "max_tokens": 900, "ignore_eos": True,
+            "messages": [{"role": "user", "content": "Write a long story."}]}  # fmt: skip
+    client, leaver = httpx.Client(timeout=300), httpx.Client(timeout=300)
+    with client, leaver, client.stream("POST", url, json=body) as staying:
+        lines = staying.iter_lines()
+        assert next(line for line in lines if line.startswith("data: "))
+        with leaver.stream("POST", url, json=body) as leaving:
+            leaving_lines = leaving.iter_lines()
+            assert next(line for line in leaving_lines if line.startswith("data: "))
+            assert engine.queue_info().n_active == 2
+        deadline = time.monotonic() + 60
+        while engine.queue_info().n_active > 1 and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert engine.queue_info().n_active == 1, "the closed stream kept its sequence"
+        more = [json.loads(line[len("data: ") :]) for line in itertools.islice(
+            (line for line in lines if line.startswith("data: ")), 5)]  # fmt: skip
+        assert all(chunk["choices"][0]["finish_reason"] is None for chunk in more)
+    assert wait_idle(engine)
