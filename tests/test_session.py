@@ -233,3 +233,34 @@ def test_an_async_tool_handler_needs_the_async_session(engine):
                                      tool_choice="required", temperature=0, max_tokens=80)
     answer = session.history[2].tool_results[0].result
     assert result.rounds >= 2 and "AsyncChatSession.send_with_tools" in answer["error"]
+
+
+def test_cancel_stops_this_sessions_turn_only(engine):
+    session = ChatSession(engine)
+    session.cancel()  # no turn: nothing happens
+    assert session.send("Hi!", SHORT).finish_reason in ("stop", "length")
+    before = session.history
+    chunks = []
+    for chunk in session.create("Tell me a long story.", max_tokens=None, ignore_eos=True):
+        chunks.append(chunk)
+        if len(chunks) == 2:
+            session.cancel()
+    assert chunks[-1].finish_reason == "cancelled" and session.history == before
+
+    calls = []
+
+    def slow_weather(city: str) -> dict:
+        """Gets the current weather of a city.
+
+        Args:
+            city: The city name.
+        """
+        calls.append(city)
+        session.cancel()  # cancelled between the rounds of the tool loop
+        return {"city": city}
+
+    result = session.send_with_tools("What's the weather in Paris?", [slow_weather],
+                                     tool_choice="required", temperature=0, max_tokens=80)
+    assert calls and result.stop_reason == "cancelled" and result.rolled_back
+    assert session.history == before
+    assert session.send("Bye!", SHORT).text  # the next turn runs normally

@@ -84,6 +84,10 @@ class AsyncChatSession:
         """What the next request sends: system prompt, then history."""
         return self.session.messages()
 
+    def cancel(self) -> None:
+        """Cancels this session's running turn or tool loop (other requests go on)."""
+        self.session.cancel()
+
     def create(self, content: str | Iterable[LlamaContentPart] | None,
                params: GenerationParams | None = None, *, options: ChatOptions | None = None,
                **settings: Unpack[ChatSettings]) -> AsyncIterator[LlamaCompletionChunk]:
@@ -143,7 +147,7 @@ class AsyncChatSession:
         try:
             return await asyncio.shield(task)
         except asyncio.CancelledError:
-            self.engine.cancel_generation()
+            self.session.cancel()
             await asyncio.wait([task])  # the loop ends at once; its history is restored
             raise
 

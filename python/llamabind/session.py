@@ -102,6 +102,8 @@ class ChatSession:
         self.last_request_fit_context = True
         self._history: list[LlamaChatMessage] = []
         self._busy = threading.Lock()
+        self._cancelled = threading.Event()  # cancel() of the running turn or tool loop
+        self._stream: Any = None  # the engine stream of the running turn
         self._n_dropped = 0  # messages trimmed so far (the tool loop finds its own by it)
         # How an awaitable returned by a tool handler is resolved (AsyncChatSession sets it).
         self.await_result: Callable[[Awaitable[Any]], Any] | None = None
@@ -157,12 +159,25 @@ class ChatSession:
         params, options = request_settings(params, options, settings, "ChatSession.send()")
         return _collect(self._claimed(content, params, options))
 
+    def cancel(self) -> None:
+        """Cancels this session's running turn (and the rest of its tool loop), from any thread.
+
+        Other requests on the engine go on. The turn ends with finish reason "cancelled" and
+        leaves the history as it was; does nothing when no turn runs.
+        """
+        if self._busy.locked():
+            self._cancelled.set()
+        stream = self._stream
+        if stream is not None:
+            stream.cancel()
+
     @contextlib.contextmanager
     def _claim(self) -> Iterator[None]:
         if not self._busy.acquire(blocking=False):
             raise StateError("this ChatSession is running a turn already (in another thread, or "
                              "a create() stream not finished or closed); a session holds one "
                              "conversation: wait for that turn, or use one session per thread")
+        self._cancelled.clear()
         try:
             yield
         finally:
@@ -181,18 +196,19 @@ class ChatSession:
             if content:
                 self._history.append(LlamaChatMessage.user(content))
             self._fit(params, options)
-            stream = self.engine.create(self.messages(), params, options=options)
+            stream = self._stream = self.engine.create(self.messages(), params, options=options)
+            if self._cancelled.is_set():
+                stream.cancel()  # cancel() came between the turns of a tool loop
             accumulator = LlamaCompletionAccumulator()
             try:
                 for chunk in stream:
                     accumulator.add(chunk)
                     yield chunk
             finally:
-                close = getattr(stream, "close", None)
-                if close is not None:
-                    close()  # stops the native loop at once when the caller broke out
+                self._stream = None
+                stream.close()  # stops the native loop at once when the caller broke out
             completion = accumulator.build()
-            if completion.finish_reason != "cancelled":
+            if completion.finish_reason != "cancelled" and not self._cancelled.is_set():
                 self._history.append(completion.message)
                 completed = True
         finally:
@@ -339,7 +355,7 @@ class _ToolLoop:
                 return self.end(completion, "context_exceeded", rounds, ())
             rounds += 1
             content, options = None, options.replace(tool_choice=None)
-            if completion.finish_reason == "cancelled":
+            if completion.finish_reason == "cancelled" or session._cancelled.is_set():
                 return self.end(completion, "cancelled", rounds, ())
             calls = completion.tool_calls
             if not calls:
