@@ -27,7 +27,7 @@ from llamabind.types import (
 if TYPE_CHECKING:
     from typing_extensions import Unpack
 
-    from llamabind.options import ChatSettings
+    from llamabind.options import ChatSettings, ToolLoopSettings
     from llamabind.tools import ToolDefinition
 
 
@@ -122,7 +122,7 @@ class AsyncChatSession:
         options: ChatOptions | None = None,
         on_tool_call: Callable[[LlamaToolCallContent], Any] | None = None,
         on_tool_error: Callable[[LlamaToolCallContent, BaseException], Any] | None = None,
-        **settings: Unpack[ChatSettings],
+        **settings: Unpack[ToolLoopSettings],
     ) -> LlamaToolLoopResult:
         """The tool loop; see ``ChatSession.send_with_tools``. Handlers may be async.
 

@@ -302,7 +302,7 @@ class LlamaEngine:
             loaded.slots.cancel_all()
 
     def generate(self, prompt: str, params: GenerationParams | None = None,
-                 **settings: Unpack[GenerationSettings]) -> Iterator[str]:
+                 **settings: Unpack[GenerationSettings]) -> RequestStream[str]:
         """Streams a raw completion of ``prompt`` (no chat template) as text pieces.
 
         Pieces never split a UTF-8 character; stop strings end the stream and are not part of
@@ -349,7 +349,7 @@ class LlamaEngine:
         *,
         options: ChatOptions | None = None,
         **settings: Unpack[ChatSettings],
-    ) -> Iterator[LlamaCompletionChunk]:
+    ) -> RequestStream[LlamaCompletionChunk]:
         """Streams a chat completion as OpenAI-shaped ``chat.completion.chunk`` values.
 
         The model's own chat template renders the conversation; tool calls, reasoning and
@@ -683,7 +683,9 @@ class LlamaEngine:
         return {path: scale for path, (_, scale) in loaded.loras.items()} if loaded else {}
 
 
-def _seed_backend(model: Any) -> tuple[LlamaBackend | None, Any]:
+def _seed_backend(
+    model: str | os.PathLike[str] | LlamaBackend | None,
+) -> tuple[LlamaBackend | None, str | os.PathLike[str] | None]:
     """Splits the seed's ``LlamaEngine(LlamaBackend())`` into (backend, no model)."""
     from llamabind.backend import LlamaBackend
 

@@ -106,10 +106,9 @@ class GenerationSettings(TypedDict, total=False):
     ignore_eos: bool
 
 
-class ChatOptionSettings(TypedDict, total=False):
-    """``ChatOptions`` fields given as keywords (see ``ChatOptions``)."""
+class ToolLoopOptionSettings(TypedDict, total=False):
+    """``ChatOptions`` fields but ``tools`` as keywords (``send_with_tools`` takes the tools)."""
 
-    tools: Sequence[ToolLike] | None
     tool_choice: str | Mapping[str, Any] | None
     parallel_tool_calls: bool
     enable_thinking: bool
@@ -117,8 +116,18 @@ class ChatOptionSettings(TypedDict, total=False):
     chat_template_kwargs: Mapping[str, Any] | None
 
 
+class ChatOptionSettings(ToolLoopOptionSettings, total=False):
+    """``ChatOptions`` fields given as keywords (see ``ChatOptions``)."""
+
+    tools: Sequence[ToolLike] | None
+
+
 class ChatSettings(GenerationSettings, ChatOptionSettings, total=False):
     """Every keyword a chat request takes: sampling, stopping and chat options."""
+
+
+class ToolLoopSettings(GenerationSettings, ToolLoopOptionSettings, total=False):
+    """Every keyword of a tool loop: sampling, stopping and chat options but ``tools``."""
 
 
 GENERATION_NAMES: tuple[str, ...] = tuple(f.name for f in dataclasses.fields(GenerationParams))
@@ -189,6 +198,7 @@ __all__ = [
     "ChatOptions",
     "ChatSettings",
     "GenerationSettings",
+    "ToolLoopSettings",
     "chat_options",
     "generation_params",
     "request_settings",

@@ -68,7 +68,7 @@ def unknown_name_error(owner: str, name: str, known: Sequence[str]) -> TypeError
 
 def check_names(cls: type[_T]) -> type[_T]:
     """Makes a dataclass's constructor name the field a wrong keyword most likely meant."""
-    init: Callable[..., None] = cls.__init__  # type: ignore[misc]
+    init: Callable[..., None] = cls.__init__
     names = tuple(f.name for f in dataclasses.fields(cls))  # type: ignore[arg-type]
 
     @functools.wraps(init)
@@ -78,7 +78,7 @@ def check_names(cls: type[_T]) -> type[_T]:
                 raise unknown_name_error(f"{cls.__name__}()", key, names)
         init(self, *args, **kwargs)
 
-    cls.__init__ = __init__  # type: ignore[misc]
+    cls.__init__ = __init__  # type: ignore[method-assign]
     return cls
 
 

@@ -35,7 +35,7 @@ from llamabind.types import (
 if TYPE_CHECKING:
     from typing_extensions import Unpack
 
-    from llamabind.options import ChatSettings
+    from llamabind.options import ChatSettings, ToolLoopSettings
 
 logger = logging.getLogger("llamabind.session")
 
@@ -268,7 +268,7 @@ class ChatSession:
         options: ChatOptions | None = None,
         on_tool_call: Callable[[LlamaToolCallContent], Any] | None = None,
         on_tool_error: Callable[[LlamaToolCallContent, BaseException], Any] | None = None,
-        **settings: Unpack[ChatSettings],
+        **settings: Unpack[ToolLoopSettings],
     ) -> LlamaToolLoopResult:
         """Runs the tool loop: ask, call the tools the model asks for, answer, repeat.
 
