@@ -1,9 +1,9 @@
 #!/usr/bin/env python3
-"""Build llama.cpp's own ``llama-bench`` and ``llama-quantize`` once, from our llama.cpp version.
+"""Build llama.cpp's own ``llama-bench``, ``llama-batched-bench`` and ``llama-quantize`` once, from our llama.cpp version.
 
 ``vendor/llama.cpp`` has its ``tools/`` pruned, so this script takes the same llama.cpp from
 the same place: the llama-cpp-python sdist on PyPI (checked against its sha256), whose
-``vendor/llama.cpp`` is a complete checkout. It builds the two tools with the settings of our
+``vendor/llama.cpp`` is a complete checkout. It builds the tools with the settings of our
 extension (static libraries, ``GGML_NATIVE=ON``, OpenMP, ggml's AMX kernels off unless asked
 for, as ``LLAMABIND_AMX`` in our CMakeLists.txt) into a cache folder, and prints their paths:
 
@@ -33,7 +33,7 @@ from llamabind.resolvers.download import sha256_of  # the one sha256 helper
 REPO_ROOT = Path(__file__).resolve().parent.parent
 SDIST_VERSION = "0.3.36"
 SDIST_SHA256 = "832db0699007f1be95a7e41ef12e88926b02ba836461e36a36372db2760c1a2e"
-TARGETS = ("llama-bench", "llama-quantize")
+TARGETS = ("llama-bench", "llama-batched-bench", "llama-quantize")
 SERVER_TARGET = "llama-server"  # with --server, for benchmarks/serve.py
 
 # A top-level project around llama.cpp, as our own CMakeLists.txt is: the place where the
@@ -78,7 +78,7 @@ def fetch_sdist(into: Path) -> Path:
     if not target.exists():
         subprocess.run(
             [sys.executable, "-m", "pip", "download", "--no-deps", "--no-binary", ":all:",
-             "--no-build-isolation", "-d", str(into), f"llama-cpp-python=={SDIST_VERSION}"],
+             "-d", str(into), f"llama-cpp-python=={SDIST_VERSION}"],
             check=False,
         )
     if not target.exists():
