@@ -94,7 +94,8 @@ def test_a_runaway_template_never_reaches_llama_cpps_renderer(smollm2_path):
         from llamabind import LlamaEngine, ModelParams, TemplateError
         with LlamaEngine({smollm2_path!r}, ModelParams(n_ctx=256, chat_template={HOSTILE!r})) as e:
             for call in (lambda: list(e.create([{{"role": "user", "content": "hi"}}], max_tokens=1)),
-                         lambda: e.chat_template([{{"role": "user", "content": "hi"}}])):
+                         lambda: e.chat_template([{{"role": "user", "content": "hi"}}]),
+                         e.get_capabilities):
                 try:
                     call()
                 except TemplateError as exc:
@@ -103,7 +104,7 @@ def test_a_runaway_template_never_reaches_llama_cpps_renderer(smollm2_path):
     result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
                             timeout=240, cwd=Path(__file__).resolve().parents[2], check=False)
     assert result.returncode == 0, result.stderr
-    assert result.stdout.split("\n")[:2] == ["TemplateError limit", "TemplateError limit"]
+    assert result.stdout.split("\n")[:3] == ["TemplateError limit"] * 3
 
 
 def test_chatml_fallback_stops_at_its_end_of_turn_and_says_so_once(gemma3_path, caplog):

@@ -18,6 +18,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
+import threading
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -361,8 +362,10 @@ def format_plan(model: _native.Model, cache: dict[str, Any], template_override: 
     """
     last = messages[-1] if messages else {}
     key = (inputs, last.get("role"), bool(last.get("tool_calls")))
-    plans = cache.setdefault("plans", {})
-    plan = plans.get(key)
+    plans: dict[Any, Any] = cache.setdefault("plans", {})
+    lock = cache.setdefault("plans_lock", threading.Lock())  # requests may run concurrently
+    with lock:
+        plan = plans.get(key)
     if plan is not None and _plan_fits(plan, inputs, prompt):
         return plan
     native = chat_templates(model, cache, template_override)
@@ -371,9 +374,10 @@ def format_plan(model: _native.Model, cache: dict[str, Any], template_override: 
         # The parity tests (tests/chat) list where and why llama.cpp's rendering differs.
         logger.debug("llama.cpp renders this %s prompt differently; ours is used", plan.format)
     if _plan_fits(plan, inputs, prompt):
-        if len(plans) >= _MAX_PLANS:
-            plans.pop(next(iter(plans)), None)
-        plans[key] = plan
+        with lock:
+            if len(plans) >= _MAX_PLANS:
+                plans.pop(next(iter(plans)))
+            plans[key] = plan
     return plan
 
 
