@@ -24,6 +24,7 @@ from llamabind.errors import TemplateError
 MARKER = re.compile(
     r"<\|[^|<>\s'\"]{1,40}\|>|<｜[^｜]{1,40}｜>|\[/?[A-Z_]{3,20}\]|<[a-z_]{2,20}\|>|<\|[a-z_]{2,20}>"
     r"|<(?:start|end)_of_[a-z]+>|<seed:[a-z_]+>|\]~[a-z]\]|<SPECIAL_\d+>|<\|?(?:im_start|im_end)\|?>"
+    r"|</?(?!think>)[a-z_]{3,20}>|<REKA_[A-Z_]+>|\n(?:User|Assistant): "
 )
 
 

@@ -148,11 +148,16 @@ def rebalance_call(method: str, source: str, args: tuple[Any, ...], kwargs: dict
                    result: Any) -> Any:
     """The result of ``source.<method>(*args, **kwargs)`` with its pieces re-marked.
 
-    Handles ``split``/``rsplit`` with a separator and ``partition``/``rpartition``; any other
-    result is returned as it is.
+    Handles ``split``/``rsplit`` with a separator, ``partition``/``rpartition`` and
+    ``replace`` (what replaces is template text, so it goes between the pieces, outside the
+    data); any other result is returned as it is.
     """
     if DATA_OPEN not in source and DATA_CLOSE not in source:
         return result
+    if method == "replace" and len(args) >= 2 and isinstance(args[0], str) and args[0] \
+            and isinstance(args[1], str):
+        count = args[2] if len(args) > 2 else kwargs.get("count", -1)
+        return args[1].join(rebalance(source, source.split(args[0], count), args[0]))
     if method in ("split", "rsplit"):
         separator = args[0] if args else kwargs.get("sep")
         if isinstance(separator, str) and separator:
