@@ -611,7 +611,7 @@ class LlamaEngine:
             piece = model.token_to_piece(token, True).decode("utf-8", errors="replace")
             return LlamaTokenLogprob(token, piece, float(logprobs[token]))
 
-        top = np.argsort(-logprobs)[:top_k] if top_k > 0 else []
+        top: list[int] = [int(t) for t in np.argsort(-logprobs)[:top_k]] if top_k > 0 else []
         return LlamaNextTokenScores(tuple(entry(int(t)) for t in candidates),
                                     tuple(entry(int(t)) for t in top), len(tokens))
 

@@ -348,7 +348,7 @@ class TemplateEnvironment(ImmutableSandboxedEnvironment):
         if is_str_method:
             check_str_method(obj, args, kwargs)
         result = super().call(context, obj, *args, **kwargs)
-        if is_str_method:  # a split keeps the data marks of each piece (chat.marking)
+        if is_str_method and isinstance(source, str):  # a split keeps each piece's data marks
             result = rebalance_call(obj.__name__, source, args, kwargs, result)
         return check_result(result, "a call's result")
 

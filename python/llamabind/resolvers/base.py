@@ -9,7 +9,9 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Literal, Protocol, runtime_checkable
 
-from llamabind.errors import ModelDownloadError, ModelLoadError, ModelNotFoundError  # noqa: F401 (re-exported)
+from llamabind.errors import ModelDownloadError as ModelDownloadError
+from llamabind.errors import ModelLoadError as ModelLoadError
+from llamabind.errors import ModelNotFoundError as ModelNotFoundError
 from llamabind.resolvers.gguf_info import read_gguf_info, split_parts
 
 GGUF_SUFFIX = ".gguf"

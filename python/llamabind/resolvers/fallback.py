@@ -156,12 +156,13 @@ class FallbackResolver:
         name = check_name(name)
         form = name_form(name)
         if self.resolvers is None:
-            found = _resolve_directly(name, form)
-            if found is not None:
-                return found
+            direct = _resolve_directly(name, form)
+            if direct is not None:
+                return direct
         tried: list[tuple[str, str]] = []
         last_error: Exception | None = None
         for resolver in self.chain():
+            found: list[tuple[str, str]]
             try:
                 path = Path(resolver.resolve(name))
             except ModelNotFoundError as exc:
