@@ -57,6 +57,19 @@ def test_four_concurrent_greedy_generations_match_each_alone(smollm2, expected):
             assert ctx.cached_tokens(i)[: len(tokens) + 15] == tokens + out[i][:15]
 
 
+def test_cancel_is_per_generation_even_mid_decode(smollm2, expected):
+    # a long prompt on sequence 1 is being evaluated when sequence 0 is cancelled
+    long_text = "The history of the city, told in many words. " * 40
+    with _native.Context(smollm2, n_ctx=4096, n_seq_max=2, n_threads=2) as ctx:
+        victim = ctx.generate(smollm2.tokenize(long_text, add_special=True), greedy(smollm2), max_tokens=16)
+        keeper = ctx.generate(smollm2.tokenize(PROMPTS[0], add_special=True), greedy(smollm2), max_tokens=16,
+                              seq_id=1)
+        threading.Timer(0.05, victim.cancel).start()
+        out = consume_all([victim, keeper])
+        assert victim.finish_reason == "cancelled" and len(out[0]) < 16
+        assert keeper.finish_reason == "length" and out[1] == expected[0]
+
+
 def test_cancelling_one_leaves_the_others_identical(smollm2, expected):
     with _native.Context(smollm2, n_ctx=2048, n_seq_max=4, n_threads=2) as ctx:
         gens = [ctx.generate(smollm2.tokenize(p, add_special=True), greedy(smollm2), max_tokens=16, seq_id=i)
@@ -144,8 +157,9 @@ def test_dropped_generators_free_their_sequence(smollm2, expected):
         assert [t for t, _ in gen] == expected[0]
 
 
-def test_one_generator_iterated_from_several_threads(smollm2):
-    with _native.Context(smollm2, n_ctx=1024, n_seq_max=2, n_threads=2) as ctx:
+@pytest.mark.parametrize("n_seq_max", [1, 2])
+def test_one_generator_iterated_from_several_threads(smollm2, n_seq_max):
+    with _native.Context(smollm2, n_ctx=1024, n_seq_max=n_seq_max, n_threads=2) as ctx:
         gen = ctx.generate(smollm2.tokenize(PROMPTS[1], add_special=True), greedy(smollm2), max_tokens=30)
         seen = []
         lock = threading.Lock()
