@@ -34,7 +34,9 @@ async def _in_thread(function: Callable[..., T], *args: Any, **kwargs: Any) -> T
     return await asyncio.to_thread(functools.partial(function, *args, **kwargs))
 
 
-async def stream_in_thread(factory: Callable[[], Iterator[T]], engine: LlamaEngine) -> AsyncIterator[T]:
+async def stream_in_thread(
+    factory: Callable[[], Iterator[T]], engine: LlamaEngine
+) -> AsyncIterator[T]:
     """Runs ``factory()`` and its iteration in a worker thread; yields items on the loop.
 
     Args:
@@ -84,7 +86,7 @@ async def stream_in_thread(factory: Callable[[], Iterator[T]], engine: LlamaEngi
                 close = getattr(iterator, "close", None)
                 if close is not None:
                     close()
-        except BaseException as exc:  # delivered through the stream, never swallowed
+        except BaseException as exc:  # noqa: BLE001 - delivered through the stream, never swallowed
             post(_DONE, exc)
             return
         post(_DONE)
@@ -115,9 +117,17 @@ class AsyncLlamaEngine:
         engine: Wrap an existing LlamaEngine instead of making one.
     """
 
-    def __init__(self, model: str | None = None, params: ModelParams | None = None, *,
-                 resolver: Any = None, engine: LlamaEngine | None = None) -> None:
-        self.engine = engine if engine is not None else LlamaEngine(model, params, resolver=resolver)
+    def __init__(
+        self,
+        model: str | None = None,
+        params: ModelParams | None = None,
+        *,
+        resolver: Any = None,
+        engine: LlamaEngine | None = None,
+    ) -> None:
+        self.engine = (
+            engine if engine is not None else LlamaEngine(model, params, resolver=resolver)
+        )
 
     async def __aenter__(self) -> AsyncLlamaEngine:
         return self
@@ -133,12 +143,20 @@ class AsyncLlamaEngine:
         """Requests running and waiting; see ``LlamaEngine.queue_info``."""
         return self.engine.queue_info()
 
-    async def load_model(self, name_or_uri: str, params: ModelParams | None = None,
-                         on_progress: Callable[[float], Any] | None = None) -> None:
+    async def load_model(
+        self,
+        name_or_uri: str,
+        params: ModelParams | None = None,
+        on_progress: Callable[[float], Any] | None = None,
+    ) -> None:
         await _in_thread(self.engine.load_model, name_or_uri, params, on_progress)
 
-    async def set_model(self, name_or_uri: str, params: ModelParams | None = None,
-                        on_progress: Callable[[float], Any] | None = None) -> None:
+    async def set_model(
+        self,
+        name_or_uri: str,
+        params: ModelParams | None = None,
+        on_progress: Callable[[float], Any] | None = None,
+    ) -> None:
         await _in_thread(self.engine.set_model, name_or_uri, params, on_progress)
 
     async def unload_model(self) -> None:
@@ -153,25 +171,39 @@ class AsyncLlamaEngine:
     def cancel_generation(self) -> None:
         self.engine.cancel_generation()
 
-    def generate(self, prompt: str, params: GenerationParams | None = None,
-                 **settings: Unpack[GenerationSettings]) -> AsyncIterator[str]:
+    def generate(
+        self,
+        prompt: str,
+        params: GenerationParams | None = None,
+        **settings: Unpack[GenerationSettings],
+    ) -> AsyncIterator[str]:
         """``async for`` over text pieces; see ``LlamaEngine.generate``."""
         params = generation_params(params, settings, "AsyncLlamaEngine.generate()")
         return stream_in_thread(lambda: self.engine.generate(prompt, params), self.engine)
 
-    def create(self, messages: Iterable[LlamaChatMessage | Mapping[str, Any]],
-               params: GenerationParams | None = None, *, options: ChatOptions | None = None,
-               **settings: Unpack[ChatSettings]) -> AsyncIterator[LlamaCompletionChunk]:
+    def create(
+        self,
+        messages: Iterable[LlamaChatMessage | Mapping[str, Any]],
+        params: GenerationParams | None = None,
+        *,
+        options: ChatOptions | None = None,
+        **settings: Unpack[ChatSettings],
+    ) -> AsyncIterator[LlamaCompletionChunk]:
         """``async for`` over completion chunks; see ``LlamaEngine.create``."""
         params, options = request_settings(params, options, settings, "AsyncLlamaEngine.create()")
         messages = list(messages)
-        return stream_in_thread(lambda: self.engine.create(messages, params, options=options),
-                                self.engine)
+        return stream_in_thread(
+            lambda: self.engine.create(messages, params, options=options), self.engine
+        )
 
-    async def complete(self, messages: Iterable[LlamaChatMessage | Mapping[str, Any]],
-                       params: GenerationParams | None = None, *,
-                       options: ChatOptions | None = None,
-                       **settings: Unpack[ChatSettings]) -> LlamaCompletion:
+    async def complete(
+        self,
+        messages: Iterable[LlamaChatMessage | Mapping[str, Any]],
+        params: GenerationParams | None = None,
+        *,
+        options: ChatOptions | None = None,
+        **settings: Unpack[ChatSettings],
+    ) -> LlamaCompletion:
         """The whole completion; see ``LlamaEngine.complete``."""
         from llamabind.types import LlamaCompletionAccumulator
 
@@ -181,26 +213,43 @@ class AsyncLlamaEngine:
             accumulator.add(chunk)
         return accumulator.build()
 
-    async def create_structured_json(self, messages: Iterable[Any],
-                                     schema: Mapping[str, Any] | None = None,
-                                     params: GenerationParams | None = None, *,
-                                     options: ChatOptions | None = None,
-                                     **settings: Unpack[ChatSettings]) -> Any:
+    async def create_structured_json(
+        self,
+        messages: Iterable[Any],
+        schema: Mapping[str, Any] | None = None,
+        params: GenerationParams | None = None,
+        *,
+        options: ChatOptions | None = None,
+        **settings: Unpack[ChatSettings],
+    ) -> Any:
         """A parsed JSON reply; see ``LlamaEngine.create_structured_json``."""
-        params, options = request_settings(params, options, settings,
-                                           "AsyncLlamaEngine.create_structured_json()")
-        return await _in_thread(self.engine.create_structured_json, list(messages), schema, params,
-                                options=options)
+        params, options = request_settings(
+            params, options, settings, "AsyncLlamaEngine.create_structured_json()"
+        )
+        return await _in_thread(
+            self.engine.create_structured_json, list(messages), schema, params, options=options
+        )
 
-    async def chat_template(self, messages: Iterable[Any], *, add_generation_prompt: bool = True,
-                            options: ChatOptions | None = None,
-                            **settings: Unpack[ChatOptionSettings]) -> LlamaChatTemplateResult:
+    async def chat_template(
+        self,
+        messages: Iterable[Any],
+        *,
+        add_generation_prompt: bool = True,
+        options: ChatOptions | None = None,
+        **settings: Unpack[ChatOptionSettings],
+    ) -> LlamaChatTemplateResult:
         """The rendered prompt; see ``LlamaEngine.chat_template``."""
         options = chat_options(options, settings, "AsyncLlamaEngine.chat_template()")
-        return await _in_thread(self.engine.chat_template, list(messages),
-                                add_generation_prompt=add_generation_prompt, options=options)
+        return await _in_thread(
+            self.engine.chat_template,
+            list(messages),
+            add_generation_prompt=add_generation_prompt,
+            options=options,
+        )
 
-    async def tokenize(self, text: str, add_special: bool = True, parse_special: bool = False) -> list[int]:
+    async def tokenize(
+        self, text: str, add_special: bool = True, parse_special: bool = False
+    ) -> list[int]:
         return await _in_thread(self.engine.tokenize, text, add_special, parse_special)
 
     async def detokenize(self, tokens: Sequence[int], special: bool = False) -> str:
@@ -215,7 +264,9 @@ class AsyncLlamaEngine:
     async def embed_batch(self, texts: Sequence[str], normalize: bool = True) -> Any:
         return await _in_thread(self.engine.embed_batch, list(texts), normalize)
 
-    async def score_next_token(self, prompt: str, candidates: Sequence[int] = (), top_k: int = 0) -> Any:
+    async def score_next_token(
+        self, prompt: str, candidates: Sequence[int] = (), top_k: int = 0
+    ) -> Any:
         return await _in_thread(self.engine.score_next_token, prompt, list(candidates), top_k)
 
     async def get_metadata(self) -> dict[str, str]:

@@ -43,13 +43,21 @@ class AsyncChatSession:
         TypeError: ``engine`` is not an AsyncLlamaEngine.
     """
 
-    def __init__(self, engine: AsyncLlamaEngine, system_prompt: str | None = None,
-                 max_context_tokens: int | None = None) -> None:
+    def __init__(
+        self,
+        engine: AsyncLlamaEngine,
+        system_prompt: str | None = None,
+        max_context_tokens: int | None = None,
+    ) -> None:
         if not isinstance(engine, AsyncLlamaEngine):
-            hint = (": for a LlamaEngine use ChatSession(engine)"
-                    if type(engine).__name__ == "LlamaEngine" else "")
-            raise TypeError(f"AsyncChatSession runs on an AsyncLlamaEngine, got "
-                            f"{type(engine).__name__}{hint}")
+            hint = (
+                ": for a LlamaEngine use ChatSession(engine)"
+                if type(engine).__name__ == "LlamaEngine"
+                else ""
+            )
+            raise TypeError(
+                f"AsyncChatSession runs on an AsyncLlamaEngine, got {type(engine).__name__}{hint}"
+            )
         self.engine = engine
         self.session = ChatSession(engine.engine, system_prompt, max_context_tokens)
 
@@ -88,9 +96,14 @@ class AsyncChatSession:
         """Cancels this session's running turn or tool loop (other requests go on)."""
         self.session.cancel()
 
-    def create(self, content: str | Iterable[LlamaContentPart] | None,
-               params: GenerationParams | None = None, *, options: ChatOptions | None = None,
-               **settings: Unpack[ChatSettings]) -> AsyncIterator[LlamaCompletionChunk]:
+    def create(
+        self,
+        content: str | Iterable[LlamaContentPart] | None,
+        params: GenerationParams | None = None,
+        *,
+        options: ChatOptions | None = None,
+        **settings: Unpack[ChatSettings],
+    ) -> AsyncIterator[LlamaCompletionChunk]:
         """``async for`` over the reply's chunks; see ``ChatSession.create``.
 
         Cancelling the consuming task (or ``aclose()`` on the stream) cancels the generation;
@@ -99,12 +112,18 @@ class AsyncChatSession:
         params, options = request_settings(params, options, settings, "AsyncChatSession.create()")
         if content is not None and not isinstance(content, str):
             content = list(content)
-        return stream_in_thread(lambda: self.session.create(content, params, options=options),
-                                self.engine.engine)
+        return stream_in_thread(
+            lambda: self.session.create(content, params, options=options), self.engine.engine
+        )
 
-    async def send(self, content: str | Iterable[LlamaContentPart] | None,
-                   params: GenerationParams | None = None, *, options: ChatOptions | None = None,
-                   **settings: Unpack[ChatSettings]) -> LlamaCompletion:
+    async def send(
+        self,
+        content: str | Iterable[LlamaContentPart] | None,
+        params: GenerationParams | None = None,
+        *,
+        options: ChatOptions | None = None,
+        **settings: Unpack[ChatSettings],
+    ) -> LlamaCompletion:
         """The whole reply; see ``ChatSession.send``."""
         params, options = request_settings(params, options, settings, "AsyncChatSession.send()")
         accumulator = LlamaCompletionAccumulator()
@@ -138,8 +157,15 @@ class AsyncChatSession:
             self.session.await_result = await_on_loop
             try:
                 return self.session.send_with_tools(
-                    content, tools, max_rounds=max_rounds, params=params, options=options,
-                    on_tool_call=on_tool_call, on_tool_error=on_tool_error, **settings)
+                    content,
+                    tools,
+                    max_rounds=max_rounds,
+                    params=params,
+                    options=options,
+                    on_tool_call=on_tool_call,
+                    on_tool_error=on_tool_error,
+                    **settings,
+                )
             finally:
                 self.session.await_result = None
 

@@ -84,21 +84,28 @@ class LlamaBackend:
         try:
             return self._models[handle]
         except KeyError:
-            raise HandleClosedError(f"model handle {handle} is not open (freed or never made)",
-                                    handle=handle) from None
+            raise HandleClosedError(
+                f"model handle {handle} is not open (freed or never made)", handle=handle
+            ) from None
 
     def _context(self, handle: int) -> tuple[_native.Context, int, ModelParams]:
         self._check()
         try:
             return self._contexts[handle]
         except KeyError:
-            raise HandleClosedError(f"context handle {handle} is not open (freed or never made)",
-                                    handle=handle) from None
+            raise HandleClosedError(
+                f"context handle {handle} is not open (freed or never made)", handle=handle
+            ) from None
 
     # --- models and contexts -----------------------------------------------------------------
 
-    def model_load(self, name_or_uri: str | os.PathLike[str], params: ModelParams | None = None,
-                   *, resolver: Any = None) -> int:
+    def model_load(
+        self,
+        name_or_uri: str | os.PathLike[str],
+        params: ModelParams | None = None,
+        *,
+        resolver: Any = None,
+    ) -> int:
         """Loads a model; returns its model handle.
 
         Args:
@@ -160,15 +167,33 @@ class LlamaBackend:
     # --- generation --------------------------------------------------------------------------
 
     @overload
-    def generate(self, context: int, prompt: str, params: GenerationParams | None = None, *,
-                 text: Literal[False] = False) -> Iterator[bytes]: ...
+    def generate(
+        self,
+        context: int,
+        prompt: str,
+        params: GenerationParams | None = None,
+        *,
+        text: Literal[False] = False,
+    ) -> Iterator[bytes]: ...
 
     @overload
-    def generate(self, context: int, prompt: str, params: GenerationParams | None = None, *,
-                 text: Literal[True]) -> Iterator[str]: ...
+    def generate(
+        self,
+        context: int,
+        prompt: str,
+        params: GenerationParams | None = None,
+        *,
+        text: Literal[True],
+    ) -> Iterator[str]: ...
 
-    def generate(self, context: int, prompt: str, params: GenerationParams | None = None, *,
-                 text: bool = False) -> Iterator[bytes] | Iterator[str]:
+    def generate(
+        self,
+        context: int,
+        prompt: str,
+        params: GenerationParams | None = None,
+        *,
+        text: bool = False,
+    ) -> Iterator[bytes] | Iterator[str]:
         """Yields the bytes of each generated token, or text with ``text=True``.
 
         Token bytes may split a UTF-8 character; ``text=True`` (or ``decode_utf8``) decodes
@@ -181,8 +206,11 @@ class LlamaBackend:
         tokens = model.tokenize(prompt, add_special=True, parse_special=True)
         sampler = _native.Sampler(model, **params.sampler_kwargs(model_params.seed))
         generator = native_ctx.generate(
-            tokens, sampler, max_tokens=-1 if params.max_tokens is None else params.max_tokens,
-            ignore_eog=params.ignore_eos)
+            tokens,
+            sampler,
+            max_tokens=-1 if params.max_tokens is None else params.max_tokens,
+            ignore_eog=params.ignore_eos,
+        )
         pieces = self._drain(generator)
         return decode_utf8(pieces) if text else pieces
 
@@ -218,13 +246,18 @@ class LlamaBackend:
 
     # --- LoRA ------------------------------------------------------------------------------
 
-    def set_lora_adapter(self, context: int, path: str | os.PathLike[str], scale: float = 1.0) -> None:
+    def set_lora_adapter(
+        self, context: int, path: str | os.PathLike[str], scale: float = 1.0
+    ) -> None:
         """Adds an adapter to a context, or changes its scale."""
         native_ctx, model_handle, _ = self._context(context)
         adapters = self._loras[context]
         key = os.fspath(path)
-        adapter = adapters[key][0] if key in adapters else _native.LoraAdapter(
-            self._model(model_handle), key)
+        adapter = (
+            adapters[key][0]
+            if key in adapters
+            else _native.LoraAdapter(self._model(model_handle), key)
+        )
         adapters[key] = (adapter, float(scale))
         native_ctx.set_lora(list(adapters.values()))
 

@@ -49,12 +49,15 @@ class PlainParser:
 def _delta(raw: Mapping[str, Any], role: str | None) -> LlamaChunkDelta:
     calls = None
     if "tool_call_index" in raw:
-        calls = (LlamaChunkToolCall(
-            index=int(raw["tool_call_index"]),
-            id=raw.get("tool_call_id") or None,
-            function=LlamaChunkFunction(raw.get("tool_call_name") or None,
-                                        raw.get("tool_call_arguments_delta", "")),
-        ),)
+        calls = (
+            LlamaChunkToolCall(
+                index=int(raw["tool_call_index"]),
+                id=raw.get("tool_call_id") or None,
+                function=LlamaChunkFunction(
+                    raw.get("tool_call_name") or None, raw.get("tool_call_arguments_delta", "")
+                ),
+            ),
+        )
     return LlamaChunkDelta(
         role=role,
         content=raw.get("content_delta") or None,
@@ -63,8 +66,12 @@ def _delta(raw: Mapping[str, Any], role: str | None) -> LlamaChunkDelta:
     )
 
 
-def stream_chunks(run: Any, parser: ChatStreamParser, model_name: str,
-                  on_finish: Callable[[Any], None] | None = None) -> Iterator[LlamaCompletionChunk]:
+def stream_chunks(
+    run: Any,
+    parser: ChatStreamParser,
+    model_name: str,
+    on_finish: Callable[[Any], None] | None = None,
+) -> Iterator[LlamaCompletionChunk]:
     """Chunks of one chat completion.
 
     Args:
@@ -83,8 +90,9 @@ def stream_chunks(run: Any, parser: ChatStreamParser, model_name: str,
     has_tool_calls = False
 
     def make(delta: LlamaChunkDelta, finish: Any = None, usage: Any = None) -> LlamaCompletionChunk:
-        return LlamaCompletionChunk(chunk_id, created, model_name,
-                                    (LlamaChunkChoice(0, delta, finish),), usage)
+        return LlamaCompletionChunk(
+            chunk_id, created, model_name, (LlamaChunkChoice(0, delta, finish),), usage
+        )
 
     for text in run:
         for raw in parser.feed(text):

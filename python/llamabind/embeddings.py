@@ -28,10 +28,17 @@ class Embedder:
         n_threads: CPU threads; None lets llama.cpp choose.
     """
 
-    def __init__(self, model: _native.Model, n_ctx: int = DEFAULT_EMBEDDING_CTX,
-                 n_threads: int | None = None) -> None:
-        kwargs = {"n_ctx": n_ctx, "n_batch": n_ctx, "n_ubatch": n_ctx, "embeddings": True,
-                  "n_threads": n_threads, "n_threads_batch": n_threads}
+    def __init__(
+        self, model: _native.Model, n_ctx: int = DEFAULT_EMBEDDING_CTX, n_threads: int | None = None
+    ) -> None:
+        kwargs = {
+            "n_ctx": n_ctx,
+            "n_batch": n_ctx,
+            "n_ubatch": n_ctx,
+            "embeddings": True,
+            "n_threads": n_threads,
+            "n_threads_batch": n_threads,
+        }
         context = _native.Context(model, **kwargs)
         if context.pooling_type == POOLING_NONE:
             context.close()
@@ -58,7 +65,10 @@ class Embedder:
         if len(tokens) > self._context.n_ctx:
             raise ContextOverflowError(
                 f"[embed] text needs {len(tokens)} tokens, the embeddings context holds "
-                f"{self._context.n_ctx}", n_tokens=len(tokens), n_ctx=self._context.n_ctx)
+                f"{self._context.n_ctx}",
+                n_tokens=len(tokens),
+                n_ctx=self._context.n_ctx,
+            )
         with self._lock:
             self._context.memory_clear()
             try:

@@ -111,15 +111,21 @@ class LlamaEngine:
     Use it as a context manager, or call ``close()`` when done.
     """
 
-    def __init__(self, model: str | os.PathLike[str] | LlamaBackend | None = None,
-                 params: ModelParams | None = None, *, resolver: Any = None) -> None:
+    def __init__(
+        self,
+        model: str | os.PathLike[str] | LlamaBackend | None = None,
+        params: ModelParams | None = None,
+        *,
+        resolver: Any = None,
+    ) -> None:
         self.backend, model = _seed_backend(model)
         self.resolver = resolver
         self._lifecycle = threading.RLock()
         self._state = threading.Lock()
         self._loaded: _Loaded | None = None
         self._lazy: tuple[str | os.PathLike[str], ModelParams | None] | None = (
-            (model, params) if model is not None else None)
+            (model, params) if model is not None else None
+        )
         self._disposed = False
 
     # --- lifecycle ---------------------------------------------------------------------------
@@ -155,8 +161,12 @@ class LlamaEngine:
         loaded = self._loaded
         return loaded.params if loaded else None
 
-    def load_model(self, name_or_uri: str | os.PathLike[str], params: ModelParams | None = None,
-                   on_progress: ProgressCallback | None = None) -> None:
+    def load_model(
+        self,
+        name_or_uri: str | os.PathLike[str],
+        params: ModelParams | None = None,
+        on_progress: ProgressCallback | None = None,
+    ) -> None:
         """Loads a model; the engine must have none (see ``set_model`` to replace one).
 
         Args:
@@ -173,13 +183,19 @@ class LlamaEngine:
         with self._lifecycle:
             self._check_not_disposed()
             if self._loaded is not None:
-                raise StateError("a model is loaded already: call unload_model() first, "
-                                 "or set_model() to replace it")
+                raise StateError(
+                    "a model is loaded already: call unload_model() first, "
+                    "or set_model() to replace it"
+                )
             self._lazy = None
             self._loaded = self._open(name_or_uri, params, on_progress)
 
-    def set_model(self, name_or_uri: str | os.PathLike[str], params: ModelParams | None = None,
-                  on_progress: ProgressCallback | None = None) -> None:
+    def set_model(
+        self,
+        name_or_uri: str | os.PathLike[str],
+        params: ModelParams | None = None,
+        on_progress: ProgressCallback | None = None,
+    ) -> None:
         """Replaces the loaded model atomically: the old one serves until the new one loaded.
 
         A failed load leaves the old model in place. A generation running on the old model is
@@ -217,8 +233,12 @@ class LlamaEngine:
         self._loaded = new
         return old
 
-    def _open(self, name_or_uri: str | os.PathLike[str], params: ModelParams | None,
-              on_progress: ProgressCallback | None) -> _Loaded:
+    def _open(
+        self,
+        name_or_uri: str | os.PathLike[str],
+        params: ModelParams | None,
+        on_progress: ProgressCallback | None,
+    ) -> _Loaded:
         params = params if params is not None else ModelParams()
         if not isinstance(params, ModelParams):
             raise TypeError(f"params must be ModelParams, got {type(params).__name__}")
@@ -301,8 +321,12 @@ class LlamaEngine:
         if loaded is not None:
             loaded.slots.cancel_all()
 
-    def generate(self, prompt: str, params: GenerationParams | None = None,
-                 **settings: Unpack[GenerationSettings]) -> RequestStream[str]:
+    def generate(
+        self,
+        prompt: str,
+        params: GenerationParams | None = None,
+        **settings: Unpack[GenerationSettings],
+    ) -> RequestStream[str]:
         """Streams a raw completion of ``prompt`` (no chat template) as text pieces.
 
         Pieces never split a UTF-8 character; stop strings end the stream and are not part of
@@ -322,12 +346,17 @@ class LlamaEngine:
             ContextOverflowError: the prompt does not fit the context.
             TypeError: a keyword that is not a GenerationParams field.
         """
-        run = self.start_generation(prompt, generation_params(params, settings,
-                                                              "LlamaEngine.generate()"))
+        run = self.start_generation(
+            prompt, generation_params(params, settings, "LlamaEngine.generate()")
+        )
         return RequestStream(iter(run), run)
 
-    def start_generation(self, prompt: str | Sequence[int], params: GenerationParams | None = None,
-                         **settings: Unpack[GenerationSettings]) -> TokenRun:
+    def start_generation(
+        self,
+        prompt: str | Sequence[int],
+        params: GenerationParams | None = None,
+        **settings: Unpack[GenerationSettings],
+    ) -> TokenRun:
         """Like ``generate`` but returns the run, whose ``usage`` and ``finish_reason``
         are set once its iteration ends. ``prompt`` may also be token ids."""
         params = generation_params(params, settings, "LlamaEngine.start_generation()")
@@ -376,9 +405,14 @@ class LlamaEngine:
         run, parser = self._start_chat(messages, params, options)
         return RequestStream(stream_chunks(run, parser, self._model_label()), run)
 
-    def complete(self, messages: Iterable[LlamaChatMessage | Mapping[str, Any]],
-                 params: GenerationParams | None = None, *, options: ChatOptions | None = None,
-                 **settings: Unpack[ChatSettings]) -> LlamaCompletion:
+    def complete(
+        self,
+        messages: Iterable[LlamaChatMessage | Mapping[str, Any]],
+        params: GenerationParams | None = None,
+        *,
+        options: ChatOptions | None = None,
+        **settings: Unpack[ChatSettings],
+    ) -> LlamaCompletion:
         """Like ``create`` but returns the whole completion (text, reasoning, tool calls, usage)."""
         params, options = request_settings(params, options, settings, "LlamaEngine.complete()")
         accumulator = LlamaCompletionAccumulator()
@@ -386,11 +420,15 @@ class LlamaEngine:
             accumulator.add(chunk)
         return accumulator.build()
 
-    def create_structured_json(self, messages: Iterable[LlamaChatMessage | Mapping[str, Any]],
-                               schema: Mapping[str, Any] | None = None,
-                               params: GenerationParams | None = None, *,
-                               options: ChatOptions | None = None,
-                               **settings: Unpack[ChatSettings]) -> Any:
+    def create_structured_json(
+        self,
+        messages: Iterable[LlamaChatMessage | Mapping[str, Any]],
+        schema: Mapping[str, Any] | None = None,
+        params: GenerationParams | None = None,
+        *,
+        options: ChatOptions | None = None,
+        **settings: Unpack[ChatSettings],
+    ) -> Any:
         """A reply constrained to JSON (matching ``schema`` when given), parsed.
 
         Takes the same ``params``, ``options`` and keywords as ``create``, except
@@ -401,26 +439,40 @@ class LlamaEngine:
             GrammarError: the schema cannot become a grammar.
             ValueError: a response_format was given too.
         """
-        params, options = request_settings(params, options, settings,
-                                           "LlamaEngine.create_structured_json()")
+        params, options = request_settings(
+            params, options, settings, "LlamaEngine.create_structured_json()"
+        )
         if options.response_format is not None:
-            raise ValueError("create_structured_json() makes the response_format from schema; "
-                             "pass the schema, or call complete(response_format=...)")
-        response_format = ({"type": "json_schema", "json_schema": {"schema": dict(schema)}}
-                           if schema is not None else {"type": "json_object"})
-        completion = self.complete(messages, params,
-                                   options=options.replace(response_format=response_format))
+            raise ValueError(
+                "create_structured_json() makes the response_format from schema; "
+                "pass the schema, or call complete(response_format=...)"
+            )
+        response_format = (
+            {"type": "json_schema", "json_schema": {"schema": dict(schema)}}
+            if schema is not None
+            else {"type": "json_object"}
+        )
+        completion = self.complete(
+            messages, params, options=options.replace(response_format=response_format)
+        )
         try:
             return json.loads(completion.text)
         except json.JSONDecodeError as exc:
             raise StructuredOutputError(
                 f"the JSON reply did not parse (finish reason {completion.finish_reason}: "
                 f"{exc}); raise max_tokens if it was cut short",
-                text=completion.text, finish_reason=completion.finish_reason) from exc
+                text=completion.text,
+                finish_reason=completion.finish_reason,
+            ) from exc
 
-    def chat_template(self, messages: Iterable[LlamaChatMessage | Mapping[str, Any]], *,
-                      add_generation_prompt: bool = True, options: ChatOptions | None = None,
-                      **settings: Unpack[ChatOptionSettings]) -> LlamaChatTemplateResult:
+    def chat_template(
+        self,
+        messages: Iterable[LlamaChatMessage | Mapping[str, Any]],
+        *,
+        add_generation_prompt: bool = True,
+        options: ChatOptions | None = None,
+        **settings: Unpack[ChatOptionSettings],
+    ) -> LlamaChatTemplateResult:
         """Renders the conversation with the model's template, without generating.
 
         Args:
@@ -436,35 +488,60 @@ class LlamaEngine:
         loaded = self._require()
         request = self._chat_request(loaded, messages, options, add_generation_prompt)
         tokens = self._prompt_tokens(loaded, request)
-        return LlamaChatTemplateResult(request.prompt, len(tokens), request.format, request.stop,
-                                       request.grammar, request.grammar_lazy,
-                                       request.grammar_triggers, request.preserved_tokens)
+        return LlamaChatTemplateResult(
+            request.prompt,
+            len(tokens),
+            request.format,
+            request.stop,
+            request.grammar,
+            request.grammar_lazy,
+            request.grammar_triggers,
+            request.preserved_tokens,
+        )
 
-    def _chat_request(self, loaded: _Loaded, messages: Iterable[Any], options: ChatOptions,
-                      add_generation_prompt: bool = True) -> ChatRequest:
+    def _chat_request(
+        self,
+        loaded: _Loaded,
+        messages: Iterable[Any],
+        options: ChatOptions,
+        add_generation_prompt: bool = True,
+    ) -> ChatRequest:
         dicts = [m.to_openai() for m in to_messages(messages)]
         return build_chat_request(
-            loaded.model, loaded.chat, dicts, template_override=loaded.params.chat_template,
-            add_generation_prompt=add_generation_prompt, **options.request_kwargs())
+            loaded.model,
+            loaded.chat,
+            dicts,
+            template_override=loaded.params.chat_template,
+            add_generation_prompt=add_generation_prompt,
+            **options.request_kwargs(),
+        )
 
     def _prompt_tokens(self, loaded: _Loaded, request: ChatRequest) -> list[int]:
         # the template's markers become control tokens, message data stays text
         return request.token_ids(loaded.model, loaded.chat)
 
-    def _start_chat(self, messages: Any, params: GenerationParams,
-                    options: ChatOptions) -> tuple[TokenRun, Any]:
+    def _start_chat(
+        self, messages: Any, params: GenerationParams, options: ChatOptions
+    ) -> tuple[TokenRun, Any]:
         loaded = self._require()
         request = self._chat_request(loaded, messages, options)
         overrides: dict[str, Any] = {}
         if request.sampler_kwargs:
             if params.grammar is not None:
-                raise ValueError("GenerationParams.grammar cannot be combined with tools or "
-                                 "response_format (they bring their own grammar)")
+                raise ValueError(
+                    "GenerationParams.grammar cannot be combined with tools or "
+                    "response_format (they bring their own grammar)"
+                )
             overrides = dict(request.sampler_kwargs)
         tokens = self._prompt_tokens(loaded, request)
-        run = TokenRun(loaded, tokens, params, stop=request.stop,
-                       render_special_tokens=request.preserved_token_ids,
-                       sampler_overrides=overrides)
+        run = TokenRun(
+            loaded,
+            tokens,
+            params,
+            stop=request.stop,
+            render_special_tokens=request.preserved_token_ids,
+            sampler_overrides=overrides,
+        )
         return run, request.parser()
 
     def _model_label(self) -> str:
@@ -473,7 +550,9 @@ class LlamaEngine:
 
     # --- tokens ----------------------------------------------------------------------------
 
-    def tokenize(self, text: str, add_special: bool = True, parse_special: bool = False) -> list[int]:
+    def tokenize(
+        self, text: str, add_special: bool = True, parse_special: bool = False
+    ) -> list[int]:
         """Text → token ids (``add_special`` adds BOS/EOS as the model wants)."""
         return self._require().model.tokenize(text, add_special, parse_special)
 
@@ -516,8 +595,9 @@ class LlamaEngine:
             supports_structured_output=True,
             supports_grammar=True,
             supports_lazy_grammar=True,
-            supports_thinking=chat_templates(loaded.model, loaded.chat,
-                                             loaded.params.chat_template).supports_enable_thinking,
+            supports_thinking=chat_templates(
+                loaded.model, loaded.chat, loaded.params.chat_template
+            ).supports_enable_thinking,
             supports_vision=False,
             supports_audio=False,
             supports_gpu_offload=_native.supports_gpu_offload(),
@@ -559,8 +639,9 @@ class LlamaEngine:
                 loaded.embedder = Embedder(loaded.model, n_ctx, loaded.params.n_threads)
             return loaded.embedder
 
-    def score_next_token(self, prompt: str, candidates: Sequence[int] = (),
-                         top_k: int = 0) -> LlamaNextTokenScores:
+    def score_next_token(
+        self, prompt: str, candidates: Sequence[int] = (), top_k: int = 0
+    ) -> LlamaNextTokenScores:
         """Log-probabilities of the token after ``prompt`` (raw logits; no sampling settings).
 
         Args:
@@ -577,7 +658,11 @@ class LlamaEngine:
         if not candidates and top_k <= 0:
             raise ValueError("score_next_token needs candidates or top_k > 0")
         for token in candidates:
-            if isinstance(token, bool) or not isinstance(token, int) or not 0 <= token < model.n_vocab:
+            if (
+                isinstance(token, bool)
+                or not isinstance(token, int)
+                or not 0 <= token < model.n_vocab
+            ):
                 raise ValueError(f"candidate {token!r} is not a token id in [0, {model.n_vocab})")
         tokens = model.tokenize(prompt, add_special=True, parse_special=True) if prompt else []
         if not tokens:
@@ -612,8 +697,9 @@ class LlamaEngine:
             return LlamaTokenLogprob(token, piece, float(logprobs[token]))
 
         top: list[int] = [int(t) for t in np.argsort(-logprobs)[:top_k]] if top_k > 0 else []
-        return LlamaNextTokenScores(tuple(entry(int(t)) for t in candidates),
-                                    tuple(entry(int(t)) for t in top), len(tokens))
+        return LlamaNextTokenScores(
+            tuple(entry(int(t)) for t in candidates), tuple(entry(int(t)) for t in top), len(tokens)
+        )
 
     def save_state(self, path: str | os.PathLike[str]) -> None:
         """Writes the KV cache (and the tokens it holds) to a file."""
@@ -692,7 +778,8 @@ def _seed_backend(
     if isinstance(model, LlamaBackend):
         return model, None
     if model is not None and not isinstance(model, (str, os.PathLike)):
-        raise TypeError(f"LlamaEngine(model) takes a path, URI or model name (or the seed's "
-                        f"LlamaBackend()), got {type(model).__name__}")
+        raise TypeError(
+            f"LlamaEngine(model) takes a path, URI or model name (or the seed's "
+            f"LlamaBackend()), got {type(model).__name__}"
+        )
     return None, model
-

@@ -39,8 +39,9 @@ class ModelLoadError(LlamaError):
     path: str | None
     cancelled: bool
 
-    def __init__(self, message: str, *, path: str | None = None, cancelled: bool = False,
-                 **details: Any) -> None:
+    def __init__(
+        self, message: str, *, path: str | None = None, cancelled: bool = False, **details: Any
+    ) -> None:
         super().__init__(message, path=path, cancelled=bool(cancelled), **details)
 
 
@@ -116,8 +117,15 @@ class ContextOverflowError(ContextError):
     n_ctx: int | None
     code: int | None
 
-    def __init__(self, message: str, *, n_tokens: int | None = None, n_ctx: int | None = None,
-                 code: int | None = None, **details: Any) -> None:
+    def __init__(
+        self,
+        message: str,
+        *,
+        n_tokens: int | None = None,
+        n_ctx: int | None = None,
+        code: int | None = None,
+        **details: Any,
+    ) -> None:
         super().__init__(message, n_tokens=n_tokens, n_ctx=n_ctx, code=code, **details)
 
 
@@ -154,11 +162,24 @@ class TemplateError(LlamaError):
     kind: str | None
     template_message: str | None
 
-    def __init__(self, message: str, *, name: str | None = None, lineno: int | None = None,
-                 kind: str | None = None, template_message: str | None = None,
-                 **details: Any) -> None:
-        super().__init__(message, name=name, lineno=lineno, kind=kind,
-                         template_message=template_message, **details)
+    def __init__(
+        self,
+        message: str,
+        *,
+        name: str | None = None,
+        lineno: int | None = None,
+        kind: str | None = None,
+        template_message: str | None = None,
+        **details: Any,
+    ) -> None:
+        super().__init__(
+            message,
+            name=name,
+            lineno=lineno,
+            kind=kind,
+            template_message=template_message,
+            **details,
+        )
 
 
 class HandleClosedError(LlamaError):
@@ -189,8 +210,14 @@ class QueueFullError(StateError):
     n_parallel: int | None
     n_queue: int | None
 
-    def __init__(self, message: str, *, n_parallel: int | None = None,
-                 n_queue: int | None = None, **details: Any) -> None:
+    def __init__(
+        self,
+        message: str,
+        *,
+        n_parallel: int | None = None,
+        n_queue: int | None = None,
+        **details: Any,
+    ) -> None:
         super().__init__(message, n_parallel=n_parallel, n_queue=n_queue, **details)
 
 
@@ -205,8 +232,14 @@ class StructuredOutputError(LlamaError, ValueError):
     text: str | None
     finish_reason: str | None
 
-    def __init__(self, message: str, *, text: str | None = None,
-                 finish_reason: str | None = None, **details: Any) -> None:
+    def __init__(
+        self,
+        message: str,
+        *,
+        text: str | None = None,
+        finish_reason: str | None = None,
+        **details: Any,
+    ) -> None:
         super().__init__(message, text=text, finish_reason=finish_reason, **details)
 
 

@@ -63,17 +63,26 @@ class TokenRun:
     engine's iterators) stops the native loop at once.
     """
 
-    def __init__(self, loaded: _Loaded, prompt_tokens: Sequence[int],
-                 params: GenerationParams, *, stop: Sequence[str] = (),
-                 render_special_tokens: Sequence[int] = (),
-                 sampler_overrides: Mapping[str, Any] | None = None) -> None:
+    def __init__(
+        self,
+        loaded: _Loaded,
+        prompt_tokens: Sequence[int],
+        params: GenerationParams,
+        *,
+        stop: Sequence[str] = (),
+        render_special_tokens: Sequence[int] = (),
+        sampler_overrides: Mapping[str, Any] | None = None,
+    ) -> None:
         self._loaded = loaded
         self.handle = RunHandle()
         self._prompt_tokens = list(prompt_tokens)
         self._params = params
         self._stop = tuple(params.stop) + tuple(stop)
         self._render_special_tokens = tuple(render_special_tokens)
-        self._sampler_kwargs = {**params.sampler_kwargs(loaded.params.seed), **(sampler_overrides or {})}
+        self._sampler_kwargs = {
+            **params.sampler_kwargs(loaded.params.seed),
+            **(sampler_overrides or {}),
+        }
         self.finish_reason: str | None = None
         self.usage: LlamaUsage | None = None
         self.token_ids: list[int] = []
@@ -89,8 +98,11 @@ class TokenRun:
         seq = loaded.slots.acquire(run, self._prompt_tokens)
         if seq is None:  # cancelled while waiting for a sequence
             self.finish_reason = "cancelled"
-            self.usage = LlamaUsage(prompt_tokens=len(self._prompt_tokens), completion_tokens=0,
-                                    duration_ms=(time.perf_counter() - self.started) * 1000)
+            self.usage = LlamaUsage(
+                prompt_tokens=len(self._prompt_tokens),
+                completion_tokens=0,
+                duration_ms=(time.perf_counter() - self.started) * 1000,
+            )
             return
         native = None
         try:
@@ -127,8 +139,13 @@ class TokenRun:
                 native.close()
             loaded.slots.release(seq)
 
-    def _finish(self, native: _native.Generator, stream: TextStream, run: RunHandle,
-                first_token_at: float | None) -> None:
+    def _finish(
+        self,
+        native: _native.Generator,
+        stream: TextStream,
+        run: RunHandle,
+        first_token_at: float | None,
+    ) -> None:
         reason = native.finish_reason
         if stream.stopped or reason == "eog":
             self.finish_reason = "stop"
@@ -149,9 +166,12 @@ class TokenRun:
             prompt_tokens=n_prompt,
             completion_tokens=n_generated,
             cached_prompt_tokens=n_reused,
-            time_to_first_token_ms=(first_token_at - self.started) * 1000 if first_token_at else None,
+            time_to_first_token_ms=(first_token_at - self.started) * 1000
+            if first_token_at
+            else None,
             prompt_tokens_per_s=(n_prompt - n_reused) / t_prompt * 1000 if t_prompt > 0 else None,
             generation_tokens_per_s=(n_generated - 1) / t_gen * 1000
-            if t_gen > 0 and n_generated > 1 else None,
+            if t_gen > 0 and n_generated > 1
+            else None,
             duration_ms=(now - self.started) * 1000,
         )

@@ -27,6 +27,7 @@ def set_log_level(level: int | str) -> None:
     numeric = logging.getLevelName(level) if isinstance(level, str) else level
     if not isinstance(numeric, int):
         raise ValueError(  # noqa: TRY004 - an unknown level name is a bad value
-            f"unknown logging level: {level!r}")
+            f"unknown logging level: {level!r}"
+        )
     _native.set_log_threshold(numeric)
     logging.getLogger(NATIVE_LOGGER).setLevel(numeric)

@@ -134,8 +134,9 @@ GENERATION_NAMES: tuple[str, ...] = tuple(f.name for f in dataclasses.fields(Gen
 CHAT_OPTION_NAMES: tuple[str, ...] = tuple(f.name for f in dataclasses.fields(ChatOptions))
 
 
-def generation_params(params: GenerationParams | None, settings: Mapping[str, Any],
-                      where: str) -> GenerationParams:
+def generation_params(
+    params: GenerationParams | None, settings: Mapping[str, Any], where: str
+) -> GenerationParams:
     """``params`` (defaults when None) with the keyword ``settings`` applied over it.
 
     Args:
@@ -154,15 +155,18 @@ def generation_params(params: GenerationParams | None, settings: Mapping[str, An
         raise TypeError(f"{where}: params must be GenerationParams, got {type(params).__name__}")
     for key in settings:
         if key in CHAT_OPTION_NAMES:
-            raise TypeError(f"{where} takes no chat option {key!r}: chat options belong to "
-                            "chat requests (create, complete, ChatSession)")
+            raise TypeError(
+                f"{where} takes no chat option {key!r}: chat options belong to "
+                "chat requests (create, complete, ChatSession)"
+            )
         if key not in GENERATION_NAMES:
             raise unknown_name_error(where, key, GENERATION_NAMES)
     return params.replace(**settings) if settings else params
 
 
-def chat_options(options: ChatOptions | None, settings: Mapping[str, Any],
-                 where: str) -> ChatOptions:
+def chat_options(
+    options: ChatOptions | None, settings: Mapping[str, Any], where: str
+) -> ChatOptions:
     """``options`` (defaults when None) with the keyword ``settings`` applied over it.
 
     Raises:
@@ -178,8 +182,12 @@ def chat_options(options: ChatOptions | None, settings: Mapping[str, Any],
     return options.replace(**settings) if settings else options
 
 
-def request_settings(params: GenerationParams | None, options: ChatOptions | None,
-                     settings: Mapping[str, Any], where: str) -> tuple[GenerationParams, ChatOptions]:
+def request_settings(
+    params: GenerationParams | None,
+    options: ChatOptions | None,
+    settings: Mapping[str, Any],
+    where: str,
+) -> tuple[GenerationParams, ChatOptions]:
     """Splits a chat request's keywords into its GenerationParams and ChatOptions.
 
     Keywords override the fields of ``params`` and ``options``; an unknown keyword raises

@@ -25,7 +25,14 @@ TriggerType = Literal["word", "pattern", "pattern_full", "token"]
 
 # ggml_type values of the KV cache types llama.cpp accepts (ggml.h).
 KV_CACHE_GGML_TYPES: dict[str, int] = {
-    "f32": 0, "f16": 1, "q4_0": 2, "q4_1": 3, "q5_0": 6, "q5_1": 7, "q8_0": 8, "iq4_nl": 20,
+    "f32": 0,
+    "f16": 1,
+    "q4_0": 2,
+    "q4_1": 3,
+    "q5_0": 6,
+    "q5_1": 7,
+    "q8_0": 8,
+    "iq4_nl": 20,
     "bf16": 30,
 }
 _FLASH_ATTN = {"auto": -1, "off": 0, "on": 1}
@@ -37,11 +44,21 @@ DEFAULT_UBATCH_SIZE = 512
 
 # The seed's (llamadart's) spellings of names that are spelled differently here.
 SEED_NAMES: dict[str, str] = {
-    "maxTokens": "max_tokens", "temp": "temperature", "topP": "top_p", "topK": "top_k",
-    "minP": "min_p", "typicalP": "typical_p", "penalty": "repeat_penalty",
-    "penaltyLastN": "penalty_last_n", "stopSequences": "stop", "contextSize": "n_ctx",
-    "gpuLayers": "n_gpu_layers", "batchSize": "n_batch", "threads": "n_threads",
-    "chatTemplate": "chat_template", "ignoreEos": "ignore_eos",
+    "maxTokens": "max_tokens",
+    "temp": "temperature",
+    "topP": "top_p",
+    "topK": "top_k",
+    "minP": "min_p",
+    "typicalP": "typical_p",
+    "penalty": "repeat_penalty",
+    "penaltyLastN": "penalty_last_n",
+    "stopSequences": "stop",
+    "contextSize": "n_ctx",
+    "gpuLayers": "n_gpu_layers",
+    "batchSize": "n_batch",
+    "threads": "n_threads",
+    "chatTemplate": "chat_template",
+    "ignoreEos": "ignore_eos",
 }
 
 _T = TypeVar("_T")
@@ -62,8 +79,9 @@ def unknown_name_error(owner: str, name: str, known: Sequence[str]) -> TypeError
     """``TypeError`` for an unknown keyword ``name`` of ``owner``: a guess and every name."""
     guess = suggest_name(name, known)
     hint = f"; did you mean {guess}?" if guess else ""
-    return TypeError(f"{owner} got an unexpected keyword argument {name!r}{hint} "
-                     f"(it takes: {', '.join(known)})")
+    return TypeError(
+        f"{owner} got an unexpected keyword argument {name!r}{hint} (it takes: {', '.join(known)})"
+    )
 
 
 def check_names(cls: type[_T]) -> type[_T]:
@@ -86,8 +104,9 @@ def _fail(cls: str, name: str, rule: str, value: Any) -> ValueError:
     return ValueError(f"{cls}.{name} {rule}, got {value!r}")
 
 
-def _check_int(cls: str, name: str, value: Any, minimum: int | None = None,
-               allow_none: bool = False) -> None:
+def _check_int(
+    cls: str, name: str, value: Any, minimum: int | None = None, allow_none: bool = False
+) -> None:
     if value is None and allow_none:
         return
     if isinstance(value, bool) or not isinstance(value, int):
@@ -96,8 +115,14 @@ def _check_int(cls: str, name: str, value: Any, minimum: int | None = None,
         raise _fail(cls, name, f"must be >= {minimum}", value)
 
 
-def _check_float(cls: str, name: str, value: Any, lo: float | None = None,
-                 hi: float | None = None, allow_none: bool = False) -> None:
+def _check_float(
+    cls: str,
+    name: str,
+    value: Any,
+    lo: float | None = None,
+    hi: float | None = None,
+    allow_none: bool = False,
+) -> None:
     if value is None and allow_none:
         return
     if isinstance(value, bool) or not isinstance(value, (int, float)) or math.isnan(value):
@@ -219,7 +244,9 @@ class ModelParams:
         batch = self.resolved_n_batch()
         if self.n_ubatch is not None and self.n_ubatch > batch:
             raise _fail(c, "n_ubatch", f"must be <= n_batch ({batch})", self.n_ubatch)
-        if self.flash_attn == "off" and (self.type_v != "f16" and self.type_v not in ("f32", "bf16")):
+        if self.flash_attn == "off" and (
+            self.type_v != "f16" and self.type_v not in ("f32", "bf16")
+        ):
             raise _fail(c, "type_v", "needs flash_attn 'on' or 'auto' when quantized", self.type_v)
 
     def replace(self, **changes: Any) -> ModelParams:
@@ -280,8 +307,12 @@ class GrammarTrigger:
     token: int | None = None
 
     def __post_init__(self) -> None:
-        _check_choice("GrammarTrigger", "type", self.type,
-                      {"word": 0, "pattern": 0, "pattern_full": 0, "token": 0})
+        _check_choice(
+            "GrammarTrigger",
+            "type",
+            self.type,
+            {"word": 0, "pattern": 0, "pattern_full": 0, "token": 0},
+        )
         if not isinstance(self.value, str):
             raise _fail("GrammarTrigger", "value", "must be a str", self.value)
         if self.type == "token":

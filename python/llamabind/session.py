@@ -39,8 +39,9 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger("llamabind.session")
 
-ToolLoopStopReason = Literal["completed", "max_rounds", "unhandled_tool_calls",
-                             "context_exceeded", "cancelled"]
+ToolLoopStopReason = Literal[
+    "completed", "max_rounds", "unhandled_tool_calls", "context_exceeded", "cancelled"
+]
 MIN_REPLY_RESERVE = 128
 
 
@@ -88,11 +89,18 @@ class ChatSession:
         TypeError: ``engine`` is not a LlamaEngine.
     """
 
-    def __init__(self, engine: LlamaEngine, system_prompt: str | None = None,
-                 max_context_tokens: int | None = None) -> None:
+    def __init__(
+        self,
+        engine: LlamaEngine,
+        system_prompt: str | None = None,
+        max_context_tokens: int | None = None,
+    ) -> None:
         if not isinstance(engine, LlamaEngine):
-            hint = (": for an AsyncLlamaEngine use AsyncChatSession(engine)"
-                    if type(engine).__name__ == "AsyncLlamaEngine" else "")
+            hint = (
+                ": for an AsyncLlamaEngine use AsyncChatSession(engine)"
+                if type(engine).__name__ == "AsyncLlamaEngine"
+                else ""
+            )
             raise TypeError(f"ChatSession runs on a LlamaEngine, got {type(engine).__name__}{hint}")
         if max_context_tokens is not None and max_context_tokens < 1:
             raise ValueError(f"max_context_tokens must be >= 1, got {max_context_tokens}")
@@ -130,9 +138,14 @@ class ChatSession:
 
     # --- turns -------------------------------------------------------------------------------
 
-    def create(self, content: str | Iterable[LlamaContentPart] | None,
-               params: GenerationParams | None = None, *, options: ChatOptions | None = None,
-               **settings: Unpack[ChatSettings]) -> Iterator[LlamaCompletionChunk]:
+    def create(
+        self,
+        content: str | Iterable[LlamaContentPart] | None,
+        params: GenerationParams | None = None,
+        *,
+        options: ChatOptions | None = None,
+        **settings: Unpack[ChatSettings],
+    ) -> Iterator[LlamaCompletionChunk]:
         """Adds a user message and streams the reply, which joins the history at the end.
 
         Args:
@@ -152,9 +165,14 @@ class ChatSession:
         params, options = request_settings(params, options, settings, "ChatSession.create()")
         return self._claimed(content, params, options)
 
-    def send(self, content: str | Iterable[LlamaContentPart] | None,
-             params: GenerationParams | None = None, *, options: ChatOptions | None = None,
-             **settings: Unpack[ChatSettings]) -> LlamaCompletion:
+    def send(
+        self,
+        content: str | Iterable[LlamaContentPart] | None,
+        params: GenerationParams | None = None,
+        *,
+        options: ChatOptions | None = None,
+        **settings: Unpack[ChatSettings],
+    ) -> LlamaCompletion:
         """Like ``create`` but returns the whole reply."""
         params, options = request_settings(params, options, settings, "ChatSession.send()")
         return _collect(self._claimed(content, params, options))
@@ -174,22 +192,32 @@ class ChatSession:
     @contextlib.contextmanager
     def _claim(self) -> Iterator[None]:
         if not self._busy.acquire(blocking=False):
-            raise StateError("this ChatSession is running a turn already (in another thread, or "
-                             "a create() stream not finished or closed); a session holds one "
-                             "conversation: wait for that turn, or use one session per thread")
+            raise StateError(
+                "this ChatSession is running a turn already (in another thread, or "
+                "a create() stream not finished or closed); a session holds one "
+                "conversation: wait for that turn, or use one session per thread"
+            )
         self._cancelled.clear()
         try:
             yield
         finally:
             self._busy.release()
 
-    def _claimed(self, content: str | Iterable[LlamaContentPart] | None, params: GenerationParams,
-                 options: ChatOptions) -> Iterator[LlamaCompletionChunk]:
+    def _claimed(
+        self,
+        content: str | Iterable[LlamaContentPart] | None,
+        params: GenerationParams,
+        options: ChatOptions,
+    ) -> Iterator[LlamaCompletionChunk]:
         with self._claim():
             yield from self._turn(content, params, options)
 
-    def _turn(self, content: str | Iterable[LlamaContentPart] | None, params: GenerationParams,
-              options: ChatOptions) -> Iterator[LlamaCompletionChunk]:
+    def _turn(
+        self,
+        content: str | Iterable[LlamaContentPart] | None,
+        params: GenerationParams,
+        options: ChatOptions,
+    ) -> Iterator[LlamaCompletionChunk]:
         before, n_dropped = list(self._history), self._n_dropped
         completed = False
         try:
@@ -241,15 +269,19 @@ class ChatSession:
         best = None
         while lo <= hi:
             mid = (lo + hi) // 2
-            if self._count(head + self._history[starts[mid]:], options) <= target:
+            if self._count(head + self._history[starts[mid] :], options) <= target:
                 best, hi = mid, mid - 1
             else:
                 lo = mid + 1
         if best is None:
             keep_from = starts[-1] if starts else 0
             self.last_request_fit_context = False
-            logger.warning("the current turn alone needs more than %d tokens (context %d, "
-                           "reply reserve %d)", target, limit, reserve)
+            logger.warning(
+                "the current turn alone needs more than %d tokens (context %d, reply reserve %d)",
+                target,
+                limit,
+                reserve,
+            )
         else:
             keep_from = starts[best]
         del self._history[:keep_from]
@@ -295,16 +327,22 @@ class ChatSession:
         """
         if max_rounds < 0:
             raise ValueError(f"max_rounds must be >= 0, got {max_rounds}")
-        params, options = request_settings(params, options, settings,
-                                           "ChatSession.send_with_tools()")
+        params, options = request_settings(
+            params, options, settings, "ChatSession.send_with_tools()"
+        )
         options = options.replace(tools=tools)
         with self._claim():
             return _ToolLoop(self, options.tools, on_tool_call, on_tool_error).run(
-                content, params, options, max_rounds)
+                content, params, options, max_rounds
+            )
 
-    def _call_tool(self, tool: ToolDefinition | None, call: LlamaToolCallContent,
-                   on_tool_call: Callable[..., Any] | None,
-                   on_tool_error: Callable[..., Any] | None) -> Any:
+    def _call_tool(
+        self,
+        tool: ToolDefinition | None,
+        call: LlamaToolCallContent,
+        on_tool_call: Callable[..., Any] | None,
+        on_tool_error: Callable[..., Any] | None,
+    ) -> Any:
         try:
             if tool is not None and tool.handler is not None:
                 result = tool.invoke(call.arguments)
@@ -325,24 +363,36 @@ class ChatSession:
             close = getattr(result, "close", None)
             if close is not None:
                 close()  # a coroutine never awaited would warn
-            raise TypeError(f"the handler of tool {call.name!r} is async: run the loop with "
-                            "AsyncChatSession.send_with_tools")
+            raise TypeError(
+                f"the handler of tool {call.name!r} is async: run the loop with "
+                "AsyncChatSession.send_with_tools"
+            )
         return self.await_result(result)
 
 
 class _ToolLoop:
     """One ``send_with_tools`` call: rounds of completion and tool calls."""
 
-    def __init__(self, session: ChatSession, tools: Sequence[ToolDefinition],
-                 on_tool_call: Callable[..., Any] | None, on_tool_error: Callable[..., Any] | None):
+    def __init__(
+        self,
+        session: ChatSession,
+        tools: Sequence[ToolDefinition],
+        on_tool_call: Callable[..., Any] | None,
+        on_tool_error: Callable[..., Any] | None,
+    ):
         self.session = session
         self.by_name = {tool.name: tool for tool in tools}
         self.on_tool_call, self.on_tool_error = on_tool_call, on_tool_error
         self.before = list(session._history)
         self.n_dropped = session._n_dropped
 
-    def run(self, content: str | Iterable[LlamaContentPart] | None, params: GenerationParams,
-            options: ChatOptions, max_rounds: int) -> LlamaToolLoopResult:
+    def run(
+        self,
+        content: str | Iterable[LlamaContentPart] | None,
+        params: GenerationParams,
+        options: ChatOptions,
+        max_rounds: int,
+    ) -> LlamaToolLoopResult:
         session = self.session
         completion: LlamaCompletion | None = None
         answered: set[tuple[str, str]] = set()
@@ -367,19 +417,32 @@ class _ToolLoop:
                 continue
             if rounds > max_rounds:
                 return self.end(completion, "max_rounds", rounds, calls)
-            pending = [call for call in calls if self.on_tool_call is None and (
-                self.by_name.get(call.name) is None or self.by_name[call.name].handler is None)]
+            pending = [
+                call
+                for call in calls
+                if self.on_tool_call is None
+                and (self.by_name.get(call.name) is None or self.by_name[call.name].handler is None)
+            ]
             if pending:
                 return self.end(completion, "unhandled_tool_calls", rounds, pending)
             for call in calls:
                 answered.add(_call_key(call))
-                result = session._call_tool(self.by_name.get(call.name), call,
-                                            self.on_tool_call, self.on_tool_error)
-                session._history.append(LlamaChatMessage(
-                    LlamaChatRole.TOOL, [LlamaToolResultContent(call.name, result, call.id)]))
+                result = session._call_tool(
+                    self.by_name.get(call.name), call, self.on_tool_call, self.on_tool_error
+                )
+                session._history.append(
+                    LlamaChatMessage(
+                        LlamaChatRole.TOOL, [LlamaToolResultContent(call.name, result, call.id)]
+                    )
+                )
 
-    def end(self, completion: LlamaCompletion | None, reason: ToolLoopStopReason, rounds: int,
-            pending: Sequence[LlamaToolCallContent]) -> LlamaToolLoopResult:
+    def end(
+        self,
+        completion: LlamaCompletion | None,
+        reason: ToolLoopStopReason,
+        rounds: int,
+        pending: Sequence[LlamaToolCallContent],
+    ) -> LlamaToolLoopResult:
         session = self.session
         # Trimming drops from the front only, so the loop's messages are the end of history.
         start = len(self.before) - (session._n_dropped - self.n_dropped)

@@ -75,8 +75,9 @@ class SequenceSlots:
             common prefix).
     """
 
-    def __init__(self, n_parallel: int, n_queue: int,
-                 cached_tokens: Callable[[int], Sequence[int]]) -> None:
+    def __init__(
+        self, n_parallel: int, n_queue: int, cached_tokens: Callable[[int], Sequence[int]]
+    ) -> None:
         self.n_parallel = n_parallel
         self.n_queue = n_queue
         self._cached_tokens = cached_tokens
@@ -104,21 +105,29 @@ class SequenceSlots:
         me = threading.get_ident()
         with self._cond:
             if not self._free or self._waiting or self._exclusive:
-                if self._running and all(t == me for _, t in self._running.values()) and not self._free:
+                if (
+                    self._running
+                    and all(t == me for _, t in self._running.values())
+                    and not self._free
+                ):
                     raise StateError(
                         "this thread already runs every generation this engine allows "
                         f"(n_parallel={self.n_parallel}): finish or close one first, or raise "
-                        "ModelParams.n_parallel")
+                        "ModelParams.n_parallel"
+                    )
                 if len(self._waiting) >= self.n_queue:
                     raise QueueFullError(
                         f"all {self.n_parallel} sequences are busy and {len(self._waiting)} requests "
                         "wait already; retry later or raise ModelParams.n_queue",
-                        n_parallel=self.n_parallel, n_queue=self.n_queue)
+                        n_parallel=self.n_parallel,
+                        n_queue=self.n_queue,
+                    )
             self._waiting.append(run)
             run._on_cancel = self._wake
             try:
                 while not run.cancelled and (
-                        self._waiting[0] is not run or not self._free or self._exclusive):
+                    self._waiting[0] is not run or not self._free or self._exclusive
+                ):
                     self._cond.wait()
             finally:
                 self._waiting.remove(run)
@@ -153,7 +162,9 @@ class SequenceSlots:
         """
         with self._cond:
             if self._running or self._exclusive:
-                raise StateError("a generation is running on this engine: finish or cancel it first")
+                raise StateError(
+                    "a generation is running on this engine: finish or cancel it first"
+                )
             self._exclusive = True
 
     def release_all(self) -> None:

@@ -42,7 +42,7 @@ class TextStream:
             self.stopped, self.matched_stop = True, matched
             return pending[:cut]
         held = self._held_suffix(pending)
-        self._pending = pending[len(pending) - held:] if held else ""
+        self._pending = pending[len(pending) - held :] if held else ""
         return pending[: len(pending) - held]
 
     def flush(self) -> str:

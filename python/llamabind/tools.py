@@ -17,7 +17,7 @@ from typing import Any, Literal, Union, get_args, get_origin
 
 from llamabind.errors import ToolHandlerError
 
-ToolChoice = Union[Literal["auto", "none", "required"], Mapping[str, Any], str]
+ToolChoice = Literal["auto", "none", "required"] | Mapping[str, Any] | str
 
 
 @dataclass(frozen=True, slots=True)
@@ -35,20 +35,31 @@ class ToolDefinition:
     name: str
     description: str = ""
     parameters: Mapping[str, Any] = field(
-        default_factory=lambda: {"type": "object", "properties": {}})
+        default_factory=lambda: {"type": "object", "properties": {}}
+    )
     handler: Callable[..., Any] | None = None
 
     def __post_init__(self) -> None:
         if not isinstance(self.name, str) or not re.fullmatch(r"[A-Za-z0-9_.\-]{1,64}", self.name):
-            raise ValueError(f"ToolDefinition.name must be 1-64 letters, digits, _ . -; got {self.name!r}")
-        if not isinstance(self.parameters, Mapping) or self.parameters.get("type", "object") != "object":
+            raise ValueError(
+                f"ToolDefinition.name must be 1-64 letters, digits, _ . -; got {self.name!r}"
+            )
+        if (
+            not isinstance(self.parameters, Mapping)
+            or self.parameters.get("type", "object") != "object"
+        ):
             raise ValueError(f"ToolDefinition.parameters of {self.name!r} must be an object schema")
 
     def to_openai(self) -> dict[str, Any]:
         """OpenAI's tool shape: ``{"type": "function", "function": {...}}``."""
-        return {"type": "function", "function": {
-            "name": self.name, "description": self.description,
-            "parameters": dict(self.parameters)}}
+        return {
+            "type": "function",
+            "function": {
+                "name": self.name,
+                "description": self.description,
+                "parameters": dict(self.parameters),
+            },
+        }
 
     @classmethod
     def from_openai(cls, tool: Mapping[str, Any] | ToolDefinition) -> ToolDefinition:
@@ -62,12 +73,16 @@ class ToolDefinition:
         function = tool.get("function", tool)
         if "name" not in function:
             raise ValueError(f"tool without a function name: {dict(tool)!r}")
-        return cls(function["name"], function.get("description", ""),
-                   function.get("parameters") or {"type": "object", "properties": {}})
+        return cls(
+            function["name"],
+            function.get("description", ""),
+            function.get("parameters") or {"type": "object", "properties": {}},
+        )
 
     @classmethod
-    def from_function(cls, function: Callable[..., Any], name: str | None = None,
-                      description: str | None = None) -> ToolDefinition:
+    def from_function(
+        cls, function: Callable[..., Any], name: str | None = None, description: str | None = None
+    ) -> ToolDefinition:
         """A tool whose schema comes from ``function``'s type hints and docstring.
 
         Parameters without a default are required. ``Args:`` entries of a Google-style
@@ -91,14 +106,21 @@ class ToolDefinition:
         if required:
             parameters["required"] = required
         summary = doc.split("\n\n", 1)[0].strip() if doc else ""
-        return cls(name or function.__name__, description if description is not None else summary,
-                   parameters, function)
+        return cls(
+            name or function.__name__,
+            description if description is not None else summary,
+            parameters,
+            function,
+        )
 
     def invoke(self, arguments: Mapping[str, Any]) -> Any:
         """Calls the handler with the arguments as keywords."""
         if self.handler is None:
-            raise ToolHandlerError(f"tool {self.name!r} has no handler: give ToolDefinition a "
-                                   "handler, or handle its calls yourself", tool_name=self.name)
+            raise ToolHandlerError(
+                f"tool {self.name!r} has no handler: give ToolDefinition a "
+                "handler, or handle its calls yourself",
+                tool_name=self.name,
+            )
         return self.handler(**dict(arguments))
 
 

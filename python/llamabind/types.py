@@ -132,8 +132,14 @@ LlamaContentPart = (
     | LlamaImageContent
     | LlamaAudioContent
 )
-_PART_TYPES = (LlamaTextContent, LlamaThinkingContent, LlamaToolCallContent,
-               LlamaToolResultContent, LlamaImageContent, LlamaAudioContent)
+_PART_TYPES = (
+    LlamaTextContent,
+    LlamaThinkingContent,
+    LlamaToolCallContent,
+    LlamaToolResultContent,
+    LlamaImageContent,
+    LlamaAudioContent,
+)
 
 
 # --- messages ------------------------------------------------------------------------------
@@ -176,12 +182,14 @@ class LlamaChatMessage:
         return cls(role, text)
 
     @classmethod
-    def with_content(cls, role: LlamaChatRole | str,
-                     content: Iterable[LlamaContentPart]) -> LlamaChatMessage:
+    def with_content(
+        cls, role: LlamaChatRole | str, content: Iterable[LlamaContentPart]
+    ) -> LlamaChatMessage:
         """A message of content parts (the seed's ``LlamaChatMessage.withContent``)."""
         if isinstance(content, str):
-            raise TypeError("LlamaChatMessage.with_content takes content parts; use from_text "
-                            "for a str")
+            raise TypeError(
+                "LlamaChatMessage.with_content takes content parts; use from_text for a str"
+            )
         return cls(role, content)
 
     @classmethod
@@ -226,7 +234,9 @@ class LlamaChatMessage:
                 kind = "image" if isinstance(part, LlamaImageContent) else "audio"
                 raise UnsupportedError(
                     f"{kind} input needs a multimodal projector, which llamabind does not load "
-                    "yet; send text only", part=kind)
+                    "yet; send text only",
+                    part=kind,
+                )
 
     def to_openai(self) -> dict[str, Any]:
         """The message in OpenAI's chat format (what chat templates are given)."""
@@ -244,8 +254,11 @@ class LlamaChatMessage:
         if calls:
             message["content"] = self.text or None
             message["tool_calls"] = [
-                {"id": call.id or f"call_{i}", "type": "function",
-                 "function": {"name": call.name, "arguments": call.arguments_json}}
+                {
+                    "id": call.id or f"call_{i}",
+                    "type": "function",
+                    "function": {"name": call.name, "arguments": call.arguments_json},
+                }
                 for i, call in enumerate(calls)
             ]
         if self.reasoning is not None:
@@ -267,8 +280,10 @@ class LlamaChatMessage:
         content = message.get("content")
         if role == "tool":
             name = message.get("name") or ""
-            return cls(role, [LlamaToolResultContent(name, _content_text(content),
-                                                     message.get("tool_call_id"))])
+            return cls(
+                role,
+                [LlamaToolResultContent(name, _content_text(content), message.get("tool_call_id"))],
+            )
         parts: list[LlamaContentPart] = []
         if message.get("reasoning_content"):
             parts.append(LlamaThinkingContent(str(message["reasoning_content"])))
@@ -278,8 +293,9 @@ class LlamaChatMessage:
             arguments = function.get("arguments", "")
             if isinstance(arguments, Mapping):
                 arguments = json.dumps(dict(arguments), ensure_ascii=False)
-            parts.append(LlamaToolCallContent.from_json(function.get("name", ""), arguments,
-                                                        call.get("id")))
+            parts.append(
+                LlamaToolCallContent.from_json(function.get("name", ""), arguments, call.get("id"))
+            )
         return cls(role, parts)
 
 
@@ -446,9 +462,14 @@ class LlamaCompletionChunk:
 
     def to_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {
-            "id": self.id, "object": self.object, "created": self.created, "model": self.model,
-            "choices": [{"index": c.index, "delta": c.delta.to_dict(),
-                         "finish_reason": c.finish_reason} for c in self.choices],
+            "id": self.id,
+            "object": self.object,
+            "created": self.created,
+            "model": self.model,
+            "choices": [
+                {"index": c.index, "delta": c.delta.to_dict(), "finish_reason": c.finish_reason}
+                for c in self.choices
+            ],
         }
         if self.usage is not None:
             out["usage"] = self.usage.to_dict()
@@ -483,7 +504,9 @@ class LlamaCompletion:
         """OpenAI's ``chat.completion`` object."""
         message = self.message.to_openai()
         out: dict[str, Any] = {
-            "id": self.id, "object": "chat.completion", "created": self.created,
+            "id": self.id,
+            "object": "chat.completion",
+            "created": self.created,
             "model": self.model,
             "choices": [{"index": 0, "message": message, "finish_reason": self.finish_reason}],
         }
@@ -531,10 +554,14 @@ class LlamaCompletionAccumulator:
             for _, (id, name, args) in sorted(self._calls.items())
         )
         return LlamaCompletion(
-            id=first.id if first else "", created=first.created if first else 0,
-            model=first.model if first else "", text="".join(self._text),
+            id=first.id if first else "",
+            created=first.created if first else 0,
+            model=first.model if first else "",
+            text="".join(self._text),
             reasoning="".join(self._reasoning) if self._reasoning else None,
-            tool_calls=calls, finish_reason=self._finish, usage=self._usage,
+            tool_calls=calls,
+            finish_reason=self._finish,
+            usage=self._usage,
         )
 
 

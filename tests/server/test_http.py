@@ -11,7 +11,7 @@ import pytest
 
 httpx = pytest.importorskip("httpx")
 
-from conftest import is_busy, wait_idle
+from live_server import is_busy, wait_idle
 
 pytestmark = pytest.mark.timeout(600)
 
@@ -275,7 +275,7 @@ def test_event_loop_answers_while_a_generation_runs(server, http):
 @pytest.fixture(scope="module")
 def cors_server(smollm2_path):
     """A second server with CORS for one origin and a key."""
-    from conftest import start_server
+    from live_server import start_server
     from llamabind.params import ModelParams
     from llamabind.server import ModelRegistry, ModelSpec, ServerConfig
 

@@ -14,7 +14,7 @@ httpx = pytest.importorskip("httpx")
 
 from concurrent.futures import ThreadPoolExecutor
 
-from conftest import start_server, wait_idle
+from live_server import start_server, wait_idle
 from llamabind.engine import LlamaEngine
 from llamabind.params import ModelParams
 from llamabind.server import ModelRegistry, ModelSpec, ServerConfig

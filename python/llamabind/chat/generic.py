@@ -37,8 +37,11 @@ def _call_schema(tool: Mapping[str, Any]) -> dict[str, Any]:
     }
 
 
-RESPONSE_SCHEMA = {"type": "object", "properties": {"response": {"type": "string"}},
-                   "required": ["response"]}
+RESPONSE_SCHEMA = {
+    "type": "object",
+    "properties": {"response": {"type": "string"}},
+    "required": ["response"],
+}
 
 
 def reply_schema(tools: Sequence[Mapping[str, Any]], mode: str, parallel: bool) -> dict[str, Any]:
@@ -49,8 +52,11 @@ def reply_schema(tools: Sequence[Mapping[str, Any]], mode: str, parallel: bool) 
     calls = [_call_schema(tool) for tool in tools]
     call = calls[0] if len(calls) == 1 else {"anyOf": calls}
     if parallel:
-        shape: dict[str, Any] = {"type": "object", "properties": {
-            "tool_calls": {"type": "array", "items": call, "minItems": 1}}, "required": ["tool_calls"]}
+        shape: dict[str, Any] = {
+            "type": "object",
+            "properties": {"tool_calls": {"type": "array", "items": call, "minItems": 1}},
+            "required": ["tool_calls"],
+        }
     else:
         shape = {"type": "object", "properties": {"tool_call": call}, "required": ["tool_call"]}
     if mode == "required":
@@ -63,8 +69,9 @@ def grammar(tools: Sequence[Mapping[str, Any]], mode: str, parallel: bool) -> st
     return _native.json_schema_to_grammar(json.dumps(reply_schema(tools, mode, parallel)))
 
 
-def rewrite_messages(messages: Sequence[Mapping[str, Any]],
-                     tools: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
+def rewrite_messages(
+    messages: Sequence[Mapping[str, Any]], tools: Sequence[Mapping[str, Any]]
+) -> list[dict[str, Any]]:
     """The conversation as the template can render it: tools described in the system prompt,
     past calls as JSON replies, tool results as user messages with ``tool_response`` JSON."""
     note = INSTRUCTIONS.format(tools=json.dumps([t["function"] for t in tools], indent=2))
@@ -72,14 +79,21 @@ def rewrite_messages(messages: Sequence[Mapping[str, Any]],
     for message in messages:
         role = message.get("role")
         if role == "assistant" and message.get("tool_calls"):
-            calls = [{"name": c["function"]["name"], "arguments": _arguments(c["function"])}
-                     for c in message["tool_calls"]]
-            body: dict[str, Any] = ({"tool_call": calls[0]} if len(calls) == 1
-                                    else {"tool_calls": calls})
+            calls = [
+                {"name": c["function"]["name"], "arguments": _arguments(c["function"])}
+                for c in message["tool_calls"]
+            ]
+            body: dict[str, Any] = (
+                {"tool_call": calls[0]} if len(calls) == 1 else {"tool_calls": calls}
+            )
             out.append({"role": "assistant", "content": json.dumps(body, ensure_ascii=False)})
         elif role == "tool":
-            response = {"tool_response": {"name": message.get("name", ""),
-                                          "content": _json_or_text(message.get("content", ""))}}
+            response = {
+                "tool_response": {
+                    "name": message.get("name", ""),
+                    "content": _json_or_text(message.get("content", "")),
+                }
+            }
             if message.get("tool_call_id"):
                 response["tool_response"]["id"] = message["tool_call_id"]
             out.append({"role": "user", "content": json.dumps(response, ensure_ascii=False)})
@@ -144,10 +158,14 @@ class GenericToolParser:
         calls = reply.get("tool_calls") or ([reply["tool_call"]] if "tool_call" in reply else [])
         deltas = []
         for index, call in enumerate(calls):
-            deltas.append({
-                "tool_call_index": index,
-                "tool_call_id": f"call_{uuid.uuid4().hex[:24]}",
-                "tool_call_name": call.get("name", ""),
-                "tool_call_arguments_delta": json.dumps(call.get("arguments", {}), ensure_ascii=False),
-            })
+            deltas.append(
+                {
+                    "tool_call_index": index,
+                    "tool_call_id": f"call_{uuid.uuid4().hex[:24]}",
+                    "tool_call_name": call.get("name", ""),
+                    "tool_call_arguments_delta": json.dumps(
+                        call.get("arguments", {}), ensure_ascii=False
+                    ),
+                }
+            )
         return deltas or ({"content_delta": text},)

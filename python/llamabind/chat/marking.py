@@ -38,7 +38,7 @@ def mark_text(text: str) -> str:
     if not core:
         return text
     start = text.index(core[0])
-    return f"{text[:start]}{DATA_OPEN}{core}{DATA_CLOSE}{text[start + len(core):]}"
+    return f"{text[:start]}{DATA_OPEN}{core}{DATA_CLOSE}{text[start + len(core) :]}"
 
 
 def _mark_value(value: Any) -> Any:
@@ -81,9 +81,15 @@ def _mark_content(content: Any) -> Any:
     if isinstance(content, str):
         return mark_text(content)
     if isinstance(content, list):  # text parts or content blocks: mark their text fields
-        return [{key: (mark_text(item) if key in _TEXT_KEYS and isinstance(item, str) else item)
-                 for key, item in part.items()} if isinstance(part, dict) else part
-                for part in content]
+        return [
+            {
+                key: (mark_text(item) if key in _TEXT_KEYS and isinstance(item, str) else item)
+                for key, item in part.items()
+            }
+            if isinstance(part, dict)
+            else part
+            for part in content
+        ]
     return content
 
 
@@ -107,7 +113,7 @@ def unmark(text: str) -> tuple[str, tuple[tuple[int, int], ...]]:
     length = 0
     at = 0
     for match in _PAIR.finditer(text):
-        between = _MARKERS.sub("", text[at:match.start()])
+        between = _MARKERS.sub("", text[at : match.start()])
         pieces.append(between)
         length += len(between)
         data = match.group(1)
@@ -124,7 +130,7 @@ def _remark(piece: str, inside: bool) -> str:
     runs: list[tuple[bool, str]] = []
     start = 0
     for match in _MARKERS.finditer(piece):
-        runs.append((inside, piece[start:match.start()]))
+        runs.append((inside, piece[start : match.start()]))
         inside = match.group() == DATA_OPEN
         start = match.end()
     runs.append((inside, piece[start:]))
@@ -144,8 +150,9 @@ def rebalance(source: str, pieces: list[str], separator: str) -> list[str]:
     return result
 
 
-def rebalance_call(method: str, source: str, args: tuple[Any, ...], kwargs: dict[str, Any],
-                   result: Any) -> Any:
+def rebalance_call(
+    method: str, source: str, args: tuple[Any, ...], kwargs: dict[str, Any], result: Any
+) -> Any:
     """The result of ``source.<method>(*args, **kwargs)`` with its pieces re-marked.
 
     Handles ``split``/``rsplit`` with a separator, ``partition``/``rpartition`` and
@@ -154,8 +161,13 @@ def rebalance_call(method: str, source: str, args: tuple[Any, ...], kwargs: dict
     """
     if DATA_OPEN not in source and DATA_CLOSE not in source:
         return result
-    if method == "replace" and len(args) >= 2 and isinstance(args[0], str) and args[0] \
-            and isinstance(args[1], str):
+    if (
+        method == "replace"
+        and len(args) >= 2
+        and isinstance(args[0], str)
+        and args[0]
+        and isinstance(args[1], str)
+    ):
         count = args[2] if len(args) > 2 else kwargs.get("count", -1)
         return args[1].join(rebalance(source, source.split(args[0], count), args[0]))
     if method in ("split", "rsplit"):

@@ -151,7 +151,9 @@ def response_schema(response_format: Mapping[str, Any] | None) -> Mapping[str, A
     raise ValueError(f"response_format type must be text, json_object or json_schema, got {kind!r}")
 
 
-def tool_choice_mode(tool_choice: Any, tools: Sequence[ToolDefinition]) -> tuple[str, list[ToolDefinition]]:
+def tool_choice_mode(
+    tool_choice: Any, tools: Sequence[ToolDefinition]
+) -> tuple[str, list[ToolDefinition]]:
     """llama.cpp's tool_choice ("auto", "none", "required") and the tools it applies to.
 
     A named function (``{"type": "function", "function": {"name": ...}}``) is "required" with
@@ -161,7 +163,9 @@ def tool_choice_mode(tool_choice: Any, tools: Sequence[ToolDefinition]) -> tuple
         return ("auto" if tools else "none"), list(tools)
     if isinstance(tool_choice, str):
         if tool_choice not in ("auto", "none", "required"):
-            raise ValueError(f"tool_choice must be auto, none, required or a function, got {tool_choice!r}")
+            raise ValueError(
+                f"tool_choice must be auto, none, required or a function, got {tool_choice!r}"
+            )
         if tool_choice == "required" and not tools:
             raise ValueError("tool_choice='required' needs tools")
         return tool_choice, list(tools)
@@ -169,8 +173,10 @@ def tool_choice_mode(tool_choice: Any, tools: Sequence[ToolDefinition]) -> tuple
         name = (tool_choice.get("function") or {}).get("name") or tool_choice.get("name")
         chosen = [tool for tool in tools if tool.name == name]
         if not chosen:
-            raise ValueError(f"tool_choice names {name!r}, which is not among the tools "
-                             f"{[tool.name for tool in tools]}")
+            raise ValueError(
+                f"tool_choice names {name!r}, which is not among the tools "
+                f"{[tool.name for tool in tools]}"
+            )
         return "required", chosen
     raise TypeError(f"tool_choice must be a str or a dict, got {tool_choice!r}")
 
@@ -218,33 +224,54 @@ def build_chat_request(
     use_generic = bool(tools_json) and not template.caps.supports_tool_calls
     if use_generic:
         if schema is not None:
-            raise ValueError("response_format cannot be combined with tools on a template "
-                             "without tool support")
+            raise ValueError(
+                "response_format cannot be combined with tools on a template without tool support"
+            )
         messages = generic.rewrite_messages(messages, tools_json)
         generic_mode, tools_json, mode = mode, [], "none"
-    marked = template.render(messages, tools=tools_json or None,
-                             add_generation_prompt=add_generation_prompt,
-                             enable_thinking=enable_thinking, mark_data=True, **kwargs)
+    marked = template.render(
+        messages,
+        tools=tools_json or None,
+        add_generation_prompt=add_generation_prompt,
+        enable_thinking=enable_thinking,
+        mark_data=True,
+        **kwargs,
+    )
     prompt, data_spans = unmark(marked)
-    inputs = PlanInputs(json.dumps(tools_json) if tools_json else None, mode, parallel_tool_calls,
-                        add_generation_prompt, enable_thinking,
-                        json.dumps(schema) if schema is not None else None,
-                        json.dumps(kwargs) if kwargs else None)
+    inputs = PlanInputs(
+        json.dumps(tools_json) if tools_json else None,
+        mode,
+        parallel_tool_calls,
+        add_generation_prompt,
+        enable_thinking,
+        json.dumps(schema) if schema is not None else None,
+        json.dumps(kwargs) if kwargs else None,
+    )
     native = format_plan(model, cache, template_override, messages, inputs, prompt)
     sampler_kwargs = dict(native.sampler_kwargs(model))
     opener = ""
     if mode == "required" and sampler_kwargs and not sampler_kwargs.get("grammar_lazy"):
-        auto = format_plan(model, cache, template_override, messages,
-                           dataclasses.replace(inputs, tool_choice="auto"), prompt)
+        auto = format_plan(
+            model,
+            cache,
+            template_override,
+            messages,
+            dataclasses.replace(inputs, tool_choice="auto"),
+            prompt,
+        )
         opener = _required_opener(native, auto, sampler_kwargs)
         prompt += opener
     if use_generic:
-        sampler_kwargs = {"grammar": generic.grammar([t.to_openai() for t in active_tools],
-                                                     generic_mode, parallel_tool_calls)}
+        sampler_kwargs = {
+            "grammar": generic.grammar(
+                [t.to_openai() for t in active_tools], generic_mode, parallel_tool_calls
+            )
+        }
     elif schema is not None and not sampler_kwargs:
         sampler_kwargs = {"grammar": _schema_grammar(schema)}
-    return _chat_request(model, template, native, prompt, data_spans, sampler_kwargs, schema,
-                         use_generic, opener)
+    return _chat_request(
+        model, template, native, prompt, data_spans, sampler_kwargs, schema, use_generic, opener
+    )
 
 
 def _required_opener(native: Any, auto: Any, sampler_kwargs: dict[str, Any]) -> str:
@@ -260,13 +287,24 @@ def _required_opener(native: Any, auto: Any, sampler_kwargs: dict[str, Any]) -> 
     return opener
 
 
-def _chat_request(model: _native.Model, template: ChatTemplate, native: Any, prompt: str,
-                  data_spans: tuple[tuple[int, int], ...], sampler_kwargs: dict[str, Any],
-                  schema: Mapping[str, Any] | None, use_generic: bool, opener: str) -> ChatRequest:
-    triggers = tuple(GrammarTrigger(kind, value, token if kind == "token" else None)
-                     for kind, value, token in native.grammar_triggers)
-    stop, preserved_ids = _end_of_turn(model, template, tuple(native.additional_stops),
-                                       tuple(native.preserved_token_ids(model)))
+def _chat_request(
+    model: _native.Model,
+    template: ChatTemplate,
+    native: Any,
+    prompt: str,
+    data_spans: tuple[tuple[int, int], ...],
+    sampler_kwargs: dict[str, Any],
+    schema: Mapping[str, Any] | None,
+    use_generic: bool,
+    opener: str,
+) -> ChatRequest:
+    triggers = tuple(
+        GrammarTrigger(kind, value, token if kind == "token" else None)
+        for kind, value, token in native.grammar_triggers
+    )
+    stop, preserved_ids = _end_of_turn(
+        model, template, tuple(native.additional_stops), tuple(native.preserved_token_ids(model))
+    )
     return ChatRequest(
         prompt=prompt,
         format=native.format,
@@ -285,8 +323,12 @@ def _chat_request(model: _native.Model, template: ChatTemplate, native: Any, pro
     )
 
 
-def _end_of_turn(model: _native.Model, template: ChatTemplate, stop: tuple[str, ...],
-                 preserved_ids: tuple[int, ...]) -> tuple[tuple[str, ...], tuple[int, ...]]:
+def _end_of_turn(
+    model: _native.Model,
+    template: ChatTemplate,
+    stop: tuple[str, ...],
+    preserved_ids: tuple[int, ...],
+) -> tuple[tuple[str, ...], tuple[int, ...]]:
     """Stops and rendered tokens with the end of turn of a stand-in template (ChatML).
 
     A model without a template does not end its turns with ChatML's ``<|im_end|>`` on its own:
@@ -313,8 +355,9 @@ def _schema_grammar(schema: Mapping[str, Any]) -> str:
         raise GrammarError(f"response_format schema cannot become a grammar: {exc}") from exc
 
 
-def chat_template(model: _native.Model, cache: dict[str, Any],
-                  template_override: str | None = None) -> ChatTemplate:
+def chat_template(
+    model: _native.Model, cache: dict[str, Any], template_override: str | None = None
+) -> ChatTemplate:
     """The model's template (or the override) for our renderer, compiled once per cache."""
     template = cache.get("template")
     if template is None:
@@ -322,8 +365,9 @@ def chat_template(model: _native.Model, cache: dict[str, Any],
     return template
 
 
-def chat_templates(model: _native.Model, cache: dict[str, Any],
-                   template_override: str | None = None) -> Any:
+def chat_templates(
+    model: _native.Model, cache: dict[str, Any], template_override: str | None = None
+) -> Any:
     """llama.cpp's parsed chat templates of the model (or of the override), made once per cache.
 
     llama.cpp's renderer has no step limit, so it only sees a template after our sandbox has
@@ -349,8 +393,14 @@ class PlanInputs:
     chat_template_kwargs_json: str | None
 
 
-def format_plan(model: _native.Model, cache: dict[str, Any], template_override: str | None,
-                messages: list[dict[str, Any]], inputs: PlanInputs, prompt: str) -> Any:
+def format_plan(
+    model: _native.Model,
+    cache: dict[str, Any],
+    template_override: str | None,
+    messages: list[dict[str, Any]],
+    inputs: PlanInputs,
+    prompt: str,
+) -> Any:
     """llama.cpp's ChatParams for a request: grammar, triggers, stops, parser; not its prompt.
 
     A plan depends on the options and, through the generation prompt the parser starts from,

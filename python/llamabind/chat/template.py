@@ -124,8 +124,9 @@ class ChatTemplate:
         return f"template {self.name!r}" if self.name else "the chat template"
 
     @classmethod
-    def from_model(cls, model: Any, name: str | None = None,
-                   source: str | None = None) -> ChatTemplate:
+    def from_model(
+        cls, model: Any, name: str | None = None, source: str | None = None
+    ) -> ChatTemplate:
         """The chat template stored in a model's GGUF file, with its BOS/EOS token texts.
 
         Without ``name``, the default template is used, and the model's ``tool_use`` template
@@ -174,9 +175,12 @@ class ChatTemplate:
             MissingChatTemplateWarning,
             stacklevel=2,
         )
-        logger.info("%s has no chat template: using the ChatML fallback "
-                    "(llamabind.chat.CHATML_TEMPLATE), which ends turns with %s",
-                    model.path, CHATML_END_OF_TURN)
+        logger.info(
+            "%s has no chat template: using the ChatML fallback "
+            "(llamabind.chat.CHATML_TEMPLATE), which ends turns with %s",
+            model.path,
+            CHATML_END_OF_TURN,
+        )
         return cls(CHATML_TEMPLATE, name=FALLBACK_NAME, end_of_turn=CHATML_END_OF_TURN, **common)
 
     @property

@@ -43,26 +43,34 @@ class ControlTexts:
     def of_model(cls, model: Any) -> ControlTexts:
         """The control (and unknown) tokens of a loaded ``_native.Model``."""
         special = _ATTR_CONTROL | _ATTR_UNKNOWN
-        return cls([model.token_text(token) for token in range(model.n_vocab)
-                    if model.token_attr(token) & special])
+        return cls(
+            [
+                model.token_text(token)
+                for token in range(model.n_vocab)
+                if model.token_attr(token) & special
+            ]
+        )
 
     def overlaps(self, text: str, start: int, end: int) -> bool:
         """Whether the text of a control token in ``text`` overlaps ``text[start:end]``."""
         if self._first is None or start >= end:
             return False
         window_start = max(0, start - self.max_length + 1)
-        for match in self._first.finditer(text, window_start, min(len(text), end + self.max_length)):
+        for match in self._first.finditer(
+            text, window_start, min(len(text), end + self.max_length)
+        ):
             at = match.start()
             if at >= end:
                 return False
             for length in self._lengths:
-                if at + length > start and text[at:at + length] in self.texts:
+                if at + length > start and text[at : at + length] in self.texts:
                     return True
         return False
 
 
-def prompt_token_ids(model: Any, prompt: str, data_spans: Sequence[tuple[int, int]],
-                     controls: ControlTexts) -> list[int]:
+def prompt_token_ids(
+    model: Any, prompt: str, data_spans: Sequence[tuple[int, int]], controls: ControlTexts
+) -> list[int]:
     """Token ids of a chat prompt, BOS/EOS added as the model wants.
 
     Args:

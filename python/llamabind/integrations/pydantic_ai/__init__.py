@@ -22,7 +22,8 @@ except ImportError as exc:  # pragma: no cover - depends on the environment
     raise ImportError(
         "llamabind.integrations.pydantic_ai needs pydantic-ai: "
         "pip install 'llamabind[pydantic-ai]' (or pip install pydantic-ai-slim; "
-        "Python 3.11 or newer)") from exc
+        "Python 3.11 or newer)"
+    ) from exc
 
 from llamabind.integrations.pydantic_ai._embeddings import (
     LlamaEmbeddingModel,

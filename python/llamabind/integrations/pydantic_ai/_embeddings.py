@@ -50,10 +50,15 @@ class LlamaEmbeddingModel(EmbeddingModel):
     resolver: ModelResolver | None = None
     params: ModelParams | None = None
 
-    def __init__(self, model_name: str | os.PathLike[str], *,
-                 provider: LlamaProvider | None = None, resolver: ModelResolver | None = None,
-                 params: ModelParams | None = None,
-                 settings: EmbeddingSettings | None = None) -> None:
+    def __init__(
+        self,
+        model_name: str | os.PathLike[str],
+        *,
+        provider: LlamaProvider | None = None,
+        resolver: ModelResolver | None = None,
+        params: ModelParams | None = None,
+        settings: EmbeddingSettings | None = None,
+    ) -> None:
         self._model_name = os.fspath(model_name)
         self._provider = provider if provider is not None else LlamaProvider()
         self.resolver = resolver
@@ -76,11 +81,17 @@ class LlamaEmbeddingModel(EmbeddingModel):
         return self._provider
 
     async def _load(self) -> LoadedModel:
-        return await self._provider.load(self._model_name, resolver=self.resolver,
-                                         params=self.params)
+        return await self._provider.load(
+            self._model_name, resolver=self.resolver, params=self.params
+        )
 
-    async def embed(self, inputs: str | Sequence[str], *, input_type: EmbedInputType,
-                    settings: EmbeddingSettings | None = None) -> EmbeddingResult:
+    async def embed(
+        self,
+        inputs: str | Sequence[str],
+        *,
+        input_type: EmbedInputType,
+        settings: EmbeddingSettings | None = None,
+    ) -> EmbeddingResult:
         """Embeds each input; ``usage.input_tokens`` counts the tokens evaluated.
 
         Raises:
@@ -104,9 +115,14 @@ class LlamaEmbeddingModel(EmbeddingModel):
                 norms = np.linalg.norm(vectors, axis=1, keepdims=True)
                 vectors = (vectors / np.where(norms > 0, norms, 1.0)).astype(np.float32)
         n_tokens = sum([len(await engine.tokenize(text)) for text in texts])
-        return EmbeddingResult(vectors.tolist(), inputs=texts, input_type=input_type,
-                               model_name=self._model_name, provider_name=PROVIDER_NAME,
-                               usage=RequestUsage(input_tokens=n_tokens))
+        return EmbeddingResult(
+            vectors.tolist(),
+            inputs=texts,
+            input_type=input_type,
+            model_name=self._model_name,
+            provider_name=PROVIDER_NAME,
+            usage=RequestUsage(input_tokens=n_tokens),
+        )
 
     async def _truncated(self, text: str) -> str:
         engine = (await self._load()).engine
@@ -115,7 +131,7 @@ class LlamaEmbeddingModel(EmbeddingModel):
         n_special = len(await engine.tokenize("")) if tokens else 0
         if len(tokens) + n_special <= limit:
             return text
-        return await engine.detokenize(tokens[:limit - n_special])
+        return await engine.detokenize(tokens[: limit - n_special])
 
     async def max_input_tokens(self) -> int | None:
         """The tokens one text may have (the embeddings context size)."""

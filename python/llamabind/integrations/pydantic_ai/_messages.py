@@ -49,8 +49,9 @@ from llamabind.errors import UnsupportedError
 OpenAIMessage = dict[str, Any]
 
 
-def map_messages(messages: Sequence[ModelMessage],
-                 instructions: Sequence[InstructionPart] | None) -> list[OpenAIMessage]:
+def map_messages(
+    messages: Sequence[ModelMessage], instructions: Sequence[InstructionPart] | None
+) -> list[OpenAIMessage]:
     """The conversation as OpenAI chat messages, with one leading system message.
 
     The leading system prompts and the request's instructions are joined into one system
@@ -88,14 +89,19 @@ def _request_messages(message: ModelRequest) -> Iterator[OpenAIMessage]:
                 yield {"role": "user", "content": _user_text(part)}
             case ToolReturnPart():
                 text, files = part.model_response_str_and_user_content()
-                yield {"role": "tool", "tool_call_id": part.tool_call_id,
-                       "name": part.tool_name, "content": text}
+                yield {
+                    "role": "tool",
+                    "tool_call_id": part.tool_call_id,
+                    "name": part.tool_name,
+                    "content": text,
+                }
                 if files:
                     yield {"role": "user", "content": _user_text(UserPromptPart(files))}
             case _:
                 raise UserError(
                     f"`{type(part).__name__}` cannot be rendered by a llamabind model: call "
-                    "`model.prepare_messages(messages)` first (an Agent does this for you)")
+                    "`model.prepare_messages(messages)` first (an Agent does this for you)"
+                )
 
 
 def _user_text(part: UserPromptPart) -> str:
@@ -110,10 +116,19 @@ def _user_text(part: UserPromptPart) -> str:
                 texts.append(item.content)
             case CachePoint():
                 pass  # the KV cache reuses every shared prefix; there is nothing to mark
-            case ImageUrl() | AudioUrl() | DocumentUrl() | VideoUrl() | BinaryContent() | UploadedFile():
+            case (
+                ImageUrl()
+                | AudioUrl()
+                | DocumentUrl()
+                | VideoUrl()
+                | BinaryContent()
+                | UploadedFile()
+            ):
                 raise UnsupportedError(
                     f"{type(item).__name__} input needs a multimodal projector, which llamabind "
-                    "does not load yet; send text only", part=type(item).__name__)
+                    "does not load yet; send text only",
+                    part=type(item).__name__,
+                )
             case _:
                 assert_never(item)
     return "\n\n".join(texts)
@@ -130,14 +145,20 @@ def _response_message(message: ModelResponse) -> OpenAIMessage | None:
             case ThinkingPart():
                 thoughts.append(part.content)
             case ToolCallPart():
-                calls.append({"id": part.tool_call_id, "type": "function",
-                              "function": {"name": part.tool_name,
-                                           "arguments": part.args_as_json_str()}})
+                calls.append(
+                    {
+                        "id": part.tool_call_id,
+                        "type": "function",
+                        "function": {"name": part.tool_name, "arguments": part.args_as_json_str()},
+                    }
+                )
             case NativeToolCallPart() | NativeToolReturnPart() | FilePart() | CompactionPart():
                 pass  # another provider's server-side items: nothing a local model can read
             case SpeechPart():
-                raise UserError("`SpeechPart` cannot be sent to a llamabind model: call "
-                                "`model.prepare_messages(messages)` first")
+                raise UserError(
+                    "`SpeechPart` cannot be sent to a llamabind model: call "
+                    "`model.prepare_messages(messages)` first"
+                )
             case _:
                 assert_never(part)
     if not (texts or thoughts or calls):
@@ -153,13 +174,17 @@ def _response_message(message: ModelResponse) -> OpenAIMessage | None:
 
 def map_tool(tool: ToolDefinition) -> dict[str, Any]:
     """A pydantic-ai tool definition in OpenAI's tool shape."""
-    return {"type": "function", "function": {
-        "name": tool.name, "description": tool.description or "",
-        "parameters": tool.parameters_json_schema}}
+    return {
+        "type": "function",
+        "function": {
+            "name": tool.name,
+            "description": tool.description or "",
+            "parameters": tool.parameters_json_schema,
+        },
+    }
 
 
-def response_format(parameters: ModelRequestParameters,
-                    has_tools: bool) -> dict[str, Any] | None:
+def response_format(parameters: ModelRequestParameters, has_tools: bool) -> dict[str, Any] | None:
     """The engine's ``response_format`` for native (and prompted) structured output.
 
     Native output becomes a JSON-schema grammar, so the reply always parses and matches the
@@ -168,8 +193,15 @@ def response_format(parameters: ModelRequestParameters,
     output = parameters.output_object
     if output is None:
         return None
-    if parameters.output_mode == "native" or (parameters.output_mode == "prompted"
-                                              and not has_tools):
-        return {"type": "json_schema", "json_schema": {
-            "name": output.name or "output", "schema": output.json_schema, "strict": True}}
+    if parameters.output_mode == "native" or (
+        parameters.output_mode == "prompted" and not has_tools
+    ):
+        return {
+            "type": "json_schema",
+            "json_schema": {
+                "name": output.name or "output",
+                "schema": output.json_schema,
+                "strict": True,
+            },
+        }
     return None

@@ -33,7 +33,10 @@ from llamabind.resolvers import ModelResolver
 from llamabind.types import LlamaCompletionChunk, LlamaUsage
 
 _FINISH_REASONS: dict[str, FinishReason] = {
-    "stop": "stop", "length": "length", "tool_calls": "tool_call"}
+    "stop": "stop",
+    "length": "length",
+    "tool_calls": "tool_call",
+}
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,17 +71,24 @@ class LlamaModel(Model[LlamaProvider]):
 
     _unsupported_file_inputs = frozenset({"image", "document", "audio", "video"})
     unsupported_settings = frozenset(
-        {"timeout", "max_retries", "extra_headers", "extra_body", "service_tier", "citations"})
+        {"timeout", "max_retries", "extra_headers", "extra_body", "service_tier", "citations"}
+    )
 
     _model_name: str = field(repr=False)
     _provider: LlamaProvider = field(repr=False)
     resolver: ModelResolver | None = None
     params: ModelParams | None = None
 
-    def __init__(self, model_name: str | os.PathLike[str], *,
-                 provider: LlamaProvider | None = None, resolver: ModelResolver | None = None,
-                 params: ModelParams | None = None, settings: ModelSettings | None = None,
-                 profile: ModelProfileSpec | None = None) -> None:
+    def __init__(
+        self,
+        model_name: str | os.PathLike[str],
+        *,
+        provider: LlamaProvider | None = None,
+        resolver: ModelResolver | None = None,
+        params: ModelParams | None = None,
+        settings: ModelSettings | None = None,
+        profile: ModelProfileSpec | None = None,
+    ) -> None:
         self._model_name = os.fspath(model_name)
         self._provider = provider if provider is not None else LlamaProvider()
         self.resolver = resolver
@@ -105,47 +115,65 @@ class LlamaModel(Model[LlamaProvider]):
         Raises:
             ModelNotFoundError: no resolver found the model (it lists every place searched).
         """
-        return await self._provider.load(self._model_name, resolver=self.resolver,
-                                         params=self.params)
+        return await self._provider.load(
+            self._model_name, resolver=self.resolver, params=self.params
+        )
 
-    async def request(self, messages: list[ModelMessage], model_settings: ModelSettings | None,
-                      model_request_parameters: ModelRequestParameters) -> ModelResponse:
+    async def request(
+        self,
+        messages: list[ModelMessage],
+        model_settings: ModelSettings | None,
+        model_request_parameters: ModelRequestParameters,
+    ) -> ModelResponse:
         """Runs one request to the end (through the same stream ``request_stream`` gives)."""
-        async with self.request_stream(messages, model_settings,
-                                       model_request_parameters) as streamed:
+        async with self.request_stream(
+            messages, model_settings, model_request_parameters
+        ) as streamed:
             async for _ in streamed:
                 pass
         return streamed.get()
 
     @asynccontextmanager
-    async def request_stream(self, messages: list[ModelMessage],
-                             model_settings: ModelSettings | None,
-                             model_request_parameters: ModelRequestParameters,
-                             run_context: RunContext[Any] | None = None,
-                             ) -> AsyncGenerator[StreamedResponse]:
+    async def request_stream(
+        self,
+        messages: list[ModelMessage],
+        model_settings: ModelSettings | None,
+        model_request_parameters: ModelRequestParameters,
+        run_context: RunContext[Any] | None = None,
+    ) -> AsyncGenerator[StreamedResponse]:
         """Streams one request; leaving the context (or ``cancel()``) cancels the generation."""
         check_allow_model_requests()
         loaded = await self.load()
         settings, parameters = self._prepare(model_settings, model_request_parameters)
         call = self.engine_call(messages, settings, parameters, loaded)
-        chunks = cast(AsyncGenerator[LlamaCompletionChunk],
-                      loaded.engine.create(call.messages, call.params, **call.options))
+        chunks = cast(
+            AsyncGenerator[LlamaCompletionChunk],
+            loaded.engine.create(call.messages, call.params, **call.options),
+        )
         try:
             try:  # the first chunk brings template, context and grammar errors
                 first = await anext(chunks)
             except StopAsyncIteration:
                 raise UnexpectedModelBehavior("the engine's stream ended without a chunk") from None
             yield LlamaStreamedResponse(
-                model_request_parameters=parameters, _model_name=self._model_name,
-                _chunks=chunks, _first=first,
+                model_request_parameters=parameters,
+                _model_name=self._model_name,
+                _chunks=chunks,
+                _first=first,
                 _ignore_leading_whitespace=self.profile.get(
-                    "ignore_streamed_leading_whitespace", False))
+                    "ignore_streamed_leading_whitespace", False
+                ),
+            )
         finally:
             with anyio.CancelScope(shield=True):
                 await chunks.aclose()
 
-    async def count_tokens(self, messages: list[ModelMessage], model_settings: ModelSettings | None,
-                           model_request_parameters: ModelRequestParameters) -> RequestUsage:
+    async def count_tokens(
+        self,
+        messages: list[ModelMessage],
+        model_settings: ModelSettings | None,
+        model_request_parameters: ModelRequestParameters,
+    ) -> RequestUsage:
         """The prompt tokens of this request, rendered exactly as ``request`` would send it."""
         loaded = await self.load()
         settings, parameters = self._prepare(model_settings, model_request_parameters)
@@ -154,9 +182,11 @@ class LlamaModel(Model[LlamaProvider]):
         rendered = await loaded.engine.chat_template(call.messages, **options)
         return RequestUsage(input_tokens=rendered.token_count)
 
-    def prepare_request(self, model_settings: ModelSettings | None,
-                        model_request_parameters: ModelRequestParameters,
-                        ) -> tuple[ModelSettings | None, ModelRequestParameters]:
+    def prepare_request(
+        self,
+        model_settings: ModelSettings | None,
+        model_request_parameters: ModelRequestParameters,
+    ) -> tuple[ModelSettings | None, ModelRequestParameters]:
         """pydantic-ai's preparation, with one default of llamabind's own.
 
         A structured ``output_type`` that names no mode is native output (a JSON-schema
@@ -167,13 +197,21 @@ class LlamaModel(Model[LlamaProvider]):
             model_request_parameters = model_request_parameters.with_default_output_mode("tool")
         return super().prepare_request(model_settings, model_request_parameters)
 
-    def _prepare(self, model_settings: ModelSettings | None, parameters: ModelRequestParameters,
-                 ) -> tuple[dict[str, Any], ModelRequestParameters]:
+    def _prepare(
+        self,
+        model_settings: ModelSettings | None,
+        parameters: ModelRequestParameters,
+    ) -> tuple[dict[str, Any], ModelRequestParameters]:
         settings, parameters = self.prepare_request(model_settings, parameters)
         return dict(settings or {}), parameters
 
-    def engine_call(self, messages: list[ModelMessage], settings: Mapping[str, Any],
-                    parameters: ModelRequestParameters, loaded: LoadedModel) -> EngineCall:
+    def engine_call(
+        self,
+        messages: list[ModelMessage],
+        settings: Mapping[str, Any],
+        parameters: ModelRequestParameters,
+        loaded: LoadedModel,
+    ) -> EngineCall:
         """What ``request`` sends to the engine for these prepared settings and parameters.
 
         Raises:
@@ -185,7 +223,8 @@ class LlamaModel(Model[LlamaProvider]):
             raise UserError(
                 f"{loaded.path.name}'s chat template has no tool syntax, so tools and native "
                 "structured output cannot be offered in one request: use ToolOutput(...) for "
-                "the output_type, or leave its mode unset")
+                "the output_type, or leave its mode unset"
+            )
         options = {
             "tools": tools or None,
             "tool_choice": tool_choice,
@@ -198,8 +237,10 @@ class LlamaModel(Model[LlamaProvider]):
         return EngineCall(mapped, generation_params(settings), options)
 
 
-def _tools_and_choice(settings: Mapping[str, Any], parameters: ModelRequestParameters,
-                      ) -> tuple[list[dict[str, Any]], Any]:
+def _tools_and_choice(
+    settings: Mapping[str, Any],
+    parameters: ModelRequestParameters,
+) -> tuple[list[dict[str, Any]], Any]:
     resolved = resolve_tool_choice(cast(ModelSettings, settings), parameters)
     tools = dict(parameters.declared_tool_defs)
     choice: Any = resolved
@@ -216,8 +257,11 @@ def _tools_and_choice(settings: Mapping[str, Any], parameters: ModelRequestParam
 
 def map_usage(usage: LlamaUsage) -> RequestUsage:
     """llamabind's counts of one request as pydantic-ai's ``RequestUsage``."""
-    return RequestUsage(input_tokens=usage.prompt_tokens, output_tokens=usage.completion_tokens,
-                        cache_read_tokens=usage.cached_prompt_tokens)
+    return RequestUsage(
+        input_tokens=usage.prompt_tokens,
+        output_tokens=usage.completion_tokens,
+        cache_read_tokens=usage.cached_prompt_tokens,
+    )
 
 
 @dataclass
@@ -247,16 +291,23 @@ class LlamaStreamedResponse(StreamedResponse):
         delta = chunk.delta
         if delta.reasoning_content:
             yield from self._parts_manager.handle_thinking_delta(
-                vendor_part_id="reasoning", content=delta.reasoning_content,
-                provider_name=PROVIDER_NAME)
+                vendor_part_id="reasoning",
+                content=delta.reasoning_content,
+                provider_name=PROVIDER_NAME,
+            )
         if delta.content:
             yield from self._parts_manager.handle_text_delta(
-                vendor_part_id="content", content=delta.content,
-                ignore_leading_whitespace=self._ignore_leading_whitespace)
+                vendor_part_id="content",
+                content=delta.content,
+                ignore_leading_whitespace=self._ignore_leading_whitespace,
+            )
         for call in delta.tool_calls or ():
             yield from self._parts_manager.handle_tool_call_delta_events(
-                vendor_part_id=("tool_call", call.index), tool_name=call.function.name,
-                args=call.function.arguments or None, tool_call_id=call.id)
+                vendor_part_id=("tool_call", call.index),
+                tool_name=call.function.name,
+                args=call.function.arguments or None,
+                tool_call_id=call.id,
+            )
         if chunk.finish_reason is not None:
             self.finish_reason = _FINISH_REASONS.get(chunk.finish_reason)
             self.provider_details = {"finish_reason": chunk.finish_reason}
@@ -290,8 +341,10 @@ class LlamaStreamedResponse(StreamedResponse):
 
 
 def _timings(usage: LlamaUsage) -> dict[str, float]:
-    values = {"time_to_first_token_ms": usage.time_to_first_token_ms,
-              "prompt_tokens_per_s": usage.prompt_tokens_per_s,
-              "generation_tokens_per_s": usage.generation_tokens_per_s,
-              "duration_ms": usage.duration_ms}
+    values = {
+        "time_to_first_token_ms": usage.time_to_first_token_ms,
+        "prompt_tokens_per_s": usage.prompt_tokens_per_s,
+        "generation_tokens_per_s": usage.generation_tokens_per_s,
+        "duration_ms": usage.duration_ms,
+    }
     return {key: value for key, value in values.items() if value is not None}

@@ -20,8 +20,12 @@ from llamabind.resolvers import ModelResolver, resolve_model
 PROVIDER_NAME = "llamabind"
 
 _PROBE_MESSAGES = [{"role": "user", "content": "?"}]
-_PROBE_TOOLS = [{"type": "function", "function": {
-    "name": "probe", "parameters": {"type": "object", "properties": {}}}}]
+_PROBE_TOOLS = [
+    {
+        "type": "function",
+        "function": {"name": "probe", "parameters": {"type": "object", "properties": {}}},
+    }
+]
 
 
 def llamabind_model_profile(model_name: str) -> ModelProfile:
@@ -76,8 +80,9 @@ class LlamaProvider(Provider["LlamaProvider"]):
         params: How models are loaded (context size, GPU layers, ...); None for the defaults.
     """
 
-    def __init__(self, *, resolver: ModelResolver | None = None,
-                 params: ModelParams | None = None) -> None:
+    def __init__(
+        self, *, resolver: ModelResolver | None = None, params: ModelParams | None = None
+    ) -> None:
         if params is not None and not isinstance(params, ModelParams):
             raise TypeError(f"params must be ModelParams, got {type(params).__name__}")
         self.resolver = resolver
@@ -110,9 +115,13 @@ class LlamaProvider(Provider["LlamaProvider"]):
         """The files of the models loaded now."""
         return [path for path, _ in self._loaded]
 
-    async def load(self, model_name: str | os.PathLike[str], *,
-                   resolver: ModelResolver | None = None,
-                   params: ModelParams | None = None) -> LoadedModel:
+    async def load(
+        self,
+        model_name: str | os.PathLike[str],
+        *,
+        resolver: ModelResolver | None = None,
+        params: ModelParams | None = None,
+    ) -> LoadedModel:
         """The loaded model ``model_name`` names, loading it (in a worker thread) if needed.
 
         Args:
@@ -127,8 +136,12 @@ class LlamaProvider(Provider["LlamaProvider"]):
         """
         return await asyncio.to_thread(self._load, model_name, resolver, params)
 
-    def _load(self, model_name: str | os.PathLike[str], resolver: ModelResolver | None,
-              params: ModelParams | None) -> LoadedModel:
+    def _load(
+        self,
+        model_name: str | os.PathLike[str],
+        resolver: ModelResolver | None,
+        params: ModelParams | None,
+    ) -> LoadedModel:
         params = params if params is not None else self.params or ModelParams()
         path = resolve_model(model_name, resolver if resolver is not None else self.resolver)
         key = (path, params)
@@ -138,8 +151,9 @@ class LlamaProvider(Provider["LlamaProvider"]):
                 engine = LlamaEngine()
                 try:
                     engine.load_model(path, params)
-                    loaded = LoadedModel(AsyncLlamaEngine(engine=engine), path,
-                                         _combines_tools_and_schema(engine))
+                    loaded = LoadedModel(
+                        AsyncLlamaEngine(engine=engine), path, _combines_tools_and_schema(engine)
+                    )
                 except BaseException:
                     engine.close()
                     raise
@@ -157,8 +171,12 @@ class LlamaProvider(Provider["LlamaProvider"]):
         for model in loaded:
             model.engine.engine.close()
 
-    async def __aexit__(self, exc_type: type[BaseException] | None,
-                        exc_val: BaseException | None, exc_tb: TracebackType | None) -> bool | None:
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc_val: BaseException | None,
+        exc_tb: TracebackType | None,
+    ) -> bool | None:
         """Leaves the provider; the last exit frees the loaded models."""
         await super().__aexit__(exc_type, exc_val, exc_tb)
         if self._entered_count == 0:
@@ -171,8 +189,9 @@ class LlamaProvider(Provider["LlamaProvider"]):
 
 def _combines_tools_and_schema(engine: LlamaEngine) -> bool:
     try:
-        engine.chat_template(_PROBE_MESSAGES, tools=_PROBE_TOOLS,
-                             response_format={"type": "json_object"})
+        engine.chat_template(
+            _PROBE_MESSAGES, tools=_PROBE_TOOLS, response_format={"type": "json_object"}
+        )
     except ValueError:
         return False
     return True

@@ -27,9 +27,23 @@ _GENERIC_FIELDS = {
 PREFIX = "llamabind_"
 # llamabind_<field> settings that are GenerationParams fields of the same name.
 _EXTRA_FIELDS = (
-    "min_p", "typical_p", "top_n_sigma", "repeat_penalty", "penalty_last_n", "dry_multiplier",
-    "dry_base", "dry_allowed_length", "dry_penalty_last_n", "xtc_probability", "xtc_threshold",
-    "mirostat", "mirostat_tau", "mirostat_eta", "grammar", "grammar_root", "ignore_eos",
+    "min_p",
+    "typical_p",
+    "top_n_sigma",
+    "repeat_penalty",
+    "penalty_last_n",
+    "dry_multiplier",
+    "dry_base",
+    "dry_allowed_length",
+    "dry_penalty_last_n",
+    "xtc_probability",
+    "xtc_threshold",
+    "mirostat",
+    "mirostat_tau",
+    "mirostat_eta",
+    "grammar",
+    "grammar_root",
+    "ignore_eos",
 )
 
 
@@ -125,6 +139,7 @@ def generation_params(settings: Mapping[str, Any]) -> GenerationParams:
     if "stop_sequences" in settings:
         changes["stop"] = tuple(settings["stop_sequences"])
     if "logit_bias" in settings:
-        changes["logit_bias"] = {int(token): float(bias)
-                                 for token, bias in settings["logit_bias"].items()}
+        changes["logit_bias"] = {
+            int(token): float(bias) for token, bias in settings["logit_bias"].items()
+        }
     return dataclasses.replace(base, **changes) if changes else base
