@@ -22,6 +22,7 @@ from llamabind.errors import (
     ModelDownloadError,
     ModelLoadError,
     ModelNotFoundError,
+    QueueFullError,
     StateError,
     StructuredOutputError,
     TemplateError,
@@ -31,6 +32,7 @@ from llamabind.errors import (
 from llamabind.options import ChatOptions
 from llamabind.params import GenerationParams, GrammarTrigger, LoraAdapterConfig, ModelParams
 from llamabind.resolvers import resolve_model, set_default_resolver
+from llamabind.slots import QueueInfo
 from llamabind.tools import ToolDefinition
 from llamabind.types import (
     LlamaAudioContent,
@@ -42,6 +44,7 @@ from llamabind.types import (
     LlamaNextTokenScores,
     LlamaTextContent,
     LlamaThinkingContent,
+    LlamaTokenLogprob,
     LlamaToolCallContent,
     LlamaToolResultContent,
     LlamaUsage,
@@ -50,6 +53,7 @@ from llamabind.types import (
 if TYPE_CHECKING:
     from llamabind._native import (
         Context,
+        DeviceInfo,
         Generator,
         LoraAdapter,
         Model,
@@ -60,14 +64,25 @@ if TYPE_CHECKING:
     from llamabind.aio import AsyncLlamaEngine
     from llamabind.async_session import AsyncChatSession
     from llamabind.backend import LlamaBackend, decode_utf8
+    from llamabind.chat.request import LlamaChatTemplateResult
     from llamabind.engine import LlamaEngine, LlamaEngineCapabilities
-    from llamabind.generation import TokenRun
+    from llamabind.generation import RequestStream, TokenRun
     from llamabind.logs import set_log_level
     from llamabind.session import ChatSession, LlamaToolLoopResult
 
     LLAMA_CPP_VERSION: str
 
-__version__ = "0.1.0"
+
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("llamabind")
+    except PackageNotFoundError:  # a source tree on sys.path, not installed
+        return "0+unknown"
+
+
+__version__ = _version()
 
 logging.getLogger("llamabind.native").addHandler(logging.NullHandler())
 
@@ -75,6 +90,7 @@ logging.getLogger("llamabind.native").addHandler(logging.NullHandler())
 # resolvers and tools import without it (no build needed to test or use them).
 _LAZY = {
     "Context": "llamabind._native",
+    "DeviceInfo": "llamabind._native",
     "Generator": "llamabind._native",
     "LoraAdapter": "llamabind._native",
     "Model": "llamabind._native",
@@ -84,9 +100,11 @@ _LAZY = {
     "AsyncLlamaEngine": "llamabind.aio",
     "AsyncChatSession": "llamabind.async_session",
     "LlamaBackend": "llamabind.backend",
+    "LlamaChatTemplateResult": "llamabind.chat.request",
     "decode_utf8": "llamabind.backend",
     "LlamaEngine": "llamabind.engine",
     "LlamaEngineCapabilities": "llamabind.engine",
+    "RequestStream": "llamabind.generation",
     "TokenRun": "llamabind.generation",
     "set_log_level": "llamabind.logs",
     "ChatSession": "llamabind.session",
@@ -120,6 +138,7 @@ __all__ = [
     "ContextError",
     "ContextOverflowError",
     "DecodeError",
+    "DeviceInfo",
     "GenerationParams",
     "Generator",
     "GrammarError",
@@ -129,6 +148,7 @@ __all__ = [
     "LlamaBackend",
     "LlamaChatMessage",
     "LlamaChatRole",
+    "LlamaChatTemplateResult",
     "LlamaCompletion",
     "LlamaCompletionChunk",
     "LlamaEngine",
@@ -138,6 +158,7 @@ __all__ = [
     "LlamaNextTokenScores",
     "LlamaTextContent",
     "LlamaThinkingContent",
+    "LlamaTokenLogprob",
     "LlamaToolCallContent",
     "LlamaToolLoopResult",
     "LlamaToolResultContent",
@@ -149,6 +170,9 @@ __all__ = [
     "ModelLoadError",
     "ModelNotFoundError",
     "ModelParams",
+    "QueueFullError",
+    "QueueInfo",
+    "RequestStream",
     "Sampler",
     "StateError",
     "StructuredOutputError",
