@@ -18,6 +18,9 @@ struct DeviceInfo {
 };
 
 std::string system_info();
+// The CPU backend variant loaded at run time in a portable build ("haswell", "zen4", ...);
+// "builtin" when the CPU backend is compiled into the extension (source builds).
+std::string cpu_variant();
 std::string llama_cpp_version();
 bool supports_gpu_offload();
 bool supports_mmap();

@@ -39,7 +39,14 @@ void reject_unknown_kwargs(const nb::kwargs & kwargs, const char * where) {
 
 void bind_backend(nb::module_ & m) {
     m.def("system_info", &system_info, nb::call_guard<native_call>(),
-          R"(llama.cpp's system information line: the CPU features and backends compiled in.)");
+          R"(llama.cpp's system information line: the CPU features and backends in use, ending
+with the CPU variant (see cpu_variant).)");
+    m.def("cpu_variant", &cpu_variant, nb::call_guard<native_call>(),
+          R"(The CPU backend variant in use.
+
+Portable builds (the wheels) carry ggml's CPU backend once per instruction-set level and load
+the best one for this CPU at import: ``"haswell"``, ``"zen4"``, ``"armv8.2_2"``, ... Source
+builds compile it in for the building machine: ``"builtin"``.)");
     m.def("llama_cpp_version", &llama_cpp_version,
           R"(The vendored llama.cpp build, e.g. ``"b11448-0c1e57098"``.)");
     m.def("supports_gpu_offload", &supports_gpu_offload, nb::call_guard<native_call>(),

@@ -9,7 +9,17 @@ from numpy.typing import NDArray
 
 def system_info() -> str:
     """
-    llama.cpp's system information line: the CPU features and backends compiled in.
+    llama.cpp's system information line: the CPU features and backends in use, ending
+    with the CPU variant (see cpu_variant).
+    """
+
+def cpu_variant() -> str:
+    """
+    The CPU backend variant in use.
+
+    Portable builds (the wheels) carry ggml's CPU backend once per instruction-set level and load
+    the best one for this CPU at import: ``"haswell"``, ``"zen4"``, ``"armv8.2_2"``, ... Source
+    builds compile it in for the building machine: ``"builtin"``.
     """
 
 def llama_cpp_version() -> str:

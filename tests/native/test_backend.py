@@ -35,6 +35,8 @@ def _threads():
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="/proc and ELF symbols")
 def test_llama_cpp_symbols_stay_inside_the_extension():
+    if _native.cpu_variant() != "builtin":
+        pytest.skip("portable build: llama.cpp is in libllamabind-*.so beside the extension")
     # another llama.cpp in the process (llama-cpp-python) must not bind to ours, nor we to its
     lib = ctypes.CDLL(_native.__file__)
     for name in ("llama_decode", "ggml_graph_compute", "llama_model_load_from_file"):
