@@ -1,6 +1,7 @@
 #include "context.h"
 
 #include <algorithm>
+#include <cmath>
 #include <fstream>
 
 #include "errors.h"
@@ -68,6 +69,7 @@ Context::Context(const Model & model, const ContextOptions & o)
     if (o.op_offload) p.op_offload = *o.op_offload;
     if (o.swa_full) p.swa_full = *o.swa_full;
     if (o.kv_unified) p.kv_unified = *o.kv_unified;
+    kv_unified_ = p.kv_unified;
     p.embeddings = o.embeddings;
     p.no_perf = o.no_perf;
     if (o.pooling_type) {
@@ -154,11 +156,20 @@ void Context::set_n_threads(int32_t n_threads, int32_t n_threads_batch) {
     llama_set_n_threads(ctx_, n_threads, n_threads_batch);
 }
 
+// llama.cpp asserts on a sequence id outside [0, n_seq_max): every call that takes one checks it here first.
+void Context::check_seq_locked(int32_t seq_id, const char * operation, bool all_allowed) const {
+    const uint32_t n_seq_max = llama_n_seq_max(ctx_);
+    if ((seq_id >= 0 && static_cast<uint32_t>(seq_id) < n_seq_max) || (all_allowed && seq_id == -1)) return;
+    throw Error(ErrorKind::Value, std::string("[") + operation + "] seq_id " + std::to_string(seq_id) +
+                                      " is outside 0.." + std::to_string(n_seq_max - 1) +
+                                      (all_allowed ? " (or -1 for every sequence)" : "") +
+                                      ": the context was created with n_seq_max=" + std::to_string(n_seq_max))
+        .with("seq_id", static_cast<int64_t>(seq_id))
+        .with("n_seq_max", static_cast<int64_t>(n_seq_max));
+}
+
 void Context::check_fits_locked(size_t n_new, int32_t seq_id, const char * operation) const {
-    if (seq_id < 0 || static_cast<uint32_t>(seq_id) >= llama_n_seq_max(ctx_)) {
-        throw_value(std::string("[") + operation + "] seq_id " + std::to_string(seq_id) + " is outside 0.." +
-                    std::to_string(llama_n_seq_max(ctx_) - 1) + " (raise n_seq_max)");
-    }
+    check_seq_locked(seq_id, operation);
     const int64_t n_ctx = llama_n_ctx_seq(ctx_);
     const int64_t n_past = llama_memory_seq_pos_max(llama_get_memory(ctx_), seq_id) + 1;
     if (n_past + static_cast<int64_t>(n_new) > n_ctx) {
@@ -297,6 +308,7 @@ std::vector<float> Context::embeddings(int32_t i) const {
 
 std::vector<float> Context::sequence_embeddings(int32_t seq_id) const {
     auto g = lock("Context.sequence_embeddings");
+    check_seq_locked(seq_id, "Context.sequence_embeddings");
     const float * data = llama_get_embeddings_seq(ctx_, seq_id);
     if (data == nullptr) {
         throw_value("[Context.sequence_embeddings] no pooled embeddings for sequence " + std::to_string(seq_id) +
@@ -314,6 +326,7 @@ void Context::memory_clear() {
 
 bool Context::memory_remove(int32_t seq_id, int32_t p0, int32_t p1) {
     auto g = lock("Context.memory_remove");
+    check_seq_locked(seq_id, "Context.memory_remove", true);
     const bool ok = llama_memory_seq_rm(llama_get_memory(ctx_), seq_id, p0, p1);
     if (ok) {
         for (auto & [seq, tracked] : tokens_) {
@@ -327,6 +340,15 @@ bool Context::memory_remove(int32_t seq_id, int32_t p0, int32_t p1) {
 
 void Context::memory_copy(int32_t src, int32_t dst, int32_t p0, int32_t p1) {
     auto g = lock("Context.memory_copy");
+    check_seq_locked(src, "Context.memory_copy");
+    check_seq_locked(dst, "Context.memory_copy");
+    // Without a unified KV cache each sequence has its own buffer, and llama.cpp copies between
+    // buffers only whole (it asserts otherwise).
+    if (!kv_unified_ && llama_n_seq_max(ctx_) > 1 && src != dst && (p0 > 0 || p1 >= 0)) {
+        throw_value("[Context.memory_copy] copying part of a sequence (p0=" + std::to_string(p0) + ", p1=" +
+                    std::to_string(p1) + ") into another needs kv_unified=True; without it only whole "
+                    "sequences are copied (p0=-1, p1=-1)");
+    }
     llama_memory_seq_cp(llama_get_memory(ctx_), src, dst, p0, p1);
     if (p0 <= 0 && p1 < 0) {
         tokens_[dst] = tokens_[src];
@@ -338,7 +360,14 @@ void Context::memory_copy(int32_t src, int32_t dst, int32_t p0, int32_t p1) {
 
 void Context::memory_keep(int32_t seq_id) {
     auto g = lock("Context.memory_keep");
-    llama_memory_seq_keep(llama_get_memory(ctx_), seq_id);
+    check_seq_locked(seq_id, "Context.memory_keep");
+    llama_memory_t memory = llama_get_memory(ctx_);
+    llama_memory_seq_keep(memory, seq_id);
+    if (!kv_unified_) {  // each sequence has its own buffer, and seq_keep clears only seq_id's
+        for (int32_t other = 0; other < static_cast<int32_t>(llama_n_seq_max(ctx_)); ++other) {
+            if (other != seq_id) llama_memory_seq_rm(memory, other, -1, -1);
+        }
+    }
     for (auto it = tokens_.begin(); it != tokens_.end();) {
         it = it->first == seq_id ? std::next(it) : tokens_.erase(it);
     }
@@ -346,6 +375,7 @@ void Context::memory_keep(int32_t seq_id) {
 
 void Context::memory_shift(int32_t seq_id, int32_t p0, int32_t p1, int32_t delta) {
     auto g = lock("Context.memory_shift");
+    check_seq_locked(seq_id, "Context.memory_shift");
     if (!llama_memory_can_shift(llama_get_memory(ctx_))) {
         throw Error(ErrorKind::State, "[Context.memory_shift] this model's memory cannot be shifted");
     }
@@ -355,11 +385,13 @@ void Context::memory_shift(int32_t seq_id, int32_t p0, int32_t p1, int32_t delta
 
 int32_t Context::memory_pos_max(int32_t seq_id) const {
     auto g = lock("Context.memory_pos_max");
+    check_seq_locked(seq_id, "Context.memory_pos_max");
     return llama_memory_seq_pos_max(llama_get_memory(ctx_), seq_id);
 }
 
 int32_t Context::memory_pos_min(int32_t seq_id) const {
     auto g = lock("Context.memory_pos_min");
+    check_seq_locked(seq_id, "Context.memory_pos_min");
     return llama_memory_seq_pos_min(llama_get_memory(ctx_), seq_id);
 }
 
@@ -370,12 +402,14 @@ bool Context::memory_can_shift() const {
 
 std::vector<int32_t> Context::cached_tokens(int32_t seq_id) const {
     auto g = lock("Context.cached_tokens");
+    check_seq_locked(seq_id, "Context.cached_tokens");
     auto it = tokens_.find(seq_id);
     return it == tokens_.end() ? std::vector<int32_t>{} : it->second;
 }
 
 std::vector<uint8_t> Context::state_bytes(std::optional<int32_t> seq_id) {
     auto g = lock("Context.state_bytes");
+    if (seq_id) check_seq_locked(*seq_id, "Context.state_bytes");
     std::vector<uint8_t> out;
     if (seq_id) {
         out.resize(llama_state_seq_get_size(ctx_, *seq_id));
@@ -389,6 +423,7 @@ std::vector<uint8_t> Context::state_bytes(std::optional<int32_t> seq_id) {
 
 void Context::load_state_bytes(const std::vector<uint8_t> & data, std::optional<int32_t> seq_id) {
     auto g = lock("Context.load_state_bytes");
+    if (seq_id) check_seq_locked(*seq_id, "Context.load_state_bytes");
     LogCapture capture;
     const size_t n = seq_id ? llama_state_seq_set_data(ctx_, data.data(), data.size(), *seq_id)
                             : llama_state_set_data(ctx_, data.data(), data.size());
@@ -400,6 +435,7 @@ void Context::load_state_bytes(const std::vector<uint8_t> & data, std::optional<
 
 void Context::save_state_file(const std::string & path, std::optional<int32_t> seq_id) {
     auto g = lock("Context.save_state_file");
+    if (seq_id) check_seq_locked(*seq_id, "Context.save_state_file");
     const int32_t seq = seq_id.value_or(0);
     std::vector<int32_t> tracked = tokens_.count(seq) ? tokens_[seq] : std::vector<int32_t>{};
     if (std::find(tracked.begin(), tracked.end(), -1) != tracked.end()) tracked.clear();
@@ -412,6 +448,7 @@ void Context::save_state_file(const std::string & path, std::optional<int32_t> s
 
 void Context::load_state_file(const std::string & path, std::optional<int32_t> seq_id) {
     auto g = lock("Context.load_state_file");
+    if (seq_id) check_seq_locked(*seq_id, "Context.load_state_file");
     if (!std::ifstream(path).good()) {
         throw Error(ErrorKind::State, "[Context.load_state_file] cannot read '" + path + "'").with("path", path);
     }
@@ -447,6 +484,14 @@ void Context::set_lora(const std::vector<std::pair<std::shared_ptr<LoraAdapter>,
     std::vector<float> scales;
     std::vector<std::shared_ptr<LoraAdapter>> keep;
     for (const auto & [adapter, scale] : adapters) {
+        const std::string which = "adapter " + std::to_string(keep.size());
+        if (!adapter) throw_value("[Context.set_lora] " + which + " is None; pass (LoraAdapter, scale) pairs");
+        if (adapter->model() != model_.get()) {
+            throw_value("[Context.set_lora] " + which + " ('" + adapter->path() +
+                        "') was loaded for another model; load it with LoraAdapter(model, path) for this "
+                        "context's model");
+        }
+        if (!std::isfinite(scale)) throw_value("[Context.set_lora] " + which + " has a scale that is not finite");
         raw_adapters.push_back(adapter->raw("Context.set_lora"));
         scales.push_back(scale);
         keep.push_back(adapter);

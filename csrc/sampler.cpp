@@ -272,9 +272,18 @@ int32_t argmax(const float * logits, int32_t n) {
 
 }  // namespace
 
+void Sampler::check_model(const llama_model * model, const char * operation) const {
+    if (model != model_.get()) {
+        throw_value(std::string("[") + operation +
+                    "] the sampler was made for another model than the context's; make a Sampler for the "
+                    "context's model");
+    }
+}
+
 int32_t Sampler::sample(llama_context * ctx, int32_t i) {
     std::lock_guard<std::mutex> lock(mutex_);
     llama_sampler * c = chain("Sampler.sample");
+    check_model(llama_get_model(ctx), "Sampler.sample");
     if (llama_get_logits_ith(ctx, i) == nullptr) {
         throw_value("[Sampler.sample] output " + std::to_string(i) + " has no logits in the last decode");
     }

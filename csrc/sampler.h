@@ -77,6 +77,9 @@ class Sampler {
     void close();
     bool is_closed() const;
 
+    // Raises ValueError unless the sampler was made for `model` (its vocabulary sizes the chain:
+    // another model's logits would be read past their end).
+    void check_model(const llama_model * model, const char * operation) const;
     // Samples from output i of the context's last decode and accepts the token.
     int32_t sample(llama_context * ctx, int32_t i);
     void accept(int32_t token);

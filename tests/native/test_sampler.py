@@ -124,3 +124,27 @@ def test_greedy_picks_the_first_highest_logit(request, model_name):
     finally:
         if owned is not None:
             owned.close()
+
+
+def test_a_sampler_of_another_model_is_refused(smollm2_path, gemma3_path):
+    from isolated import run_cases
+
+    outcomes = run_cases(
+        """
+        smol, gemma = _native.Model(sys.argv[1]), _native.Model(sys.argv[2])
+        ctx = _native.Context(smol, n_ctx=128, n_threads=2)
+        tokens = smol.tokenize("Hello", add_special=True)
+        ctx.decode(tokens)
+        for name, params in [("greedy", dict(temperature=0)), ("dist", dict(seed=1)),
+                             ("grammar", dict(temperature=0, grammar='root ::= "a"+'))]:
+            sampler = _native.Sampler(gemma, **params)
+            case("sample_" + name, lambda: sampler.sample(ctx))
+            case("generate_" + name, lambda: list(ctx.generate(tokens, sampler, max_tokens=2)))
+        case("still_usable", lambda: _native.Sampler(smol, temperature=0).sample(ctx) >= 0)
+        """,
+        smollm2_path, gemma3_path,
+    )
+    assert outcomes.pop("still_usable") == (None, "True")
+    assert len(outcomes) == 6
+    for name, (cls, message) in outcomes.items():
+        assert cls == "ValueError" and "another model" in message, (name, cls, message)
