@@ -436,6 +436,7 @@ void Context::load_state_bytes(const std::vector<uint8_t> & data, std::optional<
 void Context::save_state_file(const std::string & path, std::optional<int32_t> seq_id) {
     auto g = lock("Context.save_state_file");
     if (seq_id) check_seq_locked(*seq_id, "Context.save_state_file");
+    check_path(path, "Context.save_state_file", "path");
     const int32_t seq = seq_id.value_or(0);
     std::vector<int32_t> tracked = tokens_.count(seq) ? tokens_[seq] : std::vector<int32_t>{};
     if (std::find(tracked.begin(), tracked.end(), -1) != tracked.end()) tracked.clear();
@@ -449,6 +450,7 @@ void Context::save_state_file(const std::string & path, std::optional<int32_t> s
 void Context::load_state_file(const std::string & path, std::optional<int32_t> seq_id) {
     auto g = lock("Context.load_state_file");
     if (seq_id) check_seq_locked(*seq_id, "Context.load_state_file");
+    check_path(path, "Context.load_state_file", "path");
     if (!std::ifstream(path).good()) {
         throw Error(ErrorKind::State, "[Context.load_state_file] cannot read '" + path + "'").with("path", path);
     }
