@@ -24,33 +24,33 @@ static FloatArray to_numpy(std::vector<float> && values) {
 
 static ContextOptions context_options(nb::kwargs & kw) {
     ContextOptions o;
-    o.n_ctx = take_kwarg<int64_t>(kw, "n_ctx");
-    o.n_batch = take_kwarg<int64_t>(kw, "n_batch");
-    o.n_ubatch = take_kwarg<int64_t>(kw, "n_ubatch");
-    o.n_seq_max = take_kwarg<int64_t>(kw, "n_seq_max");
-    o.n_threads = take_kwarg<int32_t>(kw, "n_threads");
-    o.n_threads_batch = take_kwarg<int32_t>(kw, "n_threads_batch");
-    if (auto fa = take_kwarg<nb::object>(kw, "flash_attn")) {
+    o.n_ctx = take_kwarg<int64_t>(kw, "n_ctx", "Context");
+    o.n_batch = take_kwarg<int64_t>(kw, "n_batch", "Context");
+    o.n_ubatch = take_kwarg<int64_t>(kw, "n_ubatch", "Context");
+    o.n_seq_max = take_kwarg<int64_t>(kw, "n_seq_max", "Context");
+    o.n_threads = take_kwarg<int32_t>(kw, "n_threads", "Context");
+    o.n_threads_batch = take_kwarg<int32_t>(kw, "n_threads_batch", "Context");
+    if (auto fa = take_kwarg<nb::object>(kw, "flash_attn", "Context")) {
         o.flash_attn = nb::isinstance<nb::bool_>(*fa) ? (nb::cast<bool>(*fa) ? 1 : 0) : nb::cast<int32_t>(*fa);
     }
-    o.type_k = take_kwarg<int32_t>(kw, "type_k");
-    o.type_v = take_kwarg<int32_t>(kw, "type_v");
-    o.offload_kqv = take_kwarg<bool>(kw, "offload_kqv");
-    o.op_offload = take_kwarg<bool>(kw, "op_offload");
-    o.swa_full = take_kwarg<bool>(kw, "swa_full");
-    o.kv_unified = take_kwarg<bool>(kw, "kv_unified");
-    o.embeddings = take_kwarg<bool>(kw, "embeddings").value_or(false);
-    o.no_perf = take_kwarg<bool>(kw, "no_perf").value_or(false);
-    o.pooling_type = take_kwarg<int32_t>(kw, "pooling_type");
-    o.attention_type = take_kwarg<int32_t>(kw, "attention_type");
-    o.rope_scaling_type = take_kwarg<int32_t>(kw, "rope_scaling_type");
-    o.rope_freq_base = take_kwarg<float>(kw, "rope_freq_base");
-    o.rope_freq_scale = take_kwarg<float>(kw, "rope_freq_scale");
-    o.yarn_ext_factor = take_kwarg<float>(kw, "yarn_ext_factor");
-    o.yarn_attn_factor = take_kwarg<float>(kw, "yarn_attn_factor");
-    o.yarn_beta_fast = take_kwarg<float>(kw, "yarn_beta_fast");
-    o.yarn_beta_slow = take_kwarg<float>(kw, "yarn_beta_slow");
-    o.yarn_orig_ctx = take_kwarg<int64_t>(kw, "yarn_orig_ctx");
+    o.type_k = take_kwarg<int32_t>(kw, "type_k", "Context");
+    o.type_v = take_kwarg<int32_t>(kw, "type_v", "Context");
+    o.offload_kqv = take_kwarg<bool>(kw, "offload_kqv", "Context");
+    o.op_offload = take_kwarg<bool>(kw, "op_offload", "Context");
+    o.swa_full = take_kwarg<bool>(kw, "swa_full", "Context");
+    o.kv_unified = take_kwarg<bool>(kw, "kv_unified", "Context");
+    o.embeddings = take_kwarg<bool>(kw, "embeddings", "Context").value_or(false);
+    o.no_perf = take_kwarg<bool>(kw, "no_perf", "Context").value_or(false);
+    o.pooling_type = take_kwarg<int32_t>(kw, "pooling_type", "Context");
+    o.attention_type = take_kwarg<int32_t>(kw, "attention_type", "Context");
+    o.rope_scaling_type = take_kwarg<int32_t>(kw, "rope_scaling_type", "Context");
+    o.rope_freq_base = take_kwarg<float>(kw, "rope_freq_base", "Context");
+    o.rope_freq_scale = take_kwarg<float>(kw, "rope_freq_scale", "Context");
+    o.yarn_ext_factor = take_kwarg<float>(kw, "yarn_ext_factor", "Context");
+    o.yarn_attn_factor = take_kwarg<float>(kw, "yarn_attn_factor", "Context");
+    o.yarn_beta_fast = take_kwarg<float>(kw, "yarn_beta_fast", "Context");
+    o.yarn_beta_slow = take_kwarg<float>(kw, "yarn_beta_slow", "Context");
+    o.yarn_orig_ctx = take_kwarg<int64_t>(kw, "yarn_orig_ctx", "Context");
     reject_unknown_kwargs(kw, "Context");
     return o;
 }
@@ -117,9 +117,10 @@ Raises:
         .def("set_n_threads", &Context::set_n_threads, nb::arg("n_threads"), nb::arg("n_threads_batch"),
              nb::call_guard<native_call>())
         .def("decode",
-             [](Context & self, const std::vector<int32_t> & tokens, int32_t seq_id, const std::string & logits) {
+             [](Context & self, TokenSequence tokens, int32_t seq_id, const std::string & logits) {
                  LogitsMode mode = logits_mode(logits);
-                 without_gil([&] { self.decode(tokens, seq_id, mode, check_signals); });
+                 std::vector<int32_t> ids = tokens.ids("Context.decode");
+                 without_gil([&] { self.decode(ids, seq_id, mode, check_signals); });
              },
              nb::arg("tokens"), nb::arg("seq_id") = 0, nb::arg("logits") = "last",
              R"(Evaluates tokens after what sequence ``seq_id`` holds, in n_batch pieces, without the GIL.

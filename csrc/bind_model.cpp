@@ -11,26 +11,37 @@ namespace llamabind {
 
 static ModelOptions model_options(nb::kwargs & kw) {
     ModelOptions o;
-    o.n_gpu_layers = take_kwarg<int32_t>(kw, "n_gpu_layers");
-    o.split_mode = take_kwarg<int32_t>(kw, "split_mode");
-    o.main_gpu = take_kwarg<int32_t>(kw, "main_gpu");
-    o.tensor_split = take_kwarg<std::vector<float>>(kw, "tensor_split").value_or(std::vector<float>{});
-    o.use_mmap = take_kwarg<bool>(kw, "use_mmap").value_or(true);
-    o.use_mlock = take_kwarg<bool>(kw, "use_mlock").value_or(false);
-    o.vocab_only = take_kwarg<bool>(kw, "vocab_only").value_or(false);
-    o.check_tensors = take_kwarg<bool>(kw, "check_tensors").value_or(false);
-    if (auto overrides = take_kwarg<nb::dict>(kw, "kv_overrides")) {
+    o.n_gpu_layers = take_kwarg<int32_t>(kw, "n_gpu_layers", "Model");
+    o.split_mode = take_kwarg<int32_t>(kw, "split_mode", "Model");
+    o.main_gpu = take_kwarg<int32_t>(kw, "main_gpu", "Model");
+    o.tensor_split = take_kwarg<std::vector<float>>(kw, "tensor_split", "Model").value_or(std::vector<float>{});
+    o.use_mmap = take_kwarg<bool>(kw, "use_mmap", "Model").value_or(true);
+    o.use_mlock = take_kwarg<bool>(kw, "use_mlock", "Model").value_or(false);
+    o.vocab_only = take_kwarg<bool>(kw, "vocab_only", "Model").value_or(false);
+    o.check_tensors = take_kwarg<bool>(kw, "check_tensors", "Model").value_or(false);
+    if (auto overrides = take_kwarg<nb::dict>(kw, "kv_overrides", "Model")) {
         for (auto [key, value] : *overrides) {
-            std::string k = nb::cast<std::string>(key);
+            if (!nb::isinstance<nb::str>(key)) throw nb::type_error("[Model] kv_overrides keys must be str");
+            std::string k = utf8(key, "Model", "kv_overrides key");
+            const std::string field = "kv_overrides['" + k + "']";
             if (nb::isinstance<nb::bool_>(value)) o.kv_overrides[k] = nb::cast<bool>(value);
-            else if (nb::isinstance<nb::int_>(value)) o.kv_overrides[k] = nb::cast<int64_t>(value);
-            else if (nb::isinstance<nb::float_>(value)) o.kv_overrides[k] = nb::cast<double>(value);
-            else if (nb::isinstance<nb::str>(value)) o.kv_overrides[k] = nb::cast<std::string>(value);
-            else throw nb::type_error(("kv_overrides['" + k + "'] must be bool, int, float or str").c_str());
+            else if (nb::isinstance<nb::int_>(value)) {
+                int64_t v;
+                if (!nb::try_cast(value, v)) raise_bad_argument(value, "Model", field.c_str());
+                o.kv_overrides[k] = v;
+            } else if (nb::isinstance<nb::float_>(value)) o.kv_overrides[k] = nb::cast<double>(value);
+            else if (nb::isinstance<nb::str>(value)) o.kv_overrides[k] = utf8(value, "Model", field.c_str());
+            else throw nb::type_error(("[Model] " + field + " must be bool, int, float or str").c_str());
         }
     }
     reject_unknown_kwargs(kw, "Model");
     return o;
+}
+
+// A Model method of one token id, taking any Python int (ValueError outside int32).
+template <auto method>
+auto by_token_id(const char * operation) {
+    return [operation](const Model & self, int64_t token) { return (self.*method)(token_id(token, operation)); };
 }
 
 void bind_model(nb::module_ & m) {
@@ -107,27 +118,32 @@ and a GPU present. Context.generate then samples inside the compute graph by def
         .def_prop_ro("special_tokens", &Model::special_tokens, R"(bos, eos, eot, sep, nl, pad, mask, fim_*: token id, -1 when absent.)")
         .def_prop_ro("add_bos", &Model::add_bos)
         .def_prop_ro("add_eos", &Model::add_eos)
-        .def("is_eog", &Model::is_eog, nb::arg("token"), R"(Whether the token ends generation (EOS, EOT, ...).)")
-        .def("is_control", &Model::is_control, nb::arg("token"))
-        .def("token_attr", &Model::token_attr, nb::arg("token"), R"(llama_token_attr bit flags of the token.)")
-        .def("token_text", &Model::token_text, nb::arg("token"), R"(The token's vocabulary entry.)")
-        .def("token_score", &Model::token_score, nb::arg("token"))
+        .def("is_eog", by_token_id<&Model::is_eog>("Model.is_eog"), nb::arg("token"), R"(Whether the token ends generation (EOS, EOT, ...).)")
+        .def("is_control", by_token_id<&Model::is_control>("Model.is_control"), nb::arg("token"))
+        .def("token_attr", by_token_id<&Model::token_attr>("Model.token_attr"), nb::arg("token"), R"(llama_token_attr bit flags of the token.)")
+        .def("token_text", by_token_id<&Model::token_text>("Model.token_text"), nb::arg("token"), R"(The token's vocabulary entry.)")
+        .def("token_score", by_token_id<&Model::token_score>("Model.token_score"), nb::arg("token"))
         .def("chat_template", &Model::chat_template, nb::arg("name") = nb::none(),
              R"(The model's chat template (a named one when ``name`` is given), or None.)")
         .def_prop_ro("chat_templates", &Model::chat_templates, R"(All chat templates by name ("default" for the main one).)")
-        .def("tokenize", &Model::tokenize, nb::arg("text"), nb::arg("add_special") = true,
-             nb::arg("parse_special") = false, nb::call_guard<native_call>(),
+        .def("tokenize",
+             [](const Model & self, nb::str text, bool add_special, bool parse_special) {
+                 std::string bytes = utf8(text, "Model.tokenize", "text");
+                 return without_gil([&] { return self.tokenize(bytes, add_special, parse_special); });
+             },
+             nb::arg("text"), nb::arg("add_special") = true, nb::arg("parse_special") = false,
              R"(Text -> token ids. ``add_special`` adds BOS/EOS as the model wants; ``parse_special`` turns special-token text into those tokens.)")
         .def("detokenize",
-             [](const Model & self, const std::vector<int32_t> & tokens, bool remove_special, bool unparse_special) {
-                 std::string text = without_gil([&] { return self.detokenize(tokens, remove_special, unparse_special); });
+             [](const Model & self, TokenSequence tokens, bool remove_special, bool unparse_special) {
+                 std::vector<int32_t> ids = tokens.ids("Model.detokenize");
+                 std::string text = without_gil([&] { return self.detokenize(ids, remove_special, unparse_special); });
                  return nb::bytes(text.data(), text.size());
              },
              nb::arg("tokens"), nb::arg("remove_special") = false, nb::arg("unparse_special") = false,
              R"(Token ids -> UTF-8 bytes (decode with errors="replace" for partial characters).)")
         .def("token_to_piece",
-             [](const Model & self, int32_t token, bool special) {
-                 std::string piece = self.token_to_piece(token, special);
+             [](const Model & self, int64_t token, bool special) {
+                 std::string piece = self.token_to_piece(token_id(token, "Model.token_to_piece"), special);
                  return nb::bytes(piece.data(), piece.size());
              },
              nb::arg("token"), nb::arg("special") = false, R"(One token's bytes.)")

@@ -14,7 +14,7 @@ static SamplerParams sampler_params(nb::kwargs & kw) {
     SamplerParams p;
     auto set = [&](const char * name, auto & field) {
         using T = std::decay_t<decltype(field)>;
-        if (auto v = take_kwarg<T>(kw, name)) field = *v;
+        if (auto v = take_kwarg<T>(kw, name, "Sampler")) field = *v;
     };
     set("seed", p.seed);
     set("temperature", p.temperature);
@@ -40,7 +40,16 @@ static SamplerParams sampler_params(nb::kwargs & kw) {
     set("mirostat_tau", p.mirostat_tau);
     set("mirostat_eta", p.mirostat_eta);
     set("greedy", p.greedy);
-    set("logit_bias", p.logit_bias);
+    if (auto bias = take_kwarg<nb::dict>(kw, "logit_bias", "Sampler")) {
+        for (auto [token, value] : *bias) {
+            const int32_t id = token_ids(nb::make_tuple(token), "Sampler", "logit_bias key")[0];
+            try {
+                p.logit_bias[id] = nb::cast<float>(value);
+            } catch (const nb::cast_error &) {
+                raise_bad_argument(value, "Sampler", "logit_bias value");
+            }
+        }
+    }
     set("grammar", p.grammar);
     set("grammar_root", p.grammar_root);
     set("grammar_lazy", p.grammar_lazy);
@@ -48,7 +57,9 @@ static SamplerParams sampler_params(nb::kwargs & kw) {
     set("trigger_patterns", p.trigger_patterns);
     set("trigger_patterns_full", p.trigger_patterns_full);
     set("grammar_prefill", p.grammar_prefill);
-    set("trigger_tokens", p.trigger_tokens);
+    if (auto tokens = take_kwarg<nb::object>(kw, "trigger_tokens", "Sampler")) {
+        p.trigger_tokens = token_ids(*tokens, "Sampler", "trigger_tokens");
+    }
     set("min_keep", p.min_keep);
     reject_unknown_kwargs(kw, "Sampler");
     return p;
@@ -91,7 +102,12 @@ Raises:
              },
              nb::arg("context"), nb::arg("i") = -1,
              R"(Samples a token from output i of the context's last decode, and accepts it.)")
-        .def("accept", &Sampler::accept, nb::arg("token"), nb::call_guard<native_call>(),
+        .def("accept",
+             [](Sampler & self, int64_t token) {
+                 const int32_t id = token_id(token, "Sampler.accept");
+                 without_gil([&] { self.accept(id); });
+             },
+             nb::arg("token"),
              R"(Feeds a token to the chain's state (penalties, grammar) without sampling.)")
         .def("reset", &Sampler::reset, nb::call_guard<native_call>())
         .def("clone", &Sampler::clone, nb::call_guard<native_call>(), R"(An independent copy, state included.)")
@@ -107,7 +123,12 @@ dynamic), greedy and dist.)")
         .def("__enter__", [](nb::object self) { return self; })
         .def("__exit__", [](Sampler & self, nb::args) { self.close(); });
 
-    m.def("json_schema_to_grammar", &json_schema_to_grammar, nb::arg("schema_json"), nb::call_guard<native_call>(),
+    m.def("json_schema_to_grammar",
+          [](nb::str schema_json) {
+              std::string text = utf8(schema_json, "json_schema_to_grammar", "schema_json");
+              return without_gil([&] { return json_schema_to_grammar(text); });
+          },
+          nb::arg("schema_json"),
           R"(Converts a JSON schema (JSON text) to a GBNF grammar with llama.cpp's converter.
 
 Raises:

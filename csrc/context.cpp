@@ -3,6 +3,8 @@
 #include <algorithm>
 #include <cmath>
 #include <fstream>
+#include <iterator>
+#include <thread>
 
 #include "errors.h"
 #include "logging.h"
@@ -20,6 +22,41 @@ uint32_t checked_u32(const std::optional<int64_t> & value, const char * name, in
                     std::to_string(lo) + ", " + std::to_string(hi) + "]");
     }
     return static_cast<uint32_t>(*value);
+}
+
+// More threads than this only adds contention: a few per core (ggml itself stops at 512).
+int32_t max_threads() {
+    const int64_t cores = std::max(1u, std::thread::hardware_concurrency());
+    return static_cast<int32_t>(std::min<int64_t>(GGML_MAX_N_THREADS, 4 * cores));
+}
+
+void check_threads(int32_t n, const char * operation, const char * name) {
+    if (n <= 0 || n > max_threads()) {
+        throw_value(std::string("[") + operation + "] " + name + " = " + std::to_string(n) + " is outside 1.." +
+                    std::to_string(max_threads()) + " (4 per CPU core)");
+    }
+}
+
+// The KV cache types llama.cpp's own tools offer (common/arg.cpp): ggml cannot store or read a
+// KV cache of the others (removed types, and quantisations without the kernels it needs).
+bool is_kv_cache_type(int32_t type) {
+    static const ggml_type types[] = {GGML_TYPE_F32,  GGML_TYPE_F16,  GGML_TYPE_BF16, GGML_TYPE_Q8_0, GGML_TYPE_Q4_0,
+                                      GGML_TYPE_Q4_1, GGML_TYPE_IQ4_NL, GGML_TYPE_Q5_0, GGML_TYPE_Q5_1};
+    return std::find(std::begin(types), std::end(types), static_cast<ggml_type>(type)) != std::end(types);
+}
+
+ggml_type kv_cache_type(int32_t type, const char * name) {
+    if (!is_kv_cache_type(type)) {
+        throw_value(std::string("[Context] ") + name + " = " + std::to_string(type) +
+                    " is not a KV cache type: use f32 (0), f16 (1), bf16 (30), q8_0 (8), q4_0 (2), q4_1 (3), "
+                    "iq4_nl (20), q5_0 (6) or q5_1 (7)");
+    }
+    return static_cast<ggml_type>(type);
+}
+
+float finite(float value, const char * name) {
+    if (!std::isfinite(value)) throw_value(std::string("[Context] ") + name + " must be a finite number");
+    return value;
 }
 
 bool abort_callback(void * data) { return static_cast<std::atomic<bool> *>(data)->load(); }
@@ -45,26 +82,20 @@ Context::Context(const Model & model, const ContextOptions & o)
     p.n_seq_max = checked_u32(o.n_seq_max, "n_seq_max", 1, static_cast<int64_t>(llama_max_parallel_sequences()),
                               p.n_seq_max);
     if (o.n_threads) {
-        if (*o.n_threads <= 0) throw_value("[Context] n_threads must be positive");
+        check_threads(*o.n_threads, "Context", "n_threads");
         p.n_threads = *o.n_threads;
         p.n_threads_batch = *o.n_threads;
     }
     if (o.n_threads_batch) {
-        if (*o.n_threads_batch <= 0) throw_value("[Context] n_threads_batch must be positive");
+        check_threads(*o.n_threads_batch, "Context", "n_threads_batch");
         p.n_threads_batch = *o.n_threads_batch;
     }
     if (o.flash_attn) {
         if (*o.flash_attn < -1 || *o.flash_attn > 1) throw_value("[Context] flash_attn must be -1 (auto), 0 or 1");
         p.flash_attn_type = static_cast<llama_flash_attn_type>(*o.flash_attn);
     }
-    if (o.type_k) {
-        if (*o.type_k < 0 || *o.type_k >= GGML_TYPE_COUNT) throw_value("[Context] type_k is not a ggml type");
-        p.type_k = static_cast<ggml_type>(*o.type_k);
-    }
-    if (o.type_v) {
-        if (*o.type_v < 0 || *o.type_v >= GGML_TYPE_COUNT) throw_value("[Context] type_v is not a ggml type");
-        p.type_v = static_cast<ggml_type>(*o.type_v);
-    }
+    if (o.type_k) p.type_k = kv_cache_type(*o.type_k, "type_k");
+    if (o.type_v) p.type_v = kv_cache_type(*o.type_v, "type_v");
     if (o.offload_kqv) p.offload_kqv = *o.offload_kqv;
     if (o.op_offload) p.op_offload = *o.op_offload;
     if (o.swa_full) p.swa_full = *o.swa_full;
@@ -85,12 +116,12 @@ Context::Context(const Model & model, const ContextOptions & o)
             throw_value("[Context] unknown rope_scaling_type");
         p.rope_scaling_type = static_cast<llama_rope_scaling_type>(*o.rope_scaling_type);
     }
-    if (o.rope_freq_base) p.rope_freq_base = *o.rope_freq_base;
-    if (o.rope_freq_scale) p.rope_freq_scale = *o.rope_freq_scale;
-    if (o.yarn_ext_factor) p.yarn_ext_factor = *o.yarn_ext_factor;
-    if (o.yarn_attn_factor) p.yarn_attn_factor = *o.yarn_attn_factor;
-    if (o.yarn_beta_fast) p.yarn_beta_fast = *o.yarn_beta_fast;
-    if (o.yarn_beta_slow) p.yarn_beta_slow = *o.yarn_beta_slow;
+    if (o.rope_freq_base) p.rope_freq_base = finite(*o.rope_freq_base, "rope_freq_base");
+    if (o.rope_freq_scale) p.rope_freq_scale = finite(*o.rope_freq_scale, "rope_freq_scale");
+    if (o.yarn_ext_factor) p.yarn_ext_factor = finite(*o.yarn_ext_factor, "yarn_ext_factor");
+    if (o.yarn_attn_factor) p.yarn_attn_factor = finite(*o.yarn_attn_factor, "yarn_attn_factor");
+    if (o.yarn_beta_fast) p.yarn_beta_fast = finite(*o.yarn_beta_fast, "yarn_beta_fast");
+    if (o.yarn_beta_slow) p.yarn_beta_slow = finite(*o.yarn_beta_slow, "yarn_beta_slow");
     p.yarn_orig_ctx = checked_u32(o.yarn_orig_ctx, "yarn_orig_ctx", 0, max_n_ctx, p.yarn_orig_ctx);
     p.abort_callback = abort_callback;
     p.abort_callback_data = &abort_;
@@ -151,7 +182,8 @@ int32_t Context::n_threads() const { auto g = lock("Context.n_threads"); return 
 int32_t Context::pooling_type() const { auto g = lock("Context.pooling_type"); return llama_pooling_type(ctx_); }
 
 void Context::set_n_threads(int32_t n_threads, int32_t n_threads_batch) {
-    if (n_threads <= 0 || n_threads_batch <= 0) throw_value("[Context.set_n_threads] thread counts must be positive");
+    check_threads(n_threads, "Context.set_n_threads", "n_threads");
+    check_threads(n_threads_batch, "Context.set_n_threads", "n_threads_batch");
     auto g = lock("Context.set_n_threads");
     llama_set_n_threads(ctx_, n_threads, n_threads_batch);
 }
