@@ -1,3 +1,5 @@
+import os
+
 import numpy as np
 import pytest
 
@@ -296,3 +298,54 @@ def test_partial_copy_between_sequences_with_a_unified_cache(smollm2):
         ctx.decode(tokens)
         ctx.memory_copy(0, 1, 0, 3)
         assert ctx.memory_pos_max(1) == 2
+
+
+KV_TYPE_CASES = """
+model = _native.Model(sys.argv[1])
+for name, kwargs in [("removed_type", dict(type_k=4)), ("no_kernels", dict(type_v=12)),
+                     ("past_the_end", dict(type_k=10**6)), ("negative", dict(type_v=-1))]:
+    case(name, lambda: _native.Context(model, n_ctx=128, n_threads=2, **kwargs))
+case("supported", lambda: _native.Context(model, n_ctx=128, n_threads=2, type_k=8, flash_attn=True, type_v=8).n_ctx)
+"""
+
+
+def test_kv_cache_types_are_limited_to_what_ggml_supports(smollm2_path):
+    outcomes = run_cases(KV_TYPE_CASES, smollm2_path)
+    assert outcomes.pop("supported") == (None, "256")
+    for name, (cls, message) in outcomes.items():
+        assert cls == "ValueError" and "is not a KV cache type" in message, (name, cls, message)
+
+
+def test_thread_counts_are_capped(smollm2):
+    cap = 4 * os.cpu_count()
+    with pytest.raises(ValueError, match=rf"n_threads = 10000 is outside 1..{cap}"):
+        _native.Context(smollm2, n_threads=10000)
+    with pytest.raises(ValueError, match="n_threads_batch"):
+        _native.Context(smollm2, n_threads_batch=cap + 1)
+    with _native.Context(smollm2, n_ctx=128, n_threads=cap) as ctx:
+        with pytest.raises(ValueError, match="n_threads_batch"):
+            ctx.set_n_threads(2, 10000)
+
+
+def test_non_finite_and_out_of_range_parameters(smollm2):
+    for name in ["rope_freq_base", "rope_freq_scale", "yarn_ext_factor", "yarn_beta_fast"]:
+        with pytest.raises(ValueError, match=f"{name} must be a finite number"):
+            _native.Context(smollm2, **{name: float("nan")})
+    with pytest.raises(ValueError, match=r"\[Context\] n_ctx = 1180591620717411303424 is out of range"):
+        _native.Context(smollm2, n_ctx=2**70)
+    with pytest.raises(ValueError, match=r"\[Context\] n_threads = 4294967296 is out of range"):
+        _native.Context(smollm2, n_threads=2**32)
+
+
+def test_token_ids_are_checked_at_the_boundary(ctx):
+    for not_ids in [b"abc", bytearray(b"abc"), memoryview(b"abc"), "abc"]:
+        with pytest.raises(TypeError, match="must be token ids"):
+            ctx.decode(not_ids)
+    with pytest.raises(ValueError, match=r"\[Context.decode\] tokens\[1\] = 2147483648 is out of range"):
+        ctx.decode([1, 2**31])
+    with pytest.raises(ValueError, match="out of range"):
+        ctx.decode([2**70])
+    with pytest.raises(TypeError, match=r"tokens\[0\] is float, not int"):
+        ctx.decode([1.0])
+    ctx.decode(np.array([1, 2, 3], dtype=np.int64))  # NumPy ids are ids
+    assert ctx.memory_pos_max(0) == 2

@@ -251,3 +251,20 @@ def test_non_finite_load_parameters_raise(smollm2_path):
         _native.Model(smollm2_path, kv_overrides={"llama.rope.freq_base": float("nan")})
     with pytest.raises(ValueError, match="tensor_split"):
         _native.Model(smollm2_path, tensor_split=[float("inf")])
+
+
+def test_text_and_token_arguments_name_what_is_wrong(smollm2):
+    with pytest.raises(ValueError, match=r"\[Model.tokenize\] text is not valid Unicode text .*surrogates"):
+        smollm2.tokenize("a\ud800b")
+    with pytest.raises(TypeError, match="must be token ids"):
+        smollm2.detokenize(bytearray(b"abc"))
+    with pytest.raises(ValueError, match=r"tokens\[0\] = 2147483648 is out of range"):
+        smollm2.detokenize([2**31])
+    for method in [smollm2.is_eog, smollm2.is_control, smollm2.token_attr, smollm2.token_text,
+                   smollm2.token_score, smollm2.token_to_piece]:
+        with pytest.raises(ValueError, match="token 2147483648 is out of range"):
+            method(2**31)
+    with pytest.raises(ValueError, match=r"kv_overrides\['a.b'\] = 36893488147419103232 is out of range"):
+        _native.Model("unused.gguf", kv_overrides={"a.b": 2**65})
+    with pytest.raises(ValueError, match=r"\[Model\] n_gpu_layers = 2147483648 is out of range"):
+        _native.Model("unused.gguf", n_gpu_layers=2**31)
