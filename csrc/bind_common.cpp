@@ -46,6 +46,22 @@ std::vector<int32_t> token_ids(nb::handle sequence, const char * where, const ch
     return out;
 }
 
+std::map<int32_t, float> logit_bias(const LogitBiasArg & arg, const char * where) {
+    if (!PyDict_Check(arg.object.ptr())) {
+        throw nb::type_error((std::string("[") + where + "] logit_bias must be a dict of token id -> bias, not " +
+                              nb::inst_name(arg.object).c_str())
+                                 .c_str());
+    }
+    std::map<int32_t, float> out;
+    for (auto [token, value] : nb::borrow<nb::dict>(arg.object)) {
+        const int32_t id = token_ids(nb::make_tuple(token), where, "logit_bias key")[0];
+        float bias;
+        if (!nb::try_cast(value, bias)) raise_bad_argument(value, where, "logit_bias value");
+        out[id] = bias;
+    }
+    return out;
+}
+
 int32_t token_id(int64_t value, const char * where) {
     if (value < std::numeric_limits<int32_t>::min() || value > std::numeric_limits<int32_t>::max()) {
         throw nb::value_error(

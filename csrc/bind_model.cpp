@@ -9,33 +9,30 @@
 
 namespace llamabind {
 
-static ModelOptions model_options(nb::kwargs & kw) {
-    ModelOptions o;
-    o.n_gpu_layers = take_kwarg<int32_t>(kw, "n_gpu_layers", "Model");
-    o.split_mode = take_kwarg<int32_t>(kw, "split_mode", "Model");
-    o.main_gpu = take_kwarg<int32_t>(kw, "main_gpu", "Model");
-    o.tensor_split = take_kwarg<std::vector<float>>(kw, "tensor_split", "Model").value_or(std::vector<float>{});
-    o.use_mmap = take_kwarg<bool>(kw, "use_mmap", "Model").value_or(true);
-    o.use_mlock = take_kwarg<bool>(kw, "use_mlock", "Model").value_or(false);
-    o.vocab_only = take_kwarg<bool>(kw, "vocab_only", "Model").value_or(false);
-    o.check_tensors = take_kwarg<bool>(kw, "check_tensors", "Model").value_or(false);
-    if (auto overrides = take_kwarg<nb::dict>(kw, "kv_overrides", "Model")) {
-        for (auto [key, value] : *overrides) {
-            if (!nb::isinstance<nb::str>(key)) throw nb::type_error("[Model] kv_overrides keys must be str");
-            std::string k = utf8(key, "Model", "kv_overrides key");
-            const std::string field = "kv_overrides['" + k + "']";
-            if (nb::isinstance<nb::bool_>(value)) o.kv_overrides[k] = nb::cast<bool>(value);
-            else if (nb::isinstance<nb::int_>(value)) {
-                int64_t v;
-                if (!nb::try_cast(value, v)) raise_bad_argument(value, "Model", field.c_str());
-                o.kv_overrides[k] = v;
-            } else if (nb::isinstance<nb::float_>(value)) o.kv_overrides[k] = nb::cast<double>(value);
-            else if (nb::isinstance<nb::str>(value)) o.kv_overrides[k] = utf8(value, "Model", field.c_str());
-            else throw nb::type_error(("[Model] " + field + " must be bool, int, float or str").c_str());
+// kv_overrides as given (typed Mapping[str, bool | int | float | str] in stubs): converted here so
+// that an int out of range or a key with lone surrogates is named.
+static std::map<std::string, KvOverrideValue> kv_overrides(const KvOverridesArg & arg) {
+    if (!PyDict_Check(arg.object.ptr())) throw nb::type_error("[Model] kv_overrides must be a dict");
+    std::map<std::string, KvOverrideValue> out;
+    for (auto [key, value] : nb::borrow<nb::dict>(arg.object)) {
+        if (!nb::isinstance<nb::str>(key)) throw nb::type_error("[Model] kv_overrides keys must be str");
+        std::string k = utf8(key, "Model", "kv_overrides key");
+        const std::string field = "kv_overrides['" + k + "']";
+        if (nb::isinstance<nb::bool_>(value)) {
+            out[k] = nb::cast<bool>(value);
+        } else if (nb::isinstance<nb::int_>(value)) {
+            int64_t v;
+            if (!nb::try_cast(value, v)) raise_bad_argument(value, "Model", field.c_str());
+            out[k] = v;
+        } else if (nb::isinstance<nb::float_>(value)) {
+            out[k] = nb::cast<double>(value);
+        } else if (nb::isinstance<nb::str>(value)) {
+            out[k] = utf8(value, "Model", field.c_str());
+        } else {
+            throw nb::type_error(("[Model] " + field + " must be bool, int, float or str").c_str());
         }
     }
-    reject_unknown_kwargs(kw, "Model");
-    return o;
+    return out;
 }
 
 // A Model method of one token id, taking any Python int (ValueError outside int32).
@@ -51,8 +48,20 @@ Loading releases the GIL. A model is read-only afterwards and may be shared by m
 and contexts; contexts keep the weights alive, so ``close()`` frees them once no context uses
 them. Using a closed model raises ``HandleClosedError``.)")
         .def("__init__",
-             [](Model * self, const std::string & path, std::optional<nb::callable> progress, nb::kwargs kw) {
-                 ModelOptions options = model_options(kw);
+             [](Model * self, const std::string & path, std::optional<nb::callable> progress,
+                std::optional<nb::int_> n_gpu_layers, std::optional<nb::int_> split_mode, std::optional<nb::int_> main_gpu,
+                std::optional<std::vector<float>> tensor_split, bool use_mmap, bool use_mlock, bool vocab_only,
+                bool check_tensors, std::optional<KvOverridesArg> overrides) {
+                 ModelOptions options;
+                 options.n_gpu_layers = int_arg<int32_t>(n_gpu_layers, "Model", "n_gpu_layers");
+                 options.split_mode = int_arg<int32_t>(split_mode, "Model", "split_mode");
+                 options.main_gpu = int_arg<int32_t>(main_gpu, "Model", "main_gpu");
+                 options.tensor_split = tensor_split.value_or(std::vector<float>{});
+                 options.use_mmap = use_mmap;
+                 options.use_mlock = use_mlock;
+                 options.vocab_only = vocab_only;
+                 options.check_tensors = check_tensors;
+                 if (overrides) options.kv_overrides = kv_overrides(*overrides);
                  std::shared_ptr<nb::object> error;  // a Python exception raised by `progress`
                  ProgressFn fn;
                  if (progress) {
@@ -78,20 +87,26 @@ them. Using a closed model raises ``HandleClosedError``.)")
                      throw;
                  }
              },
-             nb::arg("path"), nb::arg("progress") = nb::none(), nb::arg("kwargs"),
+             nb::arg("path"), nb::arg("progress") = nb::none(), nb::kw_only(), nb::arg("n_gpu_layers").none() = nb::none(),
+             nb::arg("split_mode").none() = nb::none(), nb::arg("main_gpu").none() = nb::none(),
+             nb::arg("tensor_split").none() = nb::none(), nb::arg("use_mmap") = true, nb::arg("use_mlock") = false,
+             nb::arg("vocab_only") = false, nb::arg("check_tensors") = false, nb::arg("kv_overrides").none() = nb::none(),
              R"(Loads a GGUF file.
 
 Args:
     path: The .gguf file (the first part of a split model).
     progress: Called with the load progress in [0, 1]; returning False cancels the load
         (raising ModelLoadError with ``cancelled=1``); an exception it raises is re-raised.
-    **kwargs: llama_model_params: n_gpu_layers (-1: all, the default), split_mode (0 none,
-        1 layer, 2 row, 3 tensor), main_gpu, tensor_split (list of proportions), use_mmap
-        (True), use_mlock (False), vocab_only (False), check_tensors (False), kv_overrides
-        (dict of GGUF key -> bool/int/float/str).
+    n_gpu_layers, split_mode, main_gpu, tensor_split, use_mmap, use_mlock, vocab_only,
+        check_tensors, kv_overrides: keyword-only llama_model_params, None keeping llama.cpp's
+        default: n_gpu_layers (-1: all, the default), split_mode (0 none, 1 layer, 2 row,
+        3 tensor), tensor_split (proportions per device), kv_overrides (GGUF key -> value;
+        checked against the limits llama.cpp asserts on, e.g. block_count <= 512).
 
 Raises:
-    ModelLoadError: missing file, a directory, an empty, non-GGUF, truncated or corrupt file.)")
+    ModelLoadError: missing file, a directory, an empty, non-GGUF, truncated or corrupt file,
+        hyperparameters past llama.cpp's limits.
+    ValueError: a NUL byte in the path, non-finite floats, ints out of range.)")
         .def("close", &Model::close, R"(Drops this handle's reference to the weights now.)")
         .def_prop_ro("is_closed", &Model::is_closed)
         .def("__enter__", [](nb::object self) { return self; })
