@@ -30,7 +30,11 @@ def run_cases(body: str, *args: object, timeout: float = 300) -> dict[str, tuple
     """
     code = PRELUDE + textwrap.dedent(body)
     result = subprocess.run(
-        [sys.executable, "-c", code, *map(str, args)], capture_output=True, text=True, timeout=timeout
+        [sys.executable, "-c", code, *map(str, args)],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
     )
     outcomes: dict[str, tuple[str | None, str]] = {}
     for line in result.stdout.splitlines():

@@ -2,11 +2,9 @@ import os
 
 import numpy as np
 import pytest
-
+from isolated import run_cases
 from llamabind import _native
 from llamabind.errors import ContextOverflowError, HandleClosedError
-
-from isolated import run_cases
 
 
 @pytest.fixture
@@ -322,9 +320,8 @@ def test_thread_counts_are_capped(smollm2):
         _native.Context(smollm2, n_threads=10000)
     with pytest.raises(ValueError, match="n_threads_batch"):
         _native.Context(smollm2, n_threads_batch=cap + 1)
-    with _native.Context(smollm2, n_ctx=128, n_threads=cap) as ctx:
-        with pytest.raises(ValueError, match="n_threads_batch"):
-            ctx.set_n_threads(2, 10000)
+    with _native.Context(smollm2, n_ctx=128, n_threads=cap) as ctx, pytest.raises(ValueError, match="n_threads_batch"):
+        ctx.set_n_threads(2, 10000)
 
 
 def test_non_finite_and_out_of_range_parameters(smollm2):

@@ -5,7 +5,6 @@ from pathlib import Path
 import gguf
 import numpy as np
 import pytest
-
 from llamabind import _native
 from llamabind.errors import HandleClosedError, ModelLoadError
 

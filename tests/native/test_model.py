@@ -5,7 +5,6 @@ import textwrap
 import numpy as np
 import pytest
 from isolated import run_cases
-
 from llamabind import _native
 from llamabind.errors import HandleClosedError, LlamaError, ModelLoadError
 

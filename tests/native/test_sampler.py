@@ -2,7 +2,6 @@ import json
 
 import pytest
 from isolated import run_cases
-
 from llamabind import _native
 from llamabind.errors import GrammarError
 
@@ -273,13 +272,13 @@ def test_minus_one_windows_mean_the_whole_context(smollm2):
     four = first_sample(smollm2, text, [])
     assert smollm2.token_to_piece(four) == b" four"
     feed = smollm2.tokenize(text, add_special=True)
-    dry = dict(dry_multiplier=100.0, dry_allowed_length=1)
+    dry = {"dry_multiplier": 100.0, "dry_allowed_length": 1}
     assert first_sample(smollm2, text, feed, dry_penalty_last_n=0, **dry) == four
     assert first_sample(smollm2, text, feed, **dry) != four  # the default, -1
 
 
 def test_trigger_patterns_with_nested_repetition_are_refused(smollm2):
-    lazy = dict(grammar='root ::= "x"', grammar_lazy=True)
+    lazy = {"grammar": 'root ::= "x"', "grammar_lazy": True}
     for pattern in ["(a+)+b", "(x*y)*", "((ab)*c)+", "(?:\\s*\\w+){2,}"]:
         with pytest.raises(GrammarError, match="repeats a group that itself repeats"):
             _native.Sampler(smollm2, trigger_patterns=[pattern], **lazy)
