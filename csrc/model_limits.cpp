@@ -21,29 +21,29 @@ struct Range {
     int64_t min, max;
 };
 
-int64_t integer_at(const gguf_context * gguf, int64_t key, gguf_type type, size_t i, bool array) {
-    auto get = [&](auto scalar, auto element) -> int64_t {
-        return array ? static_cast<int64_t>(element(i)) : static_cast<int64_t>(scalar());
-    };
-    const void * data = array ? gguf_get_arr_data(gguf, key) : nullptr;
+// The size of an integer GGUF type, 0 for the others.
+size_t integer_size(gguf_type type) {
     switch (type) {
-        case GGUF_TYPE_UINT8: return get([&] { return gguf_get_val_u8(gguf, key); }, [&](size_t k) { return static_cast<const uint8_t *>(data)[k]; });
-        case GGUF_TYPE_INT8: return get([&] { return gguf_get_val_i8(gguf, key); }, [&](size_t k) { return static_cast<const int8_t *>(data)[k]; });
-        case GGUF_TYPE_UINT16: return get([&] { return gguf_get_val_u16(gguf, key); }, [&](size_t k) { return static_cast<const uint16_t *>(data)[k]; });
-        case GGUF_TYPE_INT16: return get([&] { return gguf_get_val_i16(gguf, key); }, [&](size_t k) { return static_cast<const int16_t *>(data)[k]; });
-        case GGUF_TYPE_UINT32: return get([&] { return gguf_get_val_u32(gguf, key); }, [&](size_t k) { return static_cast<const uint32_t *>(data)[k]; });
-        case GGUF_TYPE_INT32: return get([&] { return gguf_get_val_i32(gguf, key); }, [&](size_t k) { return static_cast<const int32_t *>(data)[k]; });
-        case GGUF_TYPE_UINT64: return get([&] { return static_cast<int64_t>(gguf_get_val_u64(gguf, key)); }, [&](size_t k) { return static_cast<int64_t>(static_cast<const uint64_t *>(data)[k]); });
-        case GGUF_TYPE_INT64: return get([&] { return gguf_get_val_i64(gguf, key); }, [&](size_t k) { return static_cast<const int64_t *>(data)[k]; });
+        case GGUF_TYPE_UINT8: case GGUF_TYPE_INT8: return 1;
+        case GGUF_TYPE_UINT16: case GGUF_TYPE_INT16: return 2;
+        case GGUF_TYPE_UINT32: case GGUF_TYPE_INT32: return 4;
+        case GGUF_TYPE_UINT64: case GGUF_TYPE_INT64: return 8;
         default: return 0;
     }
 }
 
-bool is_integer(gguf_type type) {
+int64_t read_integer(const void * data, gguf_type type) {
     switch (type) {
-        case GGUF_TYPE_UINT8: case GGUF_TYPE_INT8: case GGUF_TYPE_UINT16: case GGUF_TYPE_INT16:
-        case GGUF_TYPE_UINT32: case GGUF_TYPE_INT32: case GGUF_TYPE_UINT64: case GGUF_TYPE_INT64: return true;
-        default: return false;
+        case GGUF_TYPE_UINT8: return *static_cast<const uint8_t *>(data);
+        case GGUF_TYPE_INT8: return *static_cast<const int8_t *>(data);
+        case GGUF_TYPE_UINT16: return *static_cast<const uint16_t *>(data);
+        case GGUF_TYPE_INT16: return *static_cast<const int16_t *>(data);
+        case GGUF_TYPE_UINT32: return *static_cast<const uint32_t *>(data);
+        case GGUF_TYPE_INT32: return *static_cast<const int32_t *>(data);
+        // values past INT64_MAX read as negative, which every check below refuses as well
+        case GGUF_TYPE_UINT64: return static_cast<int64_t>(*static_cast<const uint64_t *>(data));
+        case GGUF_TYPE_INT64: return *static_cast<const int64_t *>(data);
+        default: return 0;
     }
 }
 
@@ -63,16 +63,18 @@ class Metadata {
         const int64_t id = gguf_find_key(gguf_, key.c_str());
         if (id < 0) return std::nullopt;
         const gguf_type type = gguf_get_kv_type(gguf_, id);
-        if (is_integer(type)) {
-            const int64_t v = integer_at(gguf_, id, type, 0, false);
+        if (integer_size(type) > 0) {
+            const int64_t v = read_integer(gguf_get_val_data(gguf_, id), type);
             return Range{v, v};
         }
-        if (type != GGUF_TYPE_ARRAY || !is_integer(gguf_get_arr_type(gguf_, id))) return std::nullopt;
-        const size_t n = gguf_get_arr_n(gguf_, id);
-        if (n == 0) return std::nullopt;
+        if (type != GGUF_TYPE_ARRAY) return std::nullopt;
+        const gguf_type element = gguf_get_arr_type(gguf_, id);
+        const size_t size = integer_size(element), n = gguf_get_arr_n(gguf_, id);
+        if (size == 0 || n == 0) return std::nullopt;
+        const auto * data = static_cast<const char *>(gguf_get_arr_data(gguf_, id));
         Range r{INT64_MAX, INT64_MIN};
         for (size_t i = 0; i < n; ++i) {
-            const int64_t v = integer_at(gguf_, id, gguf_get_arr_type(gguf_, id), i, true);
+            const int64_t v = read_integer(data + i * size, element);
             r.min = std::min(r.min, v);
             r.max = std::max(r.max, v);
         }
@@ -113,11 +115,14 @@ void check_model_limits(const std::string & path, const std::map<std::string, Kv
     if (arch.empty()) return;
     auto fail = [&](const std::string & key, const std::string & why) {
         throw Error(ErrorKind::ModelLoad, "[Model] '" + path + "': " + key + " " + why +
-                                              " (llama.cpp would abort loading it; a corrupt file or a bad kv_overrides value)")
+                                              " (llama.cpp would abort loading it; a corrupt file or a bad "
+                                              "kv_overrides value)")
             .with("path", path)
             .with("key", key);
     };
-    auto value = [](const Range & r) { return r.min == r.max ? std::to_string(r.max) : std::to_string(r.min) + ".." + std::to_string(r.max); };
+    auto value = [](const Range & r) {
+        return r.min == r.max ? std::to_string(r.max) : std::to_string(r.min) + ".." + std::to_string(r.max);
+    };
 
     const std::string k_layers = arch + ".block_count";
     const auto layers = meta.range(k_layers);
