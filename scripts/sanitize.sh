@@ -40,7 +40,8 @@ rm -rf "$reports" && mkdir -p "$reports"
 status=0
 (
     cd "$root"
-    export PYTHONPATH="$build/python" LD_PRELOAD="$preload" PYTHONMALLOC=malloc
+    # LLAMABIND_SANITIZED lets tests that size a thread's stack for a normal build step aside
+    export PYTHONPATH="$build/python" LD_PRELOAD="$preload" PYTHONMALLOC=malloc LLAMABIND_SANITIZED="$sanitize"
     export ASAN_OPTIONS="detect_leaks=0:abort_on_error=0:log_path=$reports/asan"
     export UBSAN_OPTIONS="print_stacktrace=1:log_path=$reports/ubsan"
     if [ $# -eq 0 ]; then set -- tests/native; fi
