@@ -30,13 +30,6 @@ void check_signals() {
     }
 }
 
-void reject_unknown_kwargs(const nb::kwargs & kwargs, const char * where) {
-    for (auto [key, value] : kwargs) {
-        throw nb::type_error((std::string(where) + "() got an unexpected keyword argument '" +
-                              nb::str(key).c_str() + "'").c_str());
-    }
-}
-
 void bind_backend(nb::module_ & m) {
     m.def("system_info", &system_info, nb::call_guard<native_call>(),
           R"(llama.cpp's system information line: the CPU features and backends in use, ending

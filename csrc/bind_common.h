@@ -2,8 +2,13 @@
 
 #include <nanobind/nanobind.h>
 
+#include <cstdint>
+#include <limits>
+#include <map>
 #include <optional>
+#include <type_traits>
 #include <string>
+#include <vector>
 
 #include "shutdown.h"
 
@@ -37,23 +42,54 @@ auto without_gil(F && f) {
 // Between pieces of a long evaluation: lets Ctrl-C (and other signals) stop it.
 void check_signals();
 
-// Reads an optional keyword argument, removing it from kwargs; nullopt when absent or None.
+// Why `value` did not convert to the C++ type of argument `name` of `where`: ValueError for an
+// int out of range or a str that is not valid Unicode (a lone surrogate), else TypeError.
+[[noreturn]] void raise_bad_argument(nb::handle value, const char * where, const char * name);
+
+// Token ids from a sequence of ints. Refuses bytes-like objects and str (their items are not
+// token ids) with TypeError, and ids outside int32 with ValueError.
+std::vector<int32_t> token_ids(nb::handle sequence, const char * where, const char * name = "tokens");
+
+// A token-id argument as the caller passed it, converted by token_ids() so that bytes are refused
+// and an id out of range is named (nanobind's own list caster would take bytearray's items as
+// ids and report an overflow as "incompatible function arguments"). Typed Sequence[int] in stubs.
+struct TokenSequence {
+    nb::handle object;
+    std::vector<int32_t> ids(const char * where) const { return token_ids(object, where); }
+};
+
+// An int argument (typed `int | None` in stubs) as a T; ValueError naming the field when it does
+// not fit, where nanobind's own int casters would report "incompatible function arguments".
 template <class T>
-std::optional<T> take_kwarg(nb::kwargs & kwargs, const char * name) {
-    if (!kwargs.contains(name)) return std::nullopt;
-    nb::object value = kwargs[name];
-    PyDict_DelItemString(kwargs.ptr(), name);
-    if (value.is_none()) return std::nullopt;
-    try {
-        return nb::cast<T>(value);
-    } catch (const nb::cast_error &) {
-        throw nb::type_error((std::string("argument '") + name + "' has the wrong type (" +
-                              nb::inst_name(value).c_str() + ")").c_str());
+std::optional<T> int_arg(const std::optional<nb::int_> & value, const char * where, const char * name) {
+    if (!value) return std::nullopt;
+    int overflow = 0;
+    const long long v = PyLong_AsLongLongAndOverflow(value->ptr(), &overflow);
+    constexpr long long lo = std::is_signed_v<T> ? static_cast<long long>(std::numeric_limits<T>::min()) : 0;
+    constexpr unsigned long long hi = std::numeric_limits<T>::max();
+    if (overflow != 0 || v < lo || (v > 0 && static_cast<unsigned long long>(v) > hi)) {
+        raise_bad_argument(*value, where, name);
     }
+    return static_cast<T>(v);
 }
 
-// Raises TypeError naming the first keyword left in kwargs.
-void reject_unknown_kwargs(const nb::kwargs & kwargs, const char * where);
+// A {token id: bias} argument as the caller passed it (typed Mapping[int, float] in stubs),
+// converted by logit_bias() so that ids out of range and NaN biases are named.
+struct LogitBiasArg {
+    nb::handle object;
+};
+std::map<int32_t, float> logit_bias(const LogitBiasArg & arg, const char * where);
+
+// Model's kv_overrides as the caller passed them (typed Mapping[str, bool | int | float | str]).
+struct KvOverridesArg {
+    nb::handle object;
+};
+
+// One token id from a Python int: ValueError outside int32 (the vocabulary check follows in C++).
+int32_t token_id(int64_t value, const char * where);
+
+// The UTF-8 bytes of a str; ValueError naming the field for a str with lone surrogates.
+std::string utf8(nb::handle text, const char * where, const char * name);
 
 void bind_errors(nb::module_ & m);
 void bind_backend(nb::module_ & m);
@@ -64,3 +100,37 @@ void bind_generator(nb::module_ & m);
 void bind_chat(nb::module_ & m);
 
 }  // namespace llamabind
+
+namespace nanobind::detail {
+
+template <>
+struct type_caster<llamabind::TokenSequence> {
+    NB_TYPE_CASTER(llamabind::TokenSequence, const_name("collections.abc.Sequence[int]"))
+
+    bool from_python(handle src, uint8_t, cleanup_list *) noexcept {
+        value.object = src;
+        return true;
+    }
+};
+
+template <>
+struct type_caster<llamabind::LogitBiasArg> {
+    NB_TYPE_CASTER(llamabind::LogitBiasArg, const_name("collections.abc.Mapping[int, float]"))
+
+    bool from_python(handle src, uint8_t, cleanup_list *) noexcept {
+        value.object = src;
+        return true;
+    }
+};
+
+template <>
+struct type_caster<llamabind::KvOverridesArg> {
+    NB_TYPE_CASTER(llamabind::KvOverridesArg, const_name("collections.abc.Mapping[str, bool | int | float | str]"))
+
+    bool from_python(handle src, uint8_t, cleanup_list *) noexcept {
+        value.object = src;
+        return true;
+    }
+};
+
+}  // namespace nanobind::detail

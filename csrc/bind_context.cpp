@@ -4,6 +4,7 @@
 #include <nanobind/stl/pair.h>
 #include <nanobind/stl/shared_ptr.h>
 #include <nanobind/stl/string.h>
+#include <nanobind/stl/variant.h>
 #include <nanobind/stl/vector.h>
 
 #include "bind_common.h"
@@ -22,38 +23,9 @@ static FloatArray to_numpy(std::vector<float> && values) {
     return FloatArray(owned->data(), {owned->size()}, owner);
 }
 
-static ContextOptions context_options(nb::kwargs & kw) {
-    ContextOptions o;
-    o.n_ctx = take_kwarg<int64_t>(kw, "n_ctx");
-    o.n_batch = take_kwarg<int64_t>(kw, "n_batch");
-    o.n_ubatch = take_kwarg<int64_t>(kw, "n_ubatch");
-    o.n_seq_max = take_kwarg<int64_t>(kw, "n_seq_max");
-    o.n_threads = take_kwarg<int32_t>(kw, "n_threads");
-    o.n_threads_batch = take_kwarg<int32_t>(kw, "n_threads_batch");
-    if (auto fa = take_kwarg<nb::object>(kw, "flash_attn")) {
-        o.flash_attn = nb::isinstance<nb::bool_>(*fa) ? (nb::cast<bool>(*fa) ? 1 : 0) : nb::cast<int32_t>(*fa);
-    }
-    o.type_k = take_kwarg<int32_t>(kw, "type_k");
-    o.type_v = take_kwarg<int32_t>(kw, "type_v");
-    o.offload_kqv = take_kwarg<bool>(kw, "offload_kqv");
-    o.op_offload = take_kwarg<bool>(kw, "op_offload");
-    o.swa_full = take_kwarg<bool>(kw, "swa_full");
-    o.kv_unified = take_kwarg<bool>(kw, "kv_unified");
-    o.embeddings = take_kwarg<bool>(kw, "embeddings").value_or(false);
-    o.no_perf = take_kwarg<bool>(kw, "no_perf").value_or(false);
-    o.pooling_type = take_kwarg<int32_t>(kw, "pooling_type");
-    o.attention_type = take_kwarg<int32_t>(kw, "attention_type");
-    o.rope_scaling_type = take_kwarg<int32_t>(kw, "rope_scaling_type");
-    o.rope_freq_base = take_kwarg<float>(kw, "rope_freq_base");
-    o.rope_freq_scale = take_kwarg<float>(kw, "rope_freq_scale");
-    o.yarn_ext_factor = take_kwarg<float>(kw, "yarn_ext_factor");
-    o.yarn_attn_factor = take_kwarg<float>(kw, "yarn_attn_factor");
-    o.yarn_beta_fast = take_kwarg<float>(kw, "yarn_beta_fast");
-    o.yarn_beta_slow = take_kwarg<float>(kw, "yarn_beta_slow");
-    o.yarn_orig_ctx = take_kwarg<int64_t>(kw, "yarn_orig_ctx");
-    reject_unknown_kwargs(kw, "Context");
-    return o;
-}
+using Int = std::optional<nb::int_>;
+using Float = std::optional<float>;
+using Bool = std::optional<bool>;
 
 static LogitsMode logits_mode(const std::string & name) {
     if (name == "last") return LogitsMode::Last;
@@ -82,25 +54,73 @@ void bind_context(nb::module_ & m) {
 One thread uses a context at a time (an internal lock, waited on without the GIL). It keeps its
 model's weights alive. ``close()`` frees it at once; later use raises HandleClosedError.)")
         .def("__init__",
-             [](Context * self, const Model & model, nb::kwargs kw) {
-                 ContextOptions options = context_options(kw);
-                 without_gil([&] { new (self) Context(model, options); });
+             [](Context * self, const Model & model, Int n_ctx, Int n_batch, Int n_ubatch, Int n_seq_max, Int n_threads,
+                Int n_threads_batch, std::optional<std::variant<bool, nb::int_>> flash_attn, Int type_k, Int type_v,
+                Bool offload_kqv, Bool op_offload, Bool swa_full, Bool kv_unified, bool embeddings, bool no_perf,
+                Int pooling_type, Int attention_type, Int rope_scaling_type, Float rope_freq_base, Float rope_freq_scale,
+                Float yarn_ext_factor, Float yarn_attn_factor, Float yarn_beta_fast, Float yarn_beta_slow,
+                Int yarn_orig_ctx) {
+                 const char * op = "Context";
+                 ContextOptions o;
+                 o.n_ctx = int_arg<int64_t>(n_ctx, op, "n_ctx");
+                 o.n_batch = int_arg<int64_t>(n_batch, op, "n_batch");
+                 o.n_ubatch = int_arg<int64_t>(n_ubatch, op, "n_ubatch");
+                 o.n_seq_max = int_arg<int64_t>(n_seq_max, op, "n_seq_max");
+                 o.n_threads = int_arg<int32_t>(n_threads, op, "n_threads");
+                 o.n_threads_batch = int_arg<int32_t>(n_threads_batch, op, "n_threads_batch");
+                 if (flash_attn) {
+                     if (auto * on = std::get_if<bool>(&*flash_attn)) o.flash_attn = *on ? 1 : 0;
+                     else o.flash_attn = int_arg<int32_t>(std::get<nb::int_>(*flash_attn), op, "flash_attn");
+                 }
+                 o.type_k = int_arg<int32_t>(type_k, op, "type_k");
+                 o.type_v = int_arg<int32_t>(type_v, op, "type_v");
+                 o.offload_kqv = offload_kqv;
+                 o.op_offload = op_offload;
+                 o.swa_full = swa_full;
+                 o.kv_unified = kv_unified;
+                 o.embeddings = embeddings;
+                 o.no_perf = no_perf;
+                 o.pooling_type = int_arg<int32_t>(pooling_type, op, "pooling_type");
+                 o.attention_type = int_arg<int32_t>(attention_type, op, "attention_type");
+                 o.rope_scaling_type = int_arg<int32_t>(rope_scaling_type, op, "rope_scaling_type");
+                 o.rope_freq_base = rope_freq_base;
+                 o.rope_freq_scale = rope_freq_scale;
+                 o.yarn_ext_factor = yarn_ext_factor;
+                 o.yarn_attn_factor = yarn_attn_factor;
+                 o.yarn_beta_fast = yarn_beta_fast;
+                 o.yarn_beta_slow = yarn_beta_slow;
+                 o.yarn_orig_ctx = int_arg<int64_t>(yarn_orig_ctx, op, "yarn_orig_ctx");
+                 without_gil([&] { new (self) Context(model, o); });
              },
-             nb::arg("model"), nb::arg("kwargs"),
+             nb::arg("model"), nb::kw_only(), nb::arg("n_ctx").none() = nb::none(), nb::arg("n_batch").none() = nb::none(),
+             nb::arg("n_ubatch").none() = nb::none(), nb::arg("n_seq_max").none() = nb::none(),
+             nb::arg("n_threads").none() = nb::none(), nb::arg("n_threads_batch").none() = nb::none(),
+             nb::arg("flash_attn").none() = nb::none(), nb::arg("type_k").none() = nb::none(),
+             nb::arg("type_v").none() = nb::none(), nb::arg("offload_kqv").none() = nb::none(),
+             nb::arg("op_offload").none() = nb::none(), nb::arg("swa_full").none() = nb::none(),
+             nb::arg("kv_unified").none() = nb::none(), nb::arg("embeddings") = false, nb::arg("no_perf") = false,
+             nb::arg("pooling_type").none() = nb::none(), nb::arg("attention_type").none() = nb::none(),
+             nb::arg("rope_scaling_type").none() = nb::none(), nb::arg("rope_freq_base").none() = nb::none(),
+             nb::arg("rope_freq_scale").none() = nb::none(), nb::arg("yarn_ext_factor").none() = nb::none(),
+             nb::arg("yarn_attn_factor").none() = nb::none(), nb::arg("yarn_beta_fast").none() = nb::none(),
+             nb::arg("yarn_beta_slow").none() = nb::none(), nb::arg("yarn_orig_ctx").none() = nb::none(),
              R"(Creates a context.
 
 Args:
     model: The model; vocab-only models cannot have a context (ContextError).
-    **kwargs: llama_context_params: n_ctx (0: the model's training context), n_batch, n_ubatch,
-        n_seq_max, n_threads, n_threads_batch, flash_attn (-1 auto, 0/False off, 1/True on),
-        type_k, type_v (ggml types), offload_kqv, op_offload, swa_full, kv_unified, embeddings,
-        no_perf, pooling_type (-1 model's, 0 none, 1 mean, 2 cls, 3 last, 4 rank),
+    n_ctx ... yarn_orig_ctx: keyword-only llama_context_params, None keeping llama.cpp's
+        default: n_ctx (0: the model's training context), n_batch, n_ubatch, n_seq_max,
+        n_threads, n_threads_batch (at most 4 per CPU core), flash_attn (-1 auto, 0/False off,
+        1/True on), type_k, type_v (KV cache ggml types: f32 0, f16 1, bf16 30, q8_0 8, q4_0 2,
+        q4_1 3, iq4_nl 20, q5_0 6, q5_1 7), offload_kqv, op_offload, swa_full, kv_unified,
+        embeddings, no_perf, pooling_type (-1 model's, 0 none, 1 mean, 2 cls, 3 last, 4 rank),
         attention_type (-1, 0 causal, 1 non-causal), rope_scaling_type, rope_freq_base,
-        rope_freq_scale, yarn_ext_factor, yarn_attn_factor, yarn_beta_fast, yarn_beta_slow,
-        yarn_orig_ctx. None keeps llama.cpp's default.
+        rope_freq_scale, yarn_ext_factor, yarn_attn_factor, yarn_beta_fast, yarn_beta_slow
+        (finite), yarn_orig_ctx.
 
 Raises:
-    ValueError: n_ctx < 0 or absurd, n_batch > n_ctx, n_ubatch > n_batch, bad enums.
+    ValueError: n_ctx < 0 or absurd, n_batch > n_ctx, n_ubatch > n_batch, bad enums, thread
+        counts past the cap, KV cache types ggml cannot use, non-finite floats, ints out of range.
     ContextError: llama.cpp could not create it (e.g. out of memory).)")
         .def("close", &Context::close, nb::call_guard<native_call>(), R"(Frees the context now (waits for a call in flight).)")
         .def_prop_ro("is_closed", &Context::is_closed)
@@ -117,9 +137,10 @@ Raises:
         .def("set_n_threads", &Context::set_n_threads, nb::arg("n_threads"), nb::arg("n_threads_batch"),
              nb::call_guard<native_call>())
         .def("decode",
-             [](Context & self, const std::vector<int32_t> & tokens, int32_t seq_id, const std::string & logits) {
+             [](Context & self, TokenSequence tokens, int32_t seq_id, const std::string & logits) {
                  LogitsMode mode = logits_mode(logits);
-                 without_gil([&] { self.decode(tokens, seq_id, mode, check_signals); });
+                 std::vector<int32_t> ids = tokens.ids("Context.decode");
+                 without_gil([&] { self.decode(ids, seq_id, mode, check_signals); });
              },
              nb::arg("tokens"), nb::arg("seq_id") = 0, nb::arg("logits") = "last",
              R"(Evaluates tokens after what sequence ``seq_id`` holds, in n_batch pieces, without the GIL.

@@ -11,6 +11,7 @@
 #include "errors.h"
 #include "jinja/lexer.h"
 #include "jinja/parser.h"
+#include "grammar.h"
 #include "json-schema-to-grammar.h"
 #include "json.h"
 #include "log.h"
@@ -345,7 +346,10 @@ ChatParams ChatTemplates::apply(const ChatApplyOptions & o) const {
     } catch (const std::exception & e) {
         throw_value(std::string("[ChatTemplates.apply] ") + e.what());
     }
-    if (o.tools_json) inputs.tools = parse_tools(*o.tools_json);
+    if (o.tools_json) {
+        check_json_schema(*o.tools_json, op);  // the chat format turns their schemas into grammars
+        inputs.tools = parse_tools(*o.tools_json);
+    }
     inputs.tool_choice = parse_tool_choice(o.tool_choice);
     inputs.parallel_tool_calls = o.parallel_tool_calls;
     inputs.add_generation_prompt = o.add_generation_prompt;
@@ -356,7 +360,7 @@ ChatParams ChatTemplates::apply(const ChatApplyOptions & o) const {
         json schema = parse_json(*o.json_schema, "json_schema", op);
         if (!schema.is_object()) throw_value("[ChatTemplates.apply] json_schema must be a JSON object");
         try {
-            ::json_schema_to_grammar(schema);  // the converter's own message, before rendering
+            llamabind::json_schema_to_grammar(schema.dump());  // the converter's own message, before rendering
         } catch (const std::exception & e) {
             throw Error(ErrorKind::Grammar, std::string("[ChatTemplates.apply] json_schema: ") + e.what());
         }

@@ -1,7 +1,10 @@
 #include "context.h"
 
 #include <algorithm>
+#include <cmath>
 #include <fstream>
+#include <iterator>
+#include <thread>
 
 #include "batch.h"
 #include "errors.h"
@@ -21,6 +24,41 @@ uint32_t checked_u32(const std::optional<int64_t> & value, const char * name, in
                     std::to_string(lo) + ", " + std::to_string(hi) + "]");
     }
     return static_cast<uint32_t>(*value);
+}
+
+// More threads than this only adds contention: a few per core (ggml itself stops at 512).
+int32_t max_threads() {
+    const int64_t cores = std::max(1u, std::thread::hardware_concurrency());
+    return static_cast<int32_t>(std::min<int64_t>(GGML_MAX_N_THREADS, 4 * cores));
+}
+
+void check_threads(int32_t n, const char * operation, const char * name) {
+    if (n <= 0 || n > max_threads()) {
+        throw_value(std::string("[") + operation + "] " + name + " = " + std::to_string(n) + " is outside 1.." +
+                    std::to_string(max_threads()) + " (4 per CPU core)");
+    }
+}
+
+// The KV cache types llama.cpp's own tools offer (common/arg.cpp): ggml cannot store or read a
+// KV cache of the others (removed types, and quantisations without the kernels it needs).
+bool is_kv_cache_type(int32_t type) {
+    static const ggml_type types[] = {GGML_TYPE_F32,  GGML_TYPE_F16,  GGML_TYPE_BF16, GGML_TYPE_Q8_0, GGML_TYPE_Q4_0,
+                                      GGML_TYPE_Q4_1, GGML_TYPE_IQ4_NL, GGML_TYPE_Q5_0, GGML_TYPE_Q5_1};
+    return std::find(std::begin(types), std::end(types), static_cast<ggml_type>(type)) != std::end(types);
+}
+
+ggml_type kv_cache_type(int32_t type, const char * name) {
+    if (!is_kv_cache_type(type)) {
+        throw_value(std::string("[Context] ") + name + " = " + std::to_string(type) +
+                    " is not a KV cache type: use f32 (0), f16 (1), bf16 (30), q8_0 (8), q4_0 (2), q4_1 (3), "
+                    "iq4_nl (20), q5_0 (6) or q5_1 (7)");
+    }
+    return static_cast<ggml_type>(type);
+}
+
+float finite(float value, const char * name) {
+    if (!std::isfinite(value)) throw_value(std::string("[Context] ") + name + " must be a finite number");
+    return value;
 }
 
 bool abort_callback(void * data) { return static_cast<const Context *>(data)->should_abort(); }
@@ -46,26 +84,20 @@ Context::Context(const Model & model, const ContextOptions & o)
     p.n_seq_max = checked_u32(o.n_seq_max, "n_seq_max", 1, static_cast<int64_t>(llama_max_parallel_sequences()),
                               p.n_seq_max);
     if (o.n_threads) {
-        if (*o.n_threads <= 0) throw_value("[Context] n_threads must be positive");
+        check_threads(*o.n_threads, "Context", "n_threads");
         p.n_threads = *o.n_threads;
         p.n_threads_batch = *o.n_threads;
     }
     if (o.n_threads_batch) {
-        if (*o.n_threads_batch <= 0) throw_value("[Context] n_threads_batch must be positive");
+        check_threads(*o.n_threads_batch, "Context", "n_threads_batch");
         p.n_threads_batch = *o.n_threads_batch;
     }
     if (o.flash_attn) {
         if (*o.flash_attn < -1 || *o.flash_attn > 1) throw_value("[Context] flash_attn must be -1 (auto), 0 or 1");
         p.flash_attn_type = static_cast<llama_flash_attn_type>(*o.flash_attn);
     }
-    if (o.type_k) {
-        if (*o.type_k < 0 || *o.type_k >= GGML_TYPE_COUNT) throw_value("[Context] type_k is not a ggml type");
-        p.type_k = static_cast<ggml_type>(*o.type_k);
-    }
-    if (o.type_v) {
-        if (*o.type_v < 0 || *o.type_v >= GGML_TYPE_COUNT) throw_value("[Context] type_v is not a ggml type");
-        p.type_v = static_cast<ggml_type>(*o.type_v);
-    }
+    if (o.type_k) p.type_k = kv_cache_type(*o.type_k, "type_k");
+    if (o.type_v) p.type_v = kv_cache_type(*o.type_v, "type_v");
     if (o.offload_kqv) p.offload_kqv = *o.offload_kqv;
     if (o.op_offload) p.op_offload = *o.op_offload;
     if (o.swa_full) p.swa_full = *o.swa_full;
@@ -85,12 +117,12 @@ Context::Context(const Model & model, const ContextOptions & o)
             throw_value("[Context] unknown rope_scaling_type");
         p.rope_scaling_type = static_cast<llama_rope_scaling_type>(*o.rope_scaling_type);
     }
-    if (o.rope_freq_base) p.rope_freq_base = *o.rope_freq_base;
-    if (o.rope_freq_scale) p.rope_freq_scale = *o.rope_freq_scale;
-    if (o.yarn_ext_factor) p.yarn_ext_factor = *o.yarn_ext_factor;
-    if (o.yarn_attn_factor) p.yarn_attn_factor = *o.yarn_attn_factor;
-    if (o.yarn_beta_fast) p.yarn_beta_fast = *o.yarn_beta_fast;
-    if (o.yarn_beta_slow) p.yarn_beta_slow = *o.yarn_beta_slow;
+    if (o.rope_freq_base) p.rope_freq_base = finite(*o.rope_freq_base, "rope_freq_base");
+    if (o.rope_freq_scale) p.rope_freq_scale = finite(*o.rope_freq_scale, "rope_freq_scale");
+    if (o.yarn_ext_factor) p.yarn_ext_factor = finite(*o.yarn_ext_factor, "yarn_ext_factor");
+    if (o.yarn_attn_factor) p.yarn_attn_factor = finite(*o.yarn_attn_factor, "yarn_attn_factor");
+    if (o.yarn_beta_fast) p.yarn_beta_fast = finite(*o.yarn_beta_fast, "yarn_beta_fast");
+    if (o.yarn_beta_slow) p.yarn_beta_slow = finite(*o.yarn_beta_slow, "yarn_beta_slow");
     p.yarn_orig_ctx = checked_u32(o.yarn_orig_ctx, "yarn_orig_ctx", 0, max_n_ctx, p.yarn_orig_ctx);
     p.abort_callback = abort_callback;
     p.abort_callback_data = this;
@@ -186,16 +218,26 @@ int32_t Context::n_threads() const { auto g = lock("Context.n_threads"); return 
 int32_t Context::pooling_type() const { auto g = lock("Context.pooling_type"); return llama_pooling_type(ctx_); }
 
 void Context::set_n_threads(int32_t n_threads, int32_t n_threads_batch) {
-    if (n_threads <= 0 || n_threads_batch <= 0) throw_value("[Context.set_n_threads] thread counts must be positive");
+    check_threads(n_threads, "Context.set_n_threads", "n_threads");
+    check_threads(n_threads_batch, "Context.set_n_threads", "n_threads_batch");
     auto g = lock("Context.set_n_threads");
     llama_set_n_threads(ctx_, n_threads, n_threads_batch);
 }
 
+// llama.cpp asserts on a sequence id outside [0, n_seq_max): every call that takes one checks it here first.
+void Context::check_seq_locked(int32_t seq_id, const char * operation, bool all_allowed) const {
+    const uint32_t n_seq_max = llama_n_seq_max(ctx_);
+    if ((seq_id >= 0 && static_cast<uint32_t>(seq_id) < n_seq_max) || (all_allowed && seq_id == -1)) return;
+    throw Error(ErrorKind::Value, std::string("[") + operation + "] seq_id " + std::to_string(seq_id) +
+                                      " is outside 0.." + std::to_string(n_seq_max - 1) +
+                                      (all_allowed ? " (or -1 for every sequence)" : "") +
+                                      ": the context was created with n_seq_max=" + std::to_string(n_seq_max))
+        .with("seq_id", static_cast<int64_t>(seq_id))
+        .with("n_seq_max", static_cast<int64_t>(n_seq_max));
+}
+
 void Context::check_fits_locked(size_t n_new, int32_t seq_id, const char * operation) const {
-    if (seq_id < 0 || static_cast<uint32_t>(seq_id) >= llama_n_seq_max(ctx_)) {
-        throw_value(std::string("[") + operation + "] seq_id " + std::to_string(seq_id) + " is outside 0.." +
-                    std::to_string(llama_n_seq_max(ctx_) - 1) + " (raise n_seq_max)");
-    }
+    check_seq_locked(seq_id, operation);
     const int64_t n_ctx = llama_n_ctx_seq(ctx_);
     const int64_t n_past = llama_memory_seq_pos_max(llama_get_memory(ctx_), seq_id) + 1;
     if (n_past + static_cast<int64_t>(n_new) > n_ctx) {
@@ -334,6 +376,7 @@ std::vector<float> Context::embeddings(int32_t i) const {
 
 std::vector<float> Context::sequence_embeddings(int32_t seq_id) const {
     auto g = lock("Context.sequence_embeddings");
+    check_seq_locked(seq_id, "Context.sequence_embeddings");
     const float * data = llama_get_embeddings_seq(ctx_, seq_id);
     if (data == nullptr) {
         throw_value("[Context.sequence_embeddings] no pooled embeddings for sequence " + std::to_string(seq_id) +
@@ -351,6 +394,7 @@ void Context::memory_clear() {
 
 bool Context::memory_remove(int32_t seq_id, int32_t p0, int32_t p1) {
     auto g = lock("Context.memory_remove");
+    check_seq_locked(seq_id, "Context.memory_remove", true);
     const bool ok = llama_memory_seq_rm(llama_get_memory(ctx_), seq_id, p0, p1);
     if (ok) {
         for (auto & [seq, tracked] : tokens_) {
@@ -364,6 +408,15 @@ bool Context::memory_remove(int32_t seq_id, int32_t p0, int32_t p1) {
 
 void Context::memory_copy(int32_t src, int32_t dst, int32_t p0, int32_t p1) {
     auto g = lock("Context.memory_copy");
+    check_seq_locked(src, "Context.memory_copy");
+    check_seq_locked(dst, "Context.memory_copy");
+    // Without a unified KV cache each sequence has its own buffer, and llama.cpp copies between
+    // buffers only whole (it asserts otherwise).
+    if (!kv_unified_ && llama_n_seq_max(ctx_) > 1 && src != dst && (p0 > 0 || p1 >= 0)) {
+        throw_value("[Context.memory_copy] copying part of a sequence (p0=" + std::to_string(p0) + ", p1=" +
+                    std::to_string(p1) + ") into another needs kv_unified=True; without it only whole "
+                    "sequences are copied (p0=-1, p1=-1)");
+    }
     llama_memory_seq_cp(llama_get_memory(ctx_), src, dst, p0, p1);
     if (p0 <= 0 && p1 < 0) {
         tokens_[dst] = tokens_[src];
@@ -375,7 +428,14 @@ void Context::memory_copy(int32_t src, int32_t dst, int32_t p0, int32_t p1) {
 
 void Context::memory_keep(int32_t seq_id) {
     auto g = lock("Context.memory_keep");
-    llama_memory_seq_keep(llama_get_memory(ctx_), seq_id);
+    check_seq_locked(seq_id, "Context.memory_keep");
+    llama_memory_t memory = llama_get_memory(ctx_);
+    llama_memory_seq_keep(memory, seq_id);
+    if (!kv_unified_) {  // each sequence has its own buffer, and seq_keep clears only seq_id's
+        for (int32_t other = 0; other < static_cast<int32_t>(llama_n_seq_max(ctx_)); ++other) {
+            if (other != seq_id) llama_memory_seq_rm(memory, other, -1, -1);
+        }
+    }
     for (auto it = tokens_.begin(); it != tokens_.end();) {
         it = it->first == seq_id ? std::next(it) : tokens_.erase(it);
     }
@@ -383,6 +443,7 @@ void Context::memory_keep(int32_t seq_id) {
 
 void Context::memory_shift(int32_t seq_id, int32_t p0, int32_t p1, int32_t delta) {
     auto g = lock("Context.memory_shift");
+    check_seq_locked(seq_id, "Context.memory_shift");
     if (!llama_memory_can_shift(llama_get_memory(ctx_))) {
         throw Error(ErrorKind::State, "[Context.memory_shift] this model's memory cannot be shifted");
     }
@@ -392,11 +453,13 @@ void Context::memory_shift(int32_t seq_id, int32_t p0, int32_t p1, int32_t delta
 
 int32_t Context::memory_pos_max(int32_t seq_id) const {
     auto g = lock("Context.memory_pos_max");
+    check_seq_locked(seq_id, "Context.memory_pos_max");
     return llama_memory_seq_pos_max(llama_get_memory(ctx_), seq_id);
 }
 
 int32_t Context::memory_pos_min(int32_t seq_id) const {
     auto g = lock("Context.memory_pos_min");
+    check_seq_locked(seq_id, "Context.memory_pos_min");
     return llama_memory_seq_pos_min(llama_get_memory(ctx_), seq_id);
 }
 
@@ -407,12 +470,14 @@ bool Context::memory_can_shift() const {
 
 std::vector<int32_t> Context::cached_tokens(int32_t seq_id) const {
     auto g = lock("Context.cached_tokens");
+    check_seq_locked(seq_id, "Context.cached_tokens");
     auto it = tokens_.find(seq_id);
     return it == tokens_.end() ? std::vector<int32_t>{} : it->second;
 }
 
 std::vector<uint8_t> Context::state_bytes(std::optional<int32_t> seq_id) {
     auto g = lock("Context.state_bytes");
+    if (seq_id) check_seq_locked(*seq_id, "Context.state_bytes");
     std::vector<uint8_t> out;
     if (seq_id) {
         out.resize(llama_state_seq_get_size(ctx_, *seq_id));
@@ -426,6 +491,7 @@ std::vector<uint8_t> Context::state_bytes(std::optional<int32_t> seq_id) {
 
 void Context::load_state_bytes(const std::vector<uint8_t> & data, std::optional<int32_t> seq_id) {
     auto g = lock("Context.load_state_bytes");
+    if (seq_id) check_seq_locked(*seq_id, "Context.load_state_bytes");
     LogCapture capture;
     const size_t n = seq_id ? llama_state_seq_set_data(ctx_, data.data(), data.size(), *seq_id)
                             : llama_state_set_data(ctx_, data.data(), data.size());
@@ -437,6 +503,8 @@ void Context::load_state_bytes(const std::vector<uint8_t> & data, std::optional<
 
 void Context::save_state_file(const std::string & path, std::optional<int32_t> seq_id) {
     auto g = lock("Context.save_state_file");
+    if (seq_id) check_seq_locked(*seq_id, "Context.save_state_file");
+    check_path(path, "Context.save_state_file", "path");
     const int32_t seq = seq_id.value_or(0);
     std::vector<int32_t> tracked = tokens_.count(seq) ? tokens_[seq] : std::vector<int32_t>{};
     if (std::find(tracked.begin(), tracked.end(), -1) != tracked.end()) tracked.clear();
@@ -449,6 +517,8 @@ void Context::save_state_file(const std::string & path, std::optional<int32_t> s
 
 void Context::load_state_file(const std::string & path, std::optional<int32_t> seq_id) {
     auto g = lock("Context.load_state_file");
+    if (seq_id) check_seq_locked(*seq_id, "Context.load_state_file");
+    check_path(path, "Context.load_state_file", "path");
     if (!std::ifstream(path).good()) {
         throw Error(ErrorKind::State, "[Context.load_state_file] cannot read '" + path + "'").with("path", path);
     }
@@ -484,6 +554,14 @@ void Context::set_lora(const std::vector<std::pair<std::shared_ptr<LoraAdapter>,
     std::vector<float> scales;
     std::vector<std::shared_ptr<LoraAdapter>> keep;
     for (const auto & [adapter, scale] : adapters) {
+        const std::string which = "adapter " + std::to_string(keep.size());
+        if (!adapter) throw_value("[Context.set_lora] " + which + " is None; pass (LoraAdapter, scale) pairs");
+        if (adapter->model() != model_.get()) {
+            throw_value("[Context.set_lora] " + which + " ('" + adapter->path() +
+                        "') was loaded for another model; load it with LoraAdapter(model, path) for this "
+                        "context's model");
+        }
+        if (!std::isfinite(scale)) throw_value("[Context.set_lora] " + which + " has a scale that is not finite");
         raw_adapters.push_back(adapter->raw("Context.set_lora"));
         scales.push_back(scale);
         keep.push_back(adapter);

@@ -48,4 +48,11 @@ class Error : public std::runtime_error {
     throw Error(ErrorKind::Value, message);
 }
 
+// A NUL byte would cut the path short at the C API, and another file would be opened.
+inline void check_path(const std::string & path, const char * operation, const char * field) {
+    if (path.find('\0') != std::string::npos) {
+        throw_value(std::string("[") + operation + "] " + field + " contains a NUL byte");
+    }
+}
+
 }  // namespace llamabind

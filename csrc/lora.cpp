@@ -10,6 +10,7 @@ namespace llamabind {
 
 LoraAdapter::LoraAdapter(const Model & model, const std::string & path)
     : model_(model.handle("LoraAdapter")), path_(path) {
+    check_path(path, "LoraAdapter", "path");
     std::error_code ec;
     if (!std::filesystem::is_regular_file(path, ec)) {
         throw Error(ErrorKind::ModelLoad, "[LoraAdapter] no such file: '" + path + "'").with("path", path);

@@ -19,6 +19,8 @@ class LoraAdapter {
     bool is_closed() const;
     llama_adapter_lora * raw(const char * operation) const;
     const std::string & path() const { return path_; }
+    // The model the adapter was loaded for: a context of another model must refuse it.
+    const llama_model * model() const { return model_.get(); }
     std::map<std::string, std::string> metadata() const;
 
   private:

@@ -1,5 +1,6 @@
 #include "model.h"
 
+#include <cmath>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
@@ -7,6 +8,7 @@
 #include "backend.h"
 #include "errors.h"
 #include "logging.h"
+#include "model_limits.h"
 
 namespace llamabind {
 namespace {
@@ -14,10 +16,15 @@ namespace {
 // Checks the file before llama.cpp sees it, so the common mistakes get plain words.
 void check_model_file(const std::string & path) {
     namespace fs = std::filesystem;
+    check_path(path, "Model", "path");
     std::error_code ec;
     fs::file_status status = fs::status(path, ec);
     if (ec || !fs::exists(status)) {
-        throw Error(ErrorKind::ModelLoad, "[Model] no such file: '" + path + "'").with("path", path);
+        throw Error(ErrorKind::ModelLoad, "[Model] no such file: '" + path +
+                                              "'. Model takes a path to a .gguf file; to load a model by name "
+                                              "or URI, turn it into a path with llamabind.resolve_model(name) "
+                                              "or load it with LlamaEngine.load_model(name)")
+            .with("path", path);
     }
     if (fs::is_directory(status)) {
         throw Error(ErrorKind::ModelLoad, "[Model] '" + path + "' is a directory, not a GGUF file")
@@ -79,6 +86,9 @@ Model::Model(const std::string & path, const ModelOptions & options, const Progr
         params.split_mode = static_cast<llama_split_mode>(*options.split_mode);
     }
     if (options.main_gpu) params.main_gpu = *options.main_gpu;
+    for (float share : options.tensor_split) {
+        if (!std::isfinite(share) || share < 0) throw_value("[Model] tensor_split entries must be finite and >= 0");
+    }
     std::vector<float> tensor_split(llama_max_devices(), 0.0f);
     if (!options.tensor_split.empty()) {
         if (options.tensor_split.size() > tensor_split.size()) {
@@ -111,6 +121,9 @@ Model::Model(const std::string & path, const ModelOptions & options, const Progr
             o.tag = LLAMA_KV_OVERRIDE_TYPE_INT;
             o.val_i64 = std::get<int64_t>(value);
         } else if (std::holds_alternative<double>(value)) {
+            if (!std::isfinite(std::get<double>(value))) {
+                throw_value("[Model] kv_overrides value for '" + key + "' is not a finite number");
+            }
             o.tag = LLAMA_KV_OVERRIDE_TYPE_FLOAT;
             o.val_f64 = std::get<double>(value);
         } else {
@@ -127,6 +140,8 @@ Model::Model(const std::string & path, const ModelOptions & options, const Progr
         overrides.push_back(llama_model_kv_override{});  // terminated by an empty key
         params.kv_overrides = overrides.data();
     }
+
+    check_model_limits(path, options.kv_overrides, options.vocab_only);
 
     ProgressState state{&progress};
     if (progress) {

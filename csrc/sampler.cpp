@@ -8,12 +8,80 @@
 
 #include "common.h"
 #include "errors.h"
+#include "grammar.h"
 #include "logging.h"
 
 namespace llamabind {
 namespace {
 
+void check_finite(float value, const char * name) {
+    if (!std::isfinite(value)) throw_value(std::string("[Sampler] ") + name + " must be a finite number, not " + std::to_string(value));
+}
+
+// Trigger patterns run through std::regex (a backtracking engine) on the text generated so far,
+// at every token: a repeated group that itself repeats, as in (a+)+ or (x*y)*, can take time
+// exponential in that text. Such patterns are refused, and patterns are kept short. Overlapping
+// alternatives under a repeat, as in (a|a)*, are not detected.
+void check_trigger_pattern(const std::string & pattern) {
+    constexpr size_t max_pattern_bytes = 1024;
+    if (pattern.size() > max_pattern_bytes) {
+        throw Error(ErrorKind::Grammar, "[Sampler] a trigger pattern has " + std::to_string(pattern.size()) +
+                                            " bytes; the limit is " + std::to_string(max_pattern_bytes));
+    }
+    std::vector<bool> group_repeats = {false};  // per open group: holds a repeated item
+    bool after_repeating_group = false;         // the item just closed is a group that holds one
+    for (size_t i = 0; i < pattern.size(); ++i) {
+        const char c = pattern[i];
+        bool repeat = false;
+        if (c == '\\') {
+            ++i;
+        } else if (c == '[') {
+            size_t j = i + 1;
+            if (j < pattern.size() && pattern[j] == '^') ++j;
+            if (j < pattern.size() && pattern[j] == ']') ++j;
+            for (; j < pattern.size() && pattern[j] != ']'; ++j) {
+                if (pattern[j] == '\\') ++j;
+            }
+            i = j;
+        } else if (c == '(') {
+            group_repeats.push_back(false);
+        } else if (c == ')' && group_repeats.size() > 1) {
+            const bool inner = group_repeats.back();
+            group_repeats.pop_back();
+            group_repeats.back() = group_repeats.back() || inner;
+            after_repeating_group = inner;
+            continue;
+        } else if (c == '*' || c == '+') {
+            repeat = true;
+        } else if (c == '{') {
+            const size_t close = pattern.find('}', i);
+            const std::string body = close == std::string::npos ? "" : pattern.substr(i + 1, close - i - 1);
+            const size_t comma = body.find(',');
+            repeat = comma != std::string::npos ? (comma + 1 == body.size() || std::atoi(body.c_str() + comma + 1) > 1)
+                                                : std::atoi(body.c_str()) > 1;
+        }
+        if (repeat) {
+            if (after_repeating_group) {
+                throw Error(ErrorKind::Grammar, "[Sampler] trigger pattern '" + pattern +
+                                                    "' repeats a group that itself repeats (like (a+)+), which "
+                                                    "can take exponential time on every token; rewrite it without "
+                                                    "the nested repetition");
+            }
+            group_repeats.back() = true;
+        }
+        after_repeating_group = false;
+    }
+}
+
 void check_params(const SamplerParams & p, int32_t n_vocab) {
+    const std::pair<float, const char *> floats[] = {
+        {p.temperature, "temperature"}, {p.dynatemp_range, "dynatemp_range"}, {p.dynatemp_exponent, "dynatemp_exponent"},
+        {p.top_p, "top_p"}, {p.min_p, "min_p"}, {p.typical_p, "typical_p"}, {p.top_n_sigma, "top_n_sigma"},
+        {p.xtc_probability, "xtc_probability"}, {p.xtc_threshold, "xtc_threshold"}, {p.repeat_penalty, "repeat_penalty"},
+        {p.frequency_penalty, "frequency_penalty"}, {p.presence_penalty, "presence_penalty"},
+        {p.dry_multiplier, "dry_multiplier"}, {p.dry_base, "dry_base"}, {p.mirostat_tau, "mirostat_tau"},
+        {p.mirostat_eta, "mirostat_eta"}};
+    for (const auto & [value, name] : floats) check_finite(value, name);
     if (p.top_k < 0) throw_value("[Sampler] top_k must be >= 0 (0 disables it)");
     if (p.top_p < 0 || p.top_p > 1) throw_value("[Sampler] top_p must be in [0, 1]");
     if (p.min_p < 0 || p.min_p > 1) throw_value("[Sampler] min_p must be in [0, 1]");
@@ -23,11 +91,18 @@ void check_params(const SamplerParams & p, int32_t n_vocab) {
     if (p.penalty_last_n < -1) throw_value("[Sampler] penalty_last_n must be >= -1 (-1: the whole context)");
     if (p.dry_penalty_last_n < -1) throw_value("[Sampler] dry_penalty_last_n must be >= -1");
     if (p.mirostat < 0 || p.mirostat > 2) throw_value("[Sampler] mirostat must be 0 (off), 1 or 2");
+    size_t n_banned = 0;
     for (const auto & [token, bias] : p.logit_bias) {
         if (token < 0 || token >= n_vocab) {
             throw_value("[Sampler] logit_bias token " + std::to_string(token) + " is outside the vocabulary (0.." +
                         std::to_string(n_vocab - 1) + ")");
         }
+        if (std::isnan(bias)) throw_value("[Sampler] logit_bias of token " + std::to_string(token) + " is NaN");
+        if (bias == -INFINITY) ++n_banned;
+    }
+    if (n_banned == static_cast<size_t>(n_vocab)) {
+        throw_value("[Sampler] logit_bias bans every token of the vocabulary (-inf on all " + std::to_string(n_vocab) +
+                    "): nothing could be sampled");
     }
     for (int32_t token : p.trigger_tokens) {
         if (token < 0 || token >= n_vocab) {
@@ -39,6 +114,9 @@ void check_params(const SamplerParams & p, int32_t n_vocab) {
         p.trigger_tokens.empty()) {
         throw_value("[Sampler] a lazy grammar needs trigger_words, trigger_patterns, trigger_patterns_full or trigger_tokens");
     }
+    if (!p.grammar.empty()) check_grammar(p.grammar, "Sampler");
+    for (const std::string & pattern : p.trigger_patterns) check_trigger_pattern(pattern);
+    for (const std::string & pattern : p.trigger_patterns_full) check_trigger_pattern(pattern);
     if (!p.grammar_prefill.empty() && (p.grammar.empty() || p.grammar_lazy)) {
         throw_value("[Sampler] grammar_prefill applies to a grammar that is not lazy");
     }
@@ -102,10 +180,15 @@ llama_sampler * make_grammar(const llama_vocab * vocab, const SamplerParams & p)
     return s;
 }
 
-llama_sampler * build_chain(const llama_model * model, const SamplerParams & p) {
+llama_sampler * build_chain(const llama_model * model, SamplerParams p) {
     const llama_vocab * vocab = llama_model_get_vocab(model);
     const int32_t n_vocab = llama_vocab_n_tokens(vocab);
     check_params(p, n_vocab);
+    // -1 means the whole context (as in llama.cpp's common/): a chain is made before any context,
+    // so it covers the model's training context, the most a context usually holds.
+    const int32_t n_ctx_train = std::max(llama_model_n_ctx_train(model), 1);
+    if (p.penalty_last_n == -1) p.penalty_last_n = n_ctx_train;
+    if (p.dry_penalty_last_n == -1) p.dry_penalty_last_n = n_ctx_train;
 
     llama_sampler_chain_params cp = llama_sampler_chain_default_params();
     cp.no_perf = false;
@@ -176,13 +259,35 @@ Sampler::Sampler(const Model & model, const SamplerParams & params)
     }
 }
 
-void Sampler::prefill_grammar() const {
+void Sampler::prefill_grammar() {
     for (int32_t token : prefill_tokens_) {
         try {
-            llama_sampler_accept(grammar_, token);
+            accept_grammar(token, false, "Sampler");
         } catch (const std::exception & e) {
             throw Error(ErrorKind::Grammar, std::string("[Sampler] the grammar does not accept grammar_prefill: ") + e.what());
         }
+    }
+}
+
+void Sampler::accept_grammar(int32_t token, bool allowed_already, const char * operation) {
+    if (grammar_failed_) {
+        throw Error(ErrorKind::Grammar, std::string("[") + operation +
+                                            "] the grammar failed on an earlier token; call reset() to start over");
+    }
+    if (!allowed_already) {
+        llama_token_data single = {token, 1.0f, 0.0f};
+        llama_token_data_array check = {&single, 1, -1, false};
+        llama_sampler_apply(grammar_, &check);
+        if (single.logit == -INFINITY) {
+            throw Error(ErrorKind::Grammar, std::string("[") + operation + "] token " + std::to_string(token) +
+                                                " is not allowed by the grammar here");
+        }
+    }
+    try {
+        llama_sampler_accept(grammar_, token);
+    } catch (const std::exception & e) {
+        grammar_failed_ = true;
+        throw Error(ErrorKind::Grammar, std::string("[") + operation + "] " + e.what());
     }
 }
 
@@ -220,6 +325,7 @@ std::shared_ptr<Sampler> Sampler::clone() const {
     llama_sampler * grammar = grammar_ != nullptr ? llama_sampler_clone(grammar_) : nullptr;
     auto clone = std::shared_ptr<Sampler>(new Sampler(model_, params_, copy, grammar));
     clone->prefill_tokens_ = prefill_tokens_;
+    clone->grammar_failed_ = grammar_failed_;
     return clone;
 }
 
@@ -272,14 +378,28 @@ int32_t argmax(const float * logits, int32_t n) {
 
 }  // namespace
 
+void Sampler::check_model(const llama_model * model, const char * operation) const {
+    if (model != model_.get()) {
+        throw_value(std::string("[") + operation +
+                    "] the sampler was made for another model than the context's; make a Sampler for the "
+                    "context's model");
+    }
+}
+
 int32_t Sampler::sample(llama_context * ctx, int32_t i) {
     std::lock_guard<std::mutex> lock(mutex_);
     llama_sampler * c = chain("Sampler.sample");
+    check_model(llama_get_model(ctx), "Sampler.sample");
     if (llama_get_logits_ith(ctx, i) == nullptr) {
         throw_value("[Sampler.sample] output " + std::to_string(i) + " has no logits in the last decode");
     }
     try {
-        if (grammar_ != nullptr) return sample_with_grammar(ctx, i);
+        if (grammar_ != nullptr) {
+            if (grammar_failed_) {
+                throw Error(ErrorKind::Grammar, "[Sampler.sample] the grammar failed on an earlier token; call reset() to start over");
+            }
+            return sample_with_grammar(ctx, i);
+        }
         if (is_plain_greedy(c)) {
             const int32_t token =
                 argmax(llama_get_logits_ith(ctx, i), llama_vocab_n_tokens(llama_model_get_vocab(model_.get())));
@@ -321,13 +441,21 @@ int32_t Sampler::sample_with_grammar(llama_context * ctx, int32_t i) {
     if (check.data[0].logit == -INFINITY) {
         cur = fill();
         llama_sampler_apply(grammar_, &cur);
+        allowed_.assign(static_cast<size_t>(n_vocab), false);
         bool any = false;
-        for (size_t k = 0; k < cur.size && !any; ++k) any = cur.data[k].logit != -INFINITY;
+        for (size_t k = 0; k < cur.size; ++k) {
+            if (cur.data[k].logit != -INFINITY) allowed_[static_cast<size_t>(cur.data[k].id)] = any = true;
+        }
         if (!any) throw Error(ErrorKind::Grammar, "[Sampler.sample] no token can continue the grammar");
         llama_sampler_apply(chain_, &cur);
-        token = cur.data[cur.selected].id;
+        token = cur.selected < 0 ? -1 : cur.data[cur.selected].id;
+        if (token < 0 || !allowed_[static_cast<size_t>(token)]) {
+            throw Error(ErrorKind::Grammar,
+                        "[Sampler.sample] no token the grammar allows is left after the sampler chain: logit_bias "
+                        "or another sampler removed every one");
+        }
     }
-    llama_sampler_accept(grammar_, token);
+    accept_grammar(token, true, "Sampler.sample");
     llama_sampler_accept(chain_, token);
     return token;
 }
@@ -340,8 +468,10 @@ void Sampler::accept(int32_t token) {
     std::lock_guard<std::mutex> lock(mutex_);
     try {
         llama_sampler * c = chain("Sampler.accept");
-        if (grammar_ != nullptr) llama_sampler_accept(grammar_, token);
+        if (grammar_ != nullptr) accept_grammar(token, false, "Sampler.accept");
         llama_sampler_accept(c, token);
+    } catch (const Error &) {
+        throw;
     } catch (const std::exception & e) {
         throw Error(ErrorKind::Grammar, std::string("[Sampler.accept] ") + e.what());
     }
@@ -352,6 +482,7 @@ void Sampler::reset() {
     llama_sampler_reset(chain("Sampler.reset"));
     if (grammar_ != nullptr) {
         llama_sampler_reset(grammar_);
+        grammar_failed_ = false;
         prefill_grammar();
     }
 }

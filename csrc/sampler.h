@@ -77,6 +77,9 @@ class Sampler {
     void close();
     bool is_closed() const;
 
+    // Raises ValueError unless the sampler was made for `model` (its vocabulary sizes the chain:
+    // another model's logits would be read past their end).
+    void check_model(const llama_model * model, const char * operation) const;
     // Samples from output i of the context's last decode and accepts the token.
     int32_t sample(llama_context * ctx, int32_t i);
     void accept(int32_t token);
@@ -94,16 +97,22 @@ class Sampler {
   private:
     Sampler(std::shared_ptr<llama_model> model, SamplerParams params, llama_sampler * chain, llama_sampler * grammar);
     llama_sampler * chain(const char * operation) const;
-    void prefill_grammar() const;
+    void prefill_grammar();
     int32_t sample_with_grammar(llama_context * ctx, int32_t i);
+    // Feeds a token to the grammar, refusing one it does not allow (llama.cpp aborts the process
+    // on an end-of-generation token the grammar does not allow, and on a grammar whose stacks an
+    // earlier rejected token emptied).
+    void accept_grammar(int32_t token, bool allowed_already, const char * operation);
 
     std::shared_ptr<llama_model> model_;
     SamplerParams params_;
     mutable std::mutex mutex_;
     llama_sampler * chain_ = nullptr;    // everything but the grammar
     llama_sampler * grammar_ = nullptr;  // null without a grammar
+    bool grammar_failed_ = false;        // until reset(): the grammar's state is unusable
     std::vector<int32_t> prefill_tokens_;
     std::vector<llama_token_data> candidates_;
+    std::vector<bool> allowed_;  // by token id: what the grammar allowed in the last full pass
 };
 
 }  // namespace llamabind

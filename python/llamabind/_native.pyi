@@ -1,6 +1,6 @@
 """llamabind's native layer: llama.cpp handles bound with nanobind."""
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Annotated, Any
 
 import numpy
@@ -96,7 +96,7 @@ class Model:
     them. Using a closed model raises ``HandleClosedError``.
     """
 
-    def __init__(self, path: str, progress: Callable | None = None, **kwargs) -> None:
+    def __init__(self, path: str, progress: Callable | None = None, *, n_gpu_layers: int | None = None, split_mode: int | None = None, main_gpu: int | None = None, tensor_split: Sequence[float] | None = None, use_mmap: bool = True, use_mlock: bool = False, vocab_only: bool = False, check_tensors: bool = False, kv_overrides: Mapping[str, bool | int | float | str] | None = None) -> None:
         """
         Loads a GGUF file.
 
@@ -104,13 +104,16 @@ class Model:
             path: The .gguf file (the first part of a split model).
             progress: Called with the load progress in [0, 1]; returning False cancels the load
                 (raising ModelLoadError with ``cancelled=1``); an exception it raises is re-raised.
-            **kwargs: llama_model_params: n_gpu_layers (-1: all, the default), split_mode (0 none,
-                1 layer, 2 row, 3 tensor), main_gpu, tensor_split (list of proportions), use_mmap
-                (True), use_mlock (False), vocab_only (False), check_tensors (False), kv_overrides
-                (dict of GGUF key -> bool/int/float/str).
+            n_gpu_layers, split_mode, main_gpu, tensor_split, use_mmap, use_mlock, vocab_only,
+                check_tensors, kv_overrides: keyword-only llama_model_params, None keeping llama.cpp's
+                default: n_gpu_layers (-1: all, the default), split_mode (0 none, 1 layer, 2 row,
+                3 tensor), tensor_split (proportions per device), kv_overrides (GGUF key -> value;
+                checked against the limits llama.cpp asserts on, e.g. block_count <= 512).
 
         Raises:
-            ModelLoadError: missing file, a directory, an empty, non-GGUF, truncated or corrupt file.
+            ModelLoadError: missing file, a directory, an empty, non-GGUF, truncated or corrupt file,
+                hyperparameters past llama.cpp's limits.
+            ValueError: a NUL byte in the path, non-finite floats, ints out of range.
         """
 
     def close(self) -> None:
@@ -230,29 +233,32 @@ class Model:
 class Sampler:
     """A llama.cpp sampler chain, optionally constrained by a GBNF grammar."""
 
-    def __init__(self, model: Model, **kwargs) -> None:
+    def __init__(self, model: Model, *, seed: int | None = None, temperature: float | None = 0.8, dynatemp_range: float | None = 0.0, dynatemp_exponent: float | None = 1.0, top_k: int | None = 40, top_p: float | None = 0.95, min_p: float | None = 0.05, typical_p: float | None = 1.0, top_n_sigma: float | None = -1.0, xtc_probability: float | None = 0.0, xtc_threshold: float | None = 0.1, penalty_last_n: int | None = 64, repeat_penalty: float | None = 1.0, frequency_penalty: float | None = 0.0, presence_penalty: float | None = 0.0, dry_multiplier: float | None = 0.0, dry_base: float | None = 1.75, dry_allowed_length: int | None = 2, dry_penalty_last_n: int | None = -1, dry_sequence_breakers: Sequence[str] | None = ['\n', ':', '"', '*'], mirostat: int | None = 0, mirostat_tau: float | None = 5.0, mirostat_eta: float | None = 0.1, greedy: bool | None = False, logit_bias: Mapping[int, float] | None = None, grammar: str | None = None, grammar_root: str | None = 'root', grammar_lazy: bool | None = False, trigger_words: Sequence[str] | None = None, trigger_patterns: Sequence[str] | None = None, trigger_patterns_full: Sequence[str] | None = None, trigger_tokens: Sequence[int] | None = None, grammar_prefill: str | None = None, min_keep: int | None = 0) -> None:
         """
         Builds the chain: logit bias, grammar, penalties, DRY, top-n-sigma, top-k, typical-p,
         top-p, min-p, XTC, temperature, dist; greedy when temperature <= 0 or greedy=True; mirostat
         1/2 after temperature.
 
-        Keyword args (llama.cpp defaults): seed (random), temperature (0.8), dynatemp_range (0),
-        dynatemp_exponent (1), top_k (40), top_p (0.95), min_p (0.05), typical_p (1), top_n_sigma (-1),
-        xtc_probability (0), xtc_threshold (0.1), penalty_last_n (64), repeat_penalty (1),
-        frequency_penalty (0), presence_penalty (0), dry_multiplier (0: off), dry_base (1.75),
-        dry_allowed_length (2), dry_penalty_last_n (-1), dry_sequence_breakers, mirostat (0),
-        mirostat_tau (5), mirostat_eta (0.1), greedy (False), logit_bias ({token: bias}), grammar
-        (GBNF text), grammar_root ("root"), grammar_lazy (False), trigger_words, trigger_patterns
-        (regexes found anywhere in the generated text), trigger_patterns_full (regexes that must match
-        the whole text generated so far), trigger_tokens, grammar_prefill (text a non-lazy grammar
-        accepts before the first token: a chat format's generation prompt, see
-        ChatParams.sampler_kwargs), min_keep (0).
+        Keyword-only args (llama.cpp defaults, as in the signature; None keeps the default): seed
+        (None: random), temperature, dynatemp_range, dynatemp_exponent, top_k, top_p, min_p,
+        typical_p, top_n_sigma, xtc_probability, xtc_threshold, penalty_last_n (-1: the whole
+        context, i.e. the model's training context), repeat_penalty, frequency_penalty,
+        presence_penalty, dry_multiplier (0: off), dry_base, dry_allowed_length, dry_penalty_last_n
+        (-1: the whole context), dry_sequence_breakers, mirostat, mirostat_tau, mirostat_eta, greedy,
+        logit_bias ({token: bias}; -inf bans a token, NaN is refused), grammar (GBNF text, groups
+        nested at most 256 deep, at most 4 MiB), grammar_root, grammar_lazy, trigger_words,
+        trigger_patterns (regexes found anywhere in the generated text), trigger_patterns_full
+        (regexes that must match the whole text generated so far), trigger_tokens, grammar_prefill
+        (text a non-lazy grammar accepts before the first token: a chat format's generation prompt,
+        see ChatParams.sampler_kwargs), min_keep. Floats must be finite. Trigger patterns (at most
+        1024 bytes) may not repeat a group that itself repeats, like (a+)+: std::regex backtracks.
 
         A lazy grammar constrains nothing until a trigger appears, then applies from the trigger on.
 
         Raises:
-            GrammarError: the grammar does not parse (llama.cpp's message) or a trigger pattern is invalid.
-            ValueError: out-of-range parameters.
+            GrammarError: the grammar does not parse (llama.cpp's message), is past the limits, or a
+                trigger pattern is invalid or may backtrack exponentially.
+            ValueError: out-of-range or non-finite parameters.
         """
 
     def sample(self, context: Context, i: int = -1) -> int:
@@ -301,8 +307,12 @@ def json_schema_to_grammar(schema_json: str) -> str:
     """
     Converts a JSON schema (JSON text) to a GBNF grammar with llama.cpp's converter.
 
+    Limits keep the converter from exhausting the stack or running for minutes: at most 128 JSON
+    levels, 512 properties per object, and a grammar of at most 4 MiB.
+
     Raises:
-        GrammarError: the text is not JSON or the schema cannot be converted.
+        GrammarError: the text is not JSON, the schema is past the limits or cannot be converted.
+        ValueError: the text holds lone surrogates.
     """
 
 class LoraAdapter:
@@ -338,22 +348,25 @@ class Context:
     model's weights alive. ``close()`` frees it at once; later use raises HandleClosedError.
     """
 
-    def __init__(self, model: Model, **kwargs) -> None:
+    def __init__(self, model: Model, *, n_ctx: int | None = None, n_batch: int | None = None, n_ubatch: int | None = None, n_seq_max: int | None = None, n_threads: int | None = None, n_threads_batch: int | None = None, flash_attn: bool | int | None = None, type_k: int | None = None, type_v: int | None = None, offload_kqv: bool | None = None, op_offload: bool | None = None, swa_full: bool | None = None, kv_unified: bool | None = None, embeddings: bool = False, no_perf: bool = False, pooling_type: int | None = None, attention_type: int | None = None, rope_scaling_type: int | None = None, rope_freq_base: float | None = None, rope_freq_scale: float | None = None, yarn_ext_factor: float | None = None, yarn_attn_factor: float | None = None, yarn_beta_fast: float | None = None, yarn_beta_slow: float | None = None, yarn_orig_ctx: int | None = None) -> None:
         """
         Creates a context.
 
         Args:
             model: The model; vocab-only models cannot have a context (ContextError).
-            **kwargs: llama_context_params: n_ctx (0: the model's training context), n_batch, n_ubatch,
-                n_seq_max, n_threads, n_threads_batch, flash_attn (-1 auto, 0/False off, 1/True on),
-                type_k, type_v (ggml types), offload_kqv, op_offload, swa_full, kv_unified, embeddings,
-                no_perf, pooling_type (-1 model's, 0 none, 1 mean, 2 cls, 3 last, 4 rank),
+            n_ctx ... yarn_orig_ctx: keyword-only llama_context_params, None keeping llama.cpp's
+                default: n_ctx (0: the model's training context), n_batch, n_ubatch, n_seq_max,
+                n_threads, n_threads_batch (at most 4 per CPU core), flash_attn (-1 auto, 0/False off,
+                1/True on), type_k, type_v (KV cache ggml types: f32 0, f16 1, bf16 30, q8_0 8, q4_0 2,
+                q4_1 3, iq4_nl 20, q5_0 6, q5_1 7), offload_kqv, op_offload, swa_full, kv_unified,
+                embeddings, no_perf, pooling_type (-1 model's, 0 none, 1 mean, 2 cls, 3 last, 4 rank),
                 attention_type (-1, 0 causal, 1 non-causal), rope_scaling_type, rope_freq_base,
-                rope_freq_scale, yarn_ext_factor, yarn_attn_factor, yarn_beta_fast, yarn_beta_slow,
-                yarn_orig_ctx. None keeps llama.cpp's default.
+                rope_freq_scale, yarn_ext_factor, yarn_attn_factor, yarn_beta_fast, yarn_beta_slow
+                (finite), yarn_orig_ctx.
 
         Raises:
-            ValueError: n_ctx < 0 or absurd, n_batch > n_ctx, n_ubatch > n_batch, bad enums.
+            ValueError: n_ctx < 0 or absurd, n_batch > n_ctx, n_ubatch > n_batch, bad enums, thread
+                counts past the cap, KV cache types ggml cannot use, non-finite floats, ints out of range.
             ContextError: llama.cpp could not create it (e.g. out of memory).
         """
 

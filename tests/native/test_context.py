@@ -1,6 +1,8 @@
+import os
+
 import numpy as np
 import pytest
-
+from isolated import run_cases
 from llamabind import _native
 from llamabind.errors import ContextOverflowError, HandleClosedError, ModelLoadError, StateError
 
@@ -77,7 +79,8 @@ def test_greedy_hand_loop_equals_generator(smollm2):
     assert len(by_generator) == 24
 
 
-def test_memory_operations(ctx, smollm2):
+def test_memory_operations(smollm2):
+    ctx = _native.Context(smollm2, n_ctx=256, n_seq_max=2, n_threads=2)
     tokens = prompt(smollm2)
     ctx.decode(tokens)
     ctx.memory_copy(0, 1)
@@ -234,3 +237,112 @@ def test_ctrl_c_stops_a_long_decode_between_pieces(smollm2_path):
                             capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "interrupted True"
+
+
+SEQUENCE_ID_CASES = """
+model = _native.Model(sys.argv[1])
+ctx = _native.Context(model, n_ctx=256, n_seq_max=2, n_threads=2)
+tokens = model.tokenize("Hello there", add_special=True)
+ctx.decode(tokens)
+state = ctx.state_bytes(0)
+path = sys.argv[2]
+ctx.save_state_file(path, 0)
+case("memory_pos_max", lambda: ctx.memory_pos_max(-5))
+case("memory_pos_min", lambda: ctx.memory_pos_min(2))
+case("memory_remove", lambda: ctx.memory_remove(300))
+case("memory_remove_negative", lambda: ctx.memory_remove(-2))
+case("memory_copy_dst", lambda: ctx.memory_copy(0, 999))
+case("memory_copy_src", lambda: ctx.memory_copy(999, 0))
+case("memory_keep", lambda: ctx.memory_keep(7))
+case("memory_shift", lambda: ctx.memory_shift(9, 0, -1, 1))
+case("state_bytes", lambda: ctx.state_bytes(999))
+case("load_state_bytes", lambda: ctx.load_state_bytes(state, 999))
+case("save_state_file", lambda: ctx.save_state_file(path, 5))
+case("load_state_file", lambda: ctx.load_state_file(path, -1))
+case("sequence_embeddings", lambda: ctx.sequence_embeddings(5))
+case("cached_tokens", lambda: ctx.cached_tokens(2))
+case("decode", lambda: ctx.decode([1], seq_id=2))
+case("partial_copy", lambda: ctx.memory_copy(0, 1, 2, 4))
+case("still_usable", lambda: ctx.memory_pos_max(0))
+"""
+
+
+def test_sequence_ids_are_checked_in_every_call(smollm2_path, tmp_path):
+    outcomes = run_cases(SEQUENCE_ID_CASES, smollm2_path, tmp_path / "state.bin")
+    assert outcomes.pop("still_usable") == (None, "1")
+    cls, message = outcomes.pop("partial_copy")
+    assert cls == "ValueError" and "kv_unified=True" in message
+    assert len(outcomes) == 15
+    for name, (cls, message) in outcomes.items():
+        assert cls == "ValueError", (name, cls, message)
+        assert "seq_id" in message and "outside 0..1" in message and "n_seq_max=2" in message, (name, message)
+    assert "-1 for every sequence" in outcomes["memory_remove"][1]
+
+
+def test_memory_remove_all_sequences_and_keep_with_separate_buffers(smollm2):
+    tokens = prompt(smollm2)
+    with _native.Context(smollm2, n_ctx=256, n_seq_max=3, n_threads=2) as ctx:
+        for seq in range(3):
+            ctx.decode(tokens, seq_id=seq)
+        ctx.memory_keep(1)
+        assert [ctx.memory_pos_max(s) for s in range(3)] == [-1, len(tokens) - 1, -1]
+        assert ctx.memory_remove(-1)
+        assert ctx.memory_pos_max(1) == -1
+
+
+def test_partial_copy_between_sequences_with_a_unified_cache(smollm2):
+    tokens = prompt(smollm2)
+    with _native.Context(smollm2, n_ctx=256, n_seq_max=2, kv_unified=True, n_threads=2) as ctx:
+        ctx.decode(tokens)
+        ctx.memory_copy(0, 1, 0, 3)
+        assert ctx.memory_pos_max(1) == 2
+
+
+KV_TYPE_CASES = """
+model = _native.Model(sys.argv[1])
+for name, kwargs in [("removed_type", dict(type_k=4)), ("no_kernels", dict(type_v=12)),
+                     ("past_the_end", dict(type_k=10**6)), ("negative", dict(type_v=-1))]:
+    case(name, lambda: _native.Context(model, n_ctx=128, n_threads=2, **kwargs))
+case("supported", lambda: _native.Context(model, n_ctx=128, n_threads=2, type_k=8, flash_attn=True, type_v=8).n_ctx)
+"""
+
+
+def test_kv_cache_types_are_limited_to_what_ggml_supports(smollm2_path):
+    outcomes = run_cases(KV_TYPE_CASES, smollm2_path)
+    assert outcomes.pop("supported") == (None, "256")
+    for name, (cls, message) in outcomes.items():
+        assert cls == "ValueError" and "is not a KV cache type" in message, (name, cls, message)
+
+
+def test_thread_counts_are_capped(smollm2):
+    cap = 4 * os.cpu_count()
+    with pytest.raises(ValueError, match=rf"n_threads = 10000 is outside 1..{cap}"):
+        _native.Context(smollm2, n_threads=10000)
+    with pytest.raises(ValueError, match="n_threads_batch"):
+        _native.Context(smollm2, n_threads_batch=cap + 1)
+    with _native.Context(smollm2, n_ctx=128, n_threads=cap) as ctx, pytest.raises(ValueError, match="n_threads_batch"):
+        ctx.set_n_threads(2, 10000)
+
+
+def test_non_finite_and_out_of_range_parameters(smollm2):
+    for name in ["rope_freq_base", "rope_freq_scale", "yarn_ext_factor", "yarn_beta_fast"]:
+        with pytest.raises(ValueError, match=f"{name} must be a finite number"):
+            _native.Context(smollm2, **{name: float("nan")})
+    with pytest.raises(ValueError, match=r"\[Context\] n_ctx = 1180591620717411303424 is out of range"):
+        _native.Context(smollm2, n_ctx=2**70)
+    with pytest.raises(ValueError, match=r"\[Context\] n_threads = 4294967296 is out of range"):
+        _native.Context(smollm2, n_threads=2**32)
+
+
+def test_token_ids_are_checked_at_the_boundary(ctx):
+    for not_ids in [b"abc", bytearray(b"abc"), memoryview(b"abc"), "abc"]:
+        with pytest.raises(TypeError, match="must be token ids"):
+            ctx.decode(not_ids)
+    with pytest.raises(ValueError, match=r"\[Context.decode\] tokens\[1\] = 2147483648 is out of range"):
+        ctx.decode([1, 2**31])
+    with pytest.raises(ValueError, match="out of range"):
+        ctx.decode([2**70])
+    with pytest.raises(TypeError, match=r"tokens\[0\] is float, not int"):
+        ctx.decode([1.0])
+    ctx.decode(np.array([1, 2, 3], dtype=np.int64))  # NumPy ids are ids
+    assert ctx.memory_pos_max(0) == 2

@@ -1,9 +1,10 @@
 """LoRA adapters and control vectors, with a small adapter written here by the gguf package."""
 
+from pathlib import Path
+
 import gguf
 import numpy as np
 import pytest
-
 from llamabind import _native
 from llamabind.errors import HandleClosedError, ModelLoadError
 
@@ -72,3 +73,31 @@ def test_control_vector_changes_logits_and_clears(smollm2):
         assert np.abs(last_logits(ctx, tokens) - base).max() > 0.1
         ctx.set_control_vector(None)
         np.testing.assert_allclose(last_logits(ctx, tokens), base, atol=1e-3)
+
+
+def test_set_lora_refuses_none_and_adapters_of_another_model(smollm2_path, tmp_path):
+    from isolated import run_cases
+
+    outcomes = run_cases(
+        """
+        sys.path.insert(0, sys.argv[2])
+        from test_lora import write_lora
+        model, other = _native.Model(sys.argv[1]), _native.Model(sys.argv[1])
+        adapter = _native.LoraAdapter(other, write_lora(sys.argv[3], other.n_embd))
+        ctx = _native.Context(model, n_ctx=128, n_threads=2)
+        tokens = model.tokenize("Hello", add_special=True)
+        case("none", lambda: ctx.set_lora([(None, 1.0)]))
+        case("other_model", lambda: ctx.set_lora([(adapter, 1.0)]))
+        case("still_usable", lambda: ctx.decode(tokens))
+        """,
+        smollm2_path, Path(__file__).parent, tmp_path / "lora.gguf",
+    )
+    assert outcomes["none"][0] == "ValueError" and "adapter 0 is None" in outcomes["none"][1]
+    assert outcomes["other_model"][0] == "ValueError" and "another model" in outcomes["other_model"][1]
+    assert outcomes["still_usable"] == (None, "None")
+
+
+def test_lora_scale_must_be_finite(smollm2, tmp_path):
+    adapter = _native.LoraAdapter(smollm2, write_lora(tmp_path / "lora.gguf", smollm2.n_embd))
+    with _native.Context(smollm2, n_ctx=128) as ctx, pytest.raises(ValueError, match="not finite"):
+        ctx.set_lora([(adapter, float("nan"))])

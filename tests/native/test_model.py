@@ -2,8 +2,9 @@ import subprocess
 import sys
 import textwrap
 
+import numpy as np
 import pytest
-
+from isolated import run_cases
 from llamabind import _native
 from llamabind.errors import HandleClosedError, LlamaError, ModelLoadError
 
@@ -64,6 +65,16 @@ def test_missing_file(tmp_path):
     with pytest.raises(ModelLoadError, match="no such file") as info:
         _native.Model(str(tmp_path / "missing.gguf"))
     assert info.value.path.endswith("missing.gguf")
+    assert "llamabind.resolve_model" in str(info.value)
+
+
+def test_nul_byte_in_a_path_is_refused(smollm2, smollm2_path, tmp_path):
+    with pytest.raises(ValueError, match="NUL"):
+        _native.Model(smollm2_path + "\0.other")
+    with pytest.raises(ValueError, match="NUL"):
+        _native.LoraAdapter(smollm2, smollm2_path + "\0.other")
+    with _native.Context(smollm2, n_ctx=128) as ctx, pytest.raises(ValueError, match="NUL"):
+        ctx.save_state_file(str(tmp_path / "state.bin") + "\0x")
 
 
 def test_directory(tmp_path):
@@ -192,3 +203,67 @@ def test_info_level_shows_llama_cpp_load_messages_through_logging(smollm2_path):
     assert "INFO:llamabind.native:" in result.stdout
     assert "llama_model_loader" in result.stdout or "load_tensors" in result.stdout
     assert result.stderr == ""
+
+
+LIMIT_CASES = """
+path, bad_file = sys.argv[1], sys.argv[2]
+for name, overrides in [
+    ("block_count", {"llama.block_count": 100000}),
+    ("block_count_zero", {"llama.block_count": 0}),
+    ("expert_count", {"llama.expert_count": 5000}),
+    ("expert_used_count", {"llama.expert_count": 8, "llama.expert_used_count": 9}),
+    ("expert_groups", {"llama.expert_count": 8, "llama.expert_used_count": 2, "llama.expert_group_count": 3}),
+    ("nextn", {"llama.nextn_predict_layers": 1000}),
+    ("rope_scaling", {"llama.rope.scaling.type": "bogus"}),
+]:
+    case(name, lambda: _native.Model(path, kv_overrides=overrides))
+case("file", lambda: _native.Model(bad_file))
+case("still_loads", lambda: _native.Model(path).n_layer)
+"""
+
+
+def test_hyperparameters_past_llama_cpp_limits_raise(smollm2_path, tmp_path):
+    import gguf
+
+    writer = gguf.GGUFWriter(str(tmp_path / "deep.gguf"), "llama")
+    writer.add_context_length(128)
+    writer.add_embedding_length(64)
+    writer.add_block_count(100000)
+    writer.add_head_count(4)
+    writer.add_tensor("token_embd.weight", np.zeros((8, 64), dtype=np.float32))
+    writer.write_header_to_file()
+    writer.write_kv_data_to_file()
+    writer.write_tensors_to_file()
+    writer.close()
+    outcomes = run_cases(LIMIT_CASES, smollm2_path, tmp_path / "deep.gguf")
+    assert outcomes.pop("still_loads") == (None, "30")
+    for name, (cls, message) in outcomes.items():
+        assert cls == "ModelLoadError", (name, cls, message)
+    assert "llama.block_count = 100000 is outside 1..512" in outcomes["block_count"][1]
+    assert "llama.block_count = 100000" in outcomes["file"][1]
+    assert "llama.expert_used_count = 9" in outcomes["expert_used_count"][1]
+    assert "'bogus'" in outcomes["rope_scaling"][1]
+
+
+def test_non_finite_load_parameters_raise(smollm2_path):
+    with pytest.raises(ValueError, match="finite"):
+        _native.Model(smollm2_path, kv_overrides={"llama.rope.freq_base": float("nan")})
+    with pytest.raises(ValueError, match="tensor_split"):
+        _native.Model(smollm2_path, tensor_split=[float("inf")])
+
+
+def test_text_and_token_arguments_name_what_is_wrong(smollm2):
+    with pytest.raises(ValueError, match=r"\[Model.tokenize\] text is not valid Unicode text .*surrogates"):
+        smollm2.tokenize("a\ud800b")
+    with pytest.raises(TypeError, match="must be token ids"):
+        smollm2.detokenize(bytearray(b"abc"))
+    with pytest.raises(ValueError, match=r"tokens\[0\] = 2147483648 is out of range"):
+        smollm2.detokenize([2**31])
+    for method in [smollm2.is_eog, smollm2.is_control, smollm2.token_attr, smollm2.token_text,
+                   smollm2.token_score, smollm2.token_to_piece]:
+        with pytest.raises(ValueError, match="token 2147483648 is out of range"):
+            method(2**31)
+    with pytest.raises(ValueError, match=r"kv_overrides\['a.b'\] = 36893488147419103232 is out of range"):
+        _native.Model("unused.gguf", kv_overrides={"a.b": 2**65})
+    with pytest.raises(ValueError, match=r"\[Model\] n_gpu_layers = 2147483648 is out of range"):
+        _native.Model("unused.gguf", n_gpu_layers=2**31)

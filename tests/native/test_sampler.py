@@ -1,7 +1,7 @@
 import json
 
 import pytest
-
+from isolated import run_cases
 from llamabind import _native
 from llamabind.errors import GrammarError, HandleClosedError
 
@@ -124,3 +124,170 @@ def test_greedy_picks_the_first_highest_logit(request, model_name):
     finally:
         if owned is not None:
             owned.close()
+
+
+def test_a_sampler_of_another_model_is_refused(smollm2_path, gemma3_path):
+    from isolated import run_cases
+
+    outcomes = run_cases(
+        """
+        smol, gemma = _native.Model(sys.argv[1]), _native.Model(sys.argv[2])
+        ctx = _native.Context(smol, n_ctx=128, n_threads=2)
+        tokens = smol.tokenize("Hello", add_special=True)
+        ctx.decode(tokens)
+        for name, params in [("greedy", dict(temperature=0)), ("dist", dict(seed=1)),
+                             ("grammar", dict(temperature=0, grammar='root ::= "a"+'))]:
+            sampler = _native.Sampler(gemma, **params)
+            case("sample_" + name, lambda: sampler.sample(ctx))
+            case("generate_" + name, lambda: list(ctx.generate(tokens, sampler, max_tokens=2)))
+        case("still_usable", lambda: _native.Sampler(smol, temperature=0).sample(ctx) >= 0)
+        """,
+        smollm2_path, gemma3_path,
+    )
+    assert outcomes.pop("still_usable") == (None, "True")
+    assert len(outcomes) == 6
+    for name, (cls, message) in outcomes.items():
+        assert cls == "ValueError" and "another model" in message, (name, cls, message)
+
+
+DEEP_GRAMMAR_CASES = """
+import threading
+model = _native.Model(sys.argv[1], vocab_only=True)
+deep_gbnf = "root ::= " + "(" * 20000 + '"a"' + ")" * 20000
+deep_schema = '{"type":"array","items":' * 3000 + '{"type":"string"}' + "}" * 3000
+wide_schema = json.dumps({"type": "object", "properties": {f"p{i}": {"type": "string"} for i in range(5000)}})
+case("gbnf", lambda: _native.Sampler(model, grammar=deep_gbnf))
+case("schema", lambda: _native.json_schema_to_grammar(deep_schema))
+case("wide_schema", lambda: _native.json_schema_to_grammar(wide_schema))
+in_thread = []
+thread = threading.Thread(target=lambda: case("gbnf_in_thread", lambda: _native.Sampler(model, grammar=deep_gbnf)))
+thread.start()
+thread.join()
+case("nested_but_fine", lambda: _native.Sampler(model, grammar="root ::= " + "(" * 200 + '"a"' + ")" * 200).has_grammar)
+"""
+
+
+def test_deep_grammars_and_schemas_raise_grammar_error(smollm2_path):
+    outcomes = run_cases(DEEP_GRAMMAR_CASES, smollm2_path)
+    assert outcomes.pop("nested_but_fine") == (None, "True")
+    assert set(outcomes) == {"gbnf", "schema", "wide_schema", "gbnf_in_thread"}
+    for name, (cls, message) in outcomes.items():
+        assert cls == "GrammarError", (name, cls, message)
+    assert "nests groups 20000 levels deep; the limit is 256" in outcomes["gbnf"][1]
+    assert "more than 128 levels" in outcomes["schema"][1]
+    assert "5000 properties; the limit is 512" in outcomes["wide_schema"][1]
+
+
+def test_schema_grammar_size_is_limited():
+    # each level repeats the names of the levels above it: the grammar grows with depth squared
+    levels = 40
+    schema = "".join(f'{{"type":"object","properties":{{"k{i}{"k" * 4000}":' for i in range(levels))
+    schema += '{"type":"string"}' + "}}" * levels
+    with pytest.raises(GrammarError, match="the limit is 4194304"):
+        _native.json_schema_to_grammar(schema)
+
+
+def test_deep_tool_schemas_raise_before_the_chat_format_converts_them():
+    templates = _native.ChatTemplates(template="chatml")
+    deep = '{"type":"array","items":' * 3000 + '{"type":"string"}' + "}" * 3000
+    tools = '[{"type": "function", "function": {"name": "f", "parameters": ' + deep + "}}]"
+    with pytest.raises(GrammarError, match="levels"):
+        templates.apply(json.dumps([{"role": "user", "content": "hi"}]), tools_json=tools)
+
+
+EMPTIED_GRAMMAR_CASES = """
+model = _native.Model(sys.argv[1])
+ctx = _native.Context(model, n_ctx=256, n_threads=2)
+prompt = model.tokenize("Say a:", add_special=True)
+bias = {t: float("-inf") for t in range(model.n_vocab) if model.token_to_piece(t).startswith(b"a")}
+for name, params in [("dist", dict(seed=1)), ("greedy", dict(temperature=0))]:
+    sampler = _native.Sampler(model, grammar='root ::= "a"+', logit_bias=bias, **params)
+    case("generate_" + name, lambda: list(ctx.generate(prompt, sampler, max_tokens=4)))
+    case("sample_again_" + name, lambda: sampler.sample(ctx))
+plain = _native.Sampler(model, temperature=0, grammar='root ::= "a" "b"')
+case("accept_eog", lambda: plain.accept(model.special_tokens["eos"]))
+case("accept_other", lambda: plain.accept(model.tokenize("zzz", add_special=False)[0]))
+case("after_reset", lambda: (plain.reset(), list(ctx.generate(prompt, plain, max_tokens=4)))[1] != [])
+"""
+
+
+def test_a_grammar_that_logit_bias_empties_raises_instead_of_aborting(smollm2_path):
+    outcomes = run_cases(EMPTIED_GRAMMAR_CASES, smollm2_path)
+    assert outcomes.pop("after_reset") == (None, "True")
+    for name, (cls, message) in outcomes.items():
+        assert cls == "GrammarError", (name, cls, message)
+    assert "logit_bias" in outcomes["generate_dist"][1]
+    assert "not allowed by the grammar" in outcomes["accept_eog"][1]
+
+
+def test_non_finite_and_out_of_range_values(smollm2):
+    for name in ["temperature", "top_p", "min_p", "repeat_penalty", "presence_penalty", "dry_base", "mirostat_tau"]:
+        with pytest.raises(ValueError, match=f"{name} must be a finite number"):
+            _native.Sampler(smollm2, **{name: float("nan")})
+    with pytest.raises(ValueError, match="temperature must be a finite"):
+        _native.Sampler(smollm2, temperature=float("inf"))
+    with pytest.raises(ValueError, match=r"\[Sampler\] seed = 4294967296 is out of range"):
+        _native.Sampler(smollm2, seed=2**32)
+    with pytest.raises(ValueError, match=r"\[Sampler\] top_k = 1099511627776 is out of range"):
+        _native.Sampler(smollm2, top_k=2**40)
+    with pytest.raises(ValueError, match=r"logit_bias key\[0\] = 2147483648 is out of range"):
+        _native.Sampler(smollm2, logit_bias={2**31: 1.0})
+    with pytest.raises(ValueError, match="trigger_tokens"):
+        _native.Sampler(smollm2, grammar='root ::= "a"', grammar_lazy=True, trigger_tokens=[2**40])
+    with pytest.raises(ValueError, match="NaN"):
+        _native.Sampler(smollm2, logit_bias={5: float("nan")})
+    with pytest.raises(ValueError, match="bans every token"):
+        _native.Sampler(smollm2, logit_bias={t: float("-inf") for t in range(smollm2.n_vocab)})
+    with pytest.raises(ValueError, match="out of range for a token id"):
+        _native.Sampler(smollm2).accept(2**31)
+    with pytest.raises(ValueError, match="grammar is not valid Unicode"):
+        _native.Sampler(smollm2, grammar='root ::= "\ud800"')
+    with pytest.raises(ValueError, match="schema_json is not valid Unicode"):
+        _native.json_schema_to_grammar('{"type": "string", "description": "\udcff"}')
+    with pytest.raises(GrammarError, match="NUL"):
+        _native.Sampler(smollm2, grammar='root ::= "a"\0 | "b"')
+
+
+def first_sample(model, text, feed, **params):
+    """The token a greedy chain with `params` picks after `text`, having accepted `feed` first."""
+    sampler = _native.Sampler(model, temperature=0, **params)
+    for token in feed:
+        sampler.accept(token)
+    with _native.Context(model, n_ctx=256) as ctx:
+        ctx.decode(model.tokenize(text, add_special=True))
+        return sampler.sample(ctx)
+
+
+def test_minus_one_windows_mean_the_whole_context(smollm2):
+    text = "The capital of France is"
+    paris = first_sample(smollm2, text, [])
+    assert smollm2.token_to_piece(paris) == b" Paris"
+    # the token accepted long ago (100 tokens back) is still inside a window of -1
+    feed = [paris] + smollm2.tokenize(" and" * 100, add_special=False)
+    assert first_sample(smollm2, text, feed, presence_penalty=100.0, penalty_last_n=0) == paris
+    assert first_sample(smollm2, text, feed, presence_penalty=100.0, penalty_last_n=64) == paris
+    assert first_sample(smollm2, text, feed, presence_penalty=100.0, penalty_last_n=-1) != paris
+
+    text = "one two three four one two three four one two three"
+    four = first_sample(smollm2, text, [])
+    assert smollm2.token_to_piece(four) == b" four"
+    feed = smollm2.tokenize(text, add_special=True)
+    dry = {"dry_multiplier": 100.0, "dry_allowed_length": 1}
+    assert first_sample(smollm2, text, feed, dry_penalty_last_n=0, **dry) == four
+    assert first_sample(smollm2, text, feed, **dry) != four  # the default, -1
+
+
+def test_trigger_patterns_with_nested_repetition_are_refused(smollm2):
+    lazy = {"grammar": 'root ::= "x"', "grammar_lazy": True}
+    for pattern in ["(a+)+b", "(x*y)*", "((ab)*c)+", "(?:\\s*\\w+){2,}"]:
+        with pytest.raises(GrammarError, match="repeats a group that itself repeats"):
+            _native.Sampler(smollm2, trigger_patterns=[pattern], **lazy)
+    with pytest.raises(GrammarError, match="repeats a group"):
+        _native.Sampler(smollm2, trigger_patterns_full=["(a|b+)*"], **lazy)
+    with pytest.raises(GrammarError, match="the limit is 1024"):
+        _native.Sampler(smollm2, trigger_patterns=["a" * 2000], **lazy)
+    # what llama.cpp's chat formats use stays accepted: repeated groups of plain items, optional groups
+    fine = ["[\\s\\S]*?(<tool_call>)[\\s\\S]*", "^<\\|channel\\|>(?:commentary|analysis)\\s+to=functions$",
+            "(?:^|<\\|start\\|>assistant)( to=(?!self<\\|message\\|>)[^<]*?<\\|message\\|>)",
+            "(?:<think>[\\s\\S]*?</think>\\s*)?(<tool>)", "(ab)+", "([+*])+", "(a{1})*"]
+    assert _native.Sampler(smollm2, trigger_patterns=fine, **lazy).has_grammar
