@@ -47,7 +47,7 @@ void bind_context(nb::module_ & m) {
              R"(Makes this handle unusable; the weights are freed once no context uses them.)")
         .def_prop_ro("is_closed", &LoraAdapter::is_closed)
         .def("__enter__", [](nb::object self) { return self; })
-        .def("__exit__", [](LoraAdapter & self, nb::args) { self.close(); });
+        .def("__exit__", [](LoraAdapter & self, nb::args) { self.close(); }, nb::sig("def __exit__(self, *args: object) -> None"));
 
     nb::class_<Context>(m, "Context", R"(A llama.cpp context (KV cache, compute buffers) over a Model.
 
@@ -125,7 +125,7 @@ Raises:
         .def("close", &Context::close, nb::call_guard<native_call>(), R"(Frees the context now (waits for a call in flight).)")
         .def_prop_ro("is_closed", &Context::is_closed)
         .def("__enter__", [](nb::object self) { return self; })
-        .def("__exit__", [](Context & self, nb::args) { without_gil([&] { self.close(); }); })
+        .def("__exit__", [](Context & self, nb::args) { without_gil([&] { self.close(); }); }, nb::sig("def __exit__(self, *args: object) -> None"))
         .def_prop_ro("n_ctx", &Context::n_ctx, nb::call_guard<native_call>())
         .def_prop_ro("n_batch", &Context::n_batch, nb::call_guard<native_call>())
         .def_prop_ro("n_ubatch", &Context::n_ubatch, nb::call_guard<native_call>())
@@ -207,6 +207,7 @@ Raises:
                  out["n_graph_reused"] = d.n_graph_reused;
                  return out;
              },
+             nb::sig("def perf(self) -> dict[str, float | int]"),
              R"(llama.cpp's performance counters of this context.)")
         .def("perf_reset", &Context::perf_reset, nb::call_guard<native_call>())
         .def("set_lora", &Context::set_lora, nb::arg("adapters"), nb::call_guard<native_call>(),

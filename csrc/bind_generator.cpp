@@ -18,19 +18,20 @@ time per token overlaps the decode (the sampler has accepted one token more than
 out). A newer generator on the same sequence supersedes this one: it finishes "cancelled".
 It stops at an end-of-generation token ("eog"), at max_tokens ("length"), when the context is
 full ("context") or after cancel() ("cancelled"): see ``finish_reason``.)")
-        .def("__iter__", [](nb::object self) { return self; })
+        .def("__iter__", [](nb::object self) { return self; }, nb::sig("def __iter__(self) -> Generator"))
         .def("__next__",
              [](Generator & self) {
                  std::optional<GeneratedToken> token = without_gil([&] { return self.next(check_signals); });
                  if (!token) throw nb::stop_iteration();
                  return nb::make_tuple(token->id, nb::bytes(token->piece.data(), token->piece.size()));
-             })
+             },
+             nb::sig("def __next__(self) -> tuple[int, bytes]"))
         .def("cancel", &Generator::cancel,
              R"(Stops the generation from any thread; a decode in flight is aborted. The context stays usable.)")
         .def("close", [](Generator & self) { without_gil([&] { self.close(); }); },
              R"(Cancels and finishes the generation (waits for a decode in flight to stop).)")
         .def("__enter__", [](nb::object self) { return self; })
-        .def("__exit__", [](Generator & self, nb::args) { without_gil([&] { self.close(); }); })
+        .def("__exit__", [](Generator & self, nb::args) { without_gil([&] { self.close(); }); }, nb::sig("def __exit__(self, *args: object) -> None"))
         .def_prop_ro("finish_reason",
                      [](const Generator & self) -> nb::object {
                          if (!self.is_finished()) return nb::none();
@@ -58,13 +59,14 @@ the compute graph; the rest were sampled on the CPU.)");
     nb::class_<Context> context = nb::borrow<nb::class_<Context>>(m.attr("Context"));
     context.def(
         "generate",
-        [](std::shared_ptr<Context> self, std::vector<int32_t> prompt_tokens, std::shared_ptr<Sampler> sampler,
+        [](std::shared_ptr<Context> self, TokenSequence prompt_tokens, std::shared_ptr<Sampler> sampler,
            int32_t max_tokens, int32_t seq_id, bool ignore_eog, bool render_special,
            std::vector<int32_t> render_special_tokens, std::optional<bool> backend_sampling, bool decode_ahead) {
             GenerateOptions options{max_tokens,   seq_id, ignore_eog, render_special, std::move(render_special_tokens),
                                     backend_sampling, decode_ahead};
+            std::vector<int32_t> prompt = prompt_tokens.ids("Context.generate");  // bytes refused, ranges named
             return without_gil([&] {
-                return std::make_shared<Generator>(self, sampler, std::move(prompt_tokens), options);
+                return std::make_shared<Generator>(self, sampler, std::move(prompt), options);
             });
         },
         nb::arg("prompt_tokens"), nb::arg("sampler"), nb::arg("max_tokens") = -1, nb::arg("seq_id") = 0,

@@ -48,7 +48,7 @@ Loading releases the GIL. A model is read-only afterwards and may be shared by m
 and contexts; contexts keep the weights alive, so ``close()`` frees them once no context uses
 them. Using a closed model raises ``HandleClosedError``.)")
         .def("__init__",
-             [](Model * self, const std::string & path, std::optional<nb::callable> progress,
+             [](Model * self, const std::string & path, std::optional<nb::typed<nb::callable, std::optional<bool>(float)>> progress,
                 std::optional<nb::int_> n_gpu_layers, std::optional<nb::int_> split_mode, std::optional<nb::int_> main_gpu,
                 std::optional<std::vector<float>> tensor_split, bool use_mmap, bool use_mlock, bool vocab_only,
                 bool check_tensors, std::optional<KvOverridesArg> overrides) {
@@ -110,7 +110,7 @@ Raises:
         .def("close", &Model::close, R"(Drops this handle's reference to the weights now.)")
         .def_prop_ro("is_closed", &Model::is_closed)
         .def("__enter__", [](nb::object self) { return self; })
-        .def("__exit__", [](Model & self, nb::args) { self.close(); })
+        .def("__exit__", [](Model & self, nb::args) { self.close(); }, nb::sig("def __exit__(self, *args: object) -> None"))
         .def_prop_ro("path", &Model::path)
         .def_prop_ro("metadata", &Model::metadata, R"(All GGUF key/value metadata as strings (arrays are not expanded).)")
         .def_prop_ro("description", &Model::description)

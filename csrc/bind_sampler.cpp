@@ -157,7 +157,7 @@ when it holds no grammar and only logit bias, top-k, top-p, min-p, temperature (
 dynamic), greedy and dist.)")
         .def_prop_ro("has_grammar", [](const Sampler & s) { return !s.params().grammar.empty(); })
         .def("__enter__", [](nb::object self) { return self; })
-        .def("__exit__", [](Sampler & self, nb::args) { self.close(); });
+        .def("__exit__", [](Sampler & self, nb::args) { self.close(); }, nb::sig("def __exit__(self, *args: object) -> None"));
 
     m.def("json_schema_to_grammar",
           [](nb::str schema_json) {

@@ -13,6 +13,7 @@ Generator::Generator(std::shared_ptr<Context> context, std::shared_ptr<Sampler> 
                      std::vector<int32_t> prompt, GenerateOptions options)
     : context_(std::move(context)), sampler_(std::move(sampler)), prompt_(std::move(prompt)), options_(std::move(options)) {
     if (prompt_.empty()) throw_value("[Context.generate] the prompt has no tokens");
+    sampler_->check_model(context_->model().get(), "Context.generate");  // before any evaluation
     if (options_.max_tokens < -1) throw_value("[Context.generate] max_tokens must be >= 0, or -1 for no limit");
     std::sort(options_.render_special_tokens.begin(), options_.render_special_tokens.end());
     const int32_t n_vocab = context_->n_vocab();

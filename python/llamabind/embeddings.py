@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 
@@ -31,7 +32,7 @@ class Embedder:
     def __init__(
         self, model: _native.Model, n_ctx: int = DEFAULT_EMBEDDING_CTX, n_threads: int | None = None
     ) -> None:
-        kwargs = {
+        kwargs: dict[str, Any] = {
             "n_ctx": n_ctx,
             "n_batch": n_ctx,
             "n_ubatch": n_ctx,
