@@ -231,7 +231,7 @@ def test_two_threads_download_once(server, payload, target):
 
 
 def _spawn(script: str) -> subprocess.Popen:
-    env = {**os.environ, "PYTHONPATH": PYTHONPATH}
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [PYTHONPATH, os.environ.get("PYTHONPATH")]))}
     return subprocess.Popen(
         [sys.executable, "-c", textwrap.dedent(script)],
         env=env,
