@@ -24,7 +24,7 @@ import tarfile
 import tempfile
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "python"))  # pure-Python parts
+sys.path.append(str(Path(__file__).resolve().parents[1] / "python"))  # pure-Python parts; an installed llamabind wins
 from llamabind.resolvers.download import sha256_of  # the one sha256 helper
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
