@@ -170,14 +170,11 @@ std::shared_ptr<BatchLoop> Context::batch_loop() {
 }
 
 void Context::close() {
-    abort_.store(true);  // stops a decode in flight so the lock comes free soon
-    std::shared_ptr<BatchLoop> loop;
+    stop_for_exit();  // aborts a decode in flight and stops the batch loop, whose thread uses us
     {
         std::lock_guard<std::mutex> guard(loop_mutex_);
-        loop_stopped_ = true;
-        loop = std::move(loop_);
+        loop_.reset();
     }
-    if (loop) loop->stop();  // its thread uses this context: stop it before freeing
     std::lock_guard<std::mutex> guard(mutex_);
     if (ctx_ != nullptr) {
         llama_free(ctx_);
