@@ -73,7 +73,7 @@ def server_command(name: str, model: Path, port: int, args: Any) -> list[str] | 
             return None
         return [str(binary), "-m", str(model), "--host", "127.0.0.1", "--port", str(port),
                 "-np", str(args.clients), "-c", str(n_ctx), "-t", threads, "-tb", threads,
-                "-ngl", str(args.n_gpu_layers), "-fa", args.flash_attn, "-a", "bench"]
+                "-ngl", str(args.n_gpu_layers), "-fa", args.flash_attn, "-a", "bench", "--metrics"]
     if not harness.peer_available():
         print(harness.PEER_INSTALL_HINT, file=sys.stderr)
         return None
@@ -179,6 +179,32 @@ def drive(url: str, args: Any) -> dict[str, Any]:
     }
 
 
+def batch_fill(name: str, url: str) -> float | None:
+    """Mean generating sequences per decode step, from the server's /metrics (None: unknown).
+
+    Shows whether the batches were full: with N busy clients it should be close to N.
+    """
+    import httpx
+
+    try:
+        text = httpx.get(url + "/metrics", timeout=10).text
+    except httpx.HTTPError:
+        return None
+    values: dict[str, float] = {}
+    for line in text.splitlines():
+        if line and not line.startswith("#"):
+            key, _, value = line.rpartition(" ")
+            try:
+                values[key.split("{")[0]] = values.get(key.split("{")[0], 0.0) + float(value)
+            except ValueError:
+                continue
+    if name == "llamabind" and values.get("llamabind_decode_steps_total"):
+        return values["llamabind_decode_sampled_tokens_total"] / values["llamabind_decode_steps_total"]
+    if name == "llama-server":  # a gauge of the last period
+        return values.get("llamacpp:n_busy_slots_per_decode")
+    return None
+
+
 def measure(name: str, model: Path, args: Any) -> dict[str, Any] | None:
     port = free_port()
     command = server_command(name, model, port, args)
@@ -198,6 +224,7 @@ def measure(name: str, model: Path, args: Any) -> dict[str, Any] | None:
             print(f"{name}: ready on {url}; {args.requests} requests, {args.clients} at a time",
                   file=sys.stderr, flush=True)
             result = drive(url, args)
+            result["sequences_per_step"] = batch_fill(name, url)
         finally:
             process.terminate()
             try:
@@ -230,9 +257,11 @@ def main() -> None:
         print(f"\n{entry['model']}: {args.clients} clients, {args.requests} requests, "
               f"{args.max_tokens} tokens each")
         harness.print_table(
-            ["server", "tokens/s", "TTFT p50 ms", "TTFT p99 ms", "failed"],
+            ["server", "tokens/s", "TTFT p50 ms", "TTFT p99 ms", "failed", "seqs/step"],
             [[r["contender"], f"{r['tokens_per_s']:.1f}", harness.ms(r["ttft_p50_ms"]),
-              harness.ms(r["ttft_p99_ms"]), r["n_failed"]] for r in entry["results"]])
+              harness.ms(r["ttft_p99_ms"]), r["n_failed"],
+              "-" if r.get("sequences_per_step") is None else f"{r['sequences_per_step']:.2f}"]
+             for r in entry["results"]])
     harness.write_json(args, "serve", {"machine": info, "load": quiet, "clients": args.clients,
                                        "requests": args.requests, "max_tokens": args.max_tokens,
                                        "models": results})

@@ -392,6 +392,9 @@ void BatchLoop::step(std::vector<std::shared_ptr<BatchSequence>> & current) {
                 end(*s, std::move(last));
             }
         } else {
+            n_steps_.fetch_add(1);
+            n_tokens_.fetch_add(batch_.n_tokens);
+            n_sampled_.fetch_add(static_cast<int64_t>(std::count_if(outputs.begin(), outputs.end(), [](const Output & o) { return !o.first; })));
             for (int32_t i = 0; i < batch_.n_tokens; ++i) {
                 auto & held = tracked[batch_.seq_id[i][0]];
                 if (static_cast<llama_pos>(held.size()) != batch_.pos[i]) held.resize(std::max(batch_.pos[i], 0), -1);

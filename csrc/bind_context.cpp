@@ -209,6 +209,19 @@ Raises:
              },
              nb::sig("def perf(self) -> dict[str, float | int]"),
              R"(llama.cpp's performance counters of this context.)")
+        .def("batch_stats",
+             [](Context & self) {
+                 const std::array<int64_t, 3> s = without_gil([&] { return self.batch_stats(); });
+                 nb::dict out;
+                 out["n_steps"] = s[0];
+                 out["n_tokens"] = s[1];
+                 out["n_sampled"] = s[2];
+                 return out;
+             },
+             nb::sig("def batch_stats(self) -> dict[str, int]"),
+             R"(The batch loop's counters (contexts with n_seq_max > 1): decode steps, tokens decoded,
+and tokens sampled by generating sequences; n_sampled / n_steps is the mean batch of
+generations per step.)")
         .def("perf_reset", &Context::perf_reset, nb::call_guard<native_call>())
         .def("set_lora", &Context::set_lora, nb::arg("adapters"), nb::call_guard<native_call>(),
              R"(Sets the LoRA adapters as (adapter, scale) pairs; an empty list removes them all.)")

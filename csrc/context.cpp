@@ -169,6 +169,13 @@ std::shared_ptr<BatchLoop> Context::batch_loop() {
     return loop_;
 }
 
+std::array<int64_t, 3> Context::batch_stats() {
+    std::lock_guard<std::mutex> guard(loop_mutex_);
+    if (!loop_) return {0, 0, 0};
+    const BatchLoop::Stats s = loop_->stats();
+    return {s.n_steps, s.n_tokens, s.n_sampled};
+}
+
 void Context::close() {
     stop_for_exit();  // aborts a decode in flight and stops the batch loop, whose thread uses us
     {

@@ -1,5 +1,6 @@
 #pragma once
 
+#include <array>
 #include <atomic>
 #include <cstdint>
 #include <functional>
@@ -113,6 +114,8 @@ class Context {
     // The loop that batches the generations of a context with n_seq_max > 1 (made on first use;
     // call with the lock held).
     std::shared_ptr<BatchLoop> batch_loop();
+    // The batch loop's counters {steps, tokens, sampled}; zeros before it ran.
+    std::array<int64_t, 3> batch_stats();
     bool kv_unified() const { return kv_unified_; }
     const std::shared_ptr<llama_model> & model() const { return model_; }
     bool output_on_gpu() const { return output_on_gpu_; }

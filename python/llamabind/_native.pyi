@@ -479,6 +479,13 @@ class Context:
     def perf(self) -> dict[str, float | int]:
         """llama.cpp's performance counters of this context."""
 
+    def batch_stats(self) -> dict[str, int]:
+        """
+        The batch loop's counters (contexts with n_seq_max > 1): decode steps, tokens decoded,
+        and tokens sampled by generating sequences; n_sampled / n_steps is the mean batch of
+        generations per step.
+        """
+
     def perf_reset(self) -> None: ...
 
     def set_lora(self, adapters: Sequence[tuple[LoraAdapter, float]]) -> None:

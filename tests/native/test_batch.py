@@ -57,6 +57,21 @@ def test_four_concurrent_greedy_generations_match_each_alone(smollm2, expected):
             assert ctx.cached_tokens(i)[: len(tokens) + 15] == tokens + out[i][:15]
 
 
+def test_batch_stats_count_the_steps_and_their_fill(smollm2, expected):
+    with _native.Context(smollm2, n_ctx=2048, n_seq_max=4, n_threads=2) as ctx:
+        assert ctx.batch_stats() == {"n_steps": 0, "n_tokens": 0, "n_sampled": 0}
+        gens = [ctx.generate(smollm2.tokenize(p, add_special=True), greedy(smollm2), max_tokens=16, seq_id=i)
+                for i, p in enumerate(PROMPTS)]
+        assert consume_all(gens) == expected
+        stats = ctx.batch_stats()
+        n_prompt = sum(len(smollm2.tokenize(p, add_special=True)) for p in PROMPTS)
+        # every token after each prompt's first is sampled from a generating step ...
+        assert stats["n_sampled"] == 4 * 15
+        assert stats["n_tokens"] == n_prompt + 4 * 15
+        # ... and the four shared their steps (one per step would take 60)
+        assert stats["n_steps"] < 4 * 15
+
+
 def test_cancel_is_per_generation_even_mid_decode(smollm2, expected):
     # a long prompt on sequence 1 is being evaluated when sequence 0 is cancelled
     long_text = "The history of the city, told in many words. " * 40

@@ -186,6 +186,7 @@ def test_metrics_count_requests_and_tokens(server, http):
     assert "# TYPE llamabind_time_to_first_token_seconds histogram" in text
     assert 'llamabind_active_sequences{model="smollm2"}' in text
     assert "llamabind_queue_depth" in text
+    assert 'llamabind_decode_steps_total{model="smollm2"}' in text
     after_tokens = metric(http, "llamabind_completion_tokens_total")
     assert after_tokens - before_tokens == reply["usage"]["completion_tokens"]
     assert metric(http, "llamabind_requests_total") >= before_requests + 2

@@ -109,6 +109,11 @@ def test_concurrent_requests_each_get_their_own_answer(two_slot_server):
             [{"role": "user", "content": question}], max_tokens=12, temperature=0
         )
         assert content == alone.text, question
+    # the two sequences shared decode steps: more tokens sampled than steps taken
+    metrics = httpx.get(base_url + "/metrics", timeout=30).text
+    values = {line.split("{")[0]: float(line.rsplit(" ", 1)[1])
+              for line in metrics.splitlines() if line.startswith("llamabind_decode_")}  # fmt: skip
+    assert 0 < values["llamabind_decode_steps_total"] < values["llamabind_decode_sampled_tokens_total"]
 
 
 def test_a_client_leaving_cancels_its_request_only(two_slot_server):

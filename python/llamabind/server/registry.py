@@ -16,6 +16,7 @@ from typing import Any
 
 from llamabind.aio import AsyncLlamaEngine
 from llamabind.engine import LlamaEngine
+from llamabind.errors import LlamaError
 from llamabind.resolvers import resolve_model
 from llamabind.server.config import ModelSpec
 from llamabind.server.errors import APIError
@@ -71,6 +72,14 @@ class ServedModel:
         """The engine's request queue (n_parallel, n_active, n_waiting, n_queue), if it has one."""
         info = getattr(self.engine.engine, "queue_info", None)
         return info() if info is not None else None
+
+    def batch_stats(self) -> dict[str, int]:
+        """The batch loop's counters (decode steps, tokens decoded, tokens sampled); zeros when
+        the engine runs one request at a time. Never waits for a decode."""
+        try:
+            return dict(self.engine.engine.context.batch_stats())
+        except LlamaError:  # not loaded, or closed
+            return {"n_steps": 0, "n_tokens": 0, "n_sampled": 0}
 
     def describe(self) -> dict[str, Any]:
         """The ``model`` object of ``/v1/models``."""
