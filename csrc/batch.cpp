@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <cmath>
 
 #include "backend.h"
 #include "errors.h"
@@ -27,6 +28,27 @@ Step finished(const char * reason) {
 }
 
 }  // namespace
+
+void token_logprobs(llama_context * ctx, int32_t i, int32_t n_vocab, int32_t token, int32_t n_top,
+                    TokenLogprobs & out) {
+    const float * logits = llama_get_logits_ith(ctx, i);
+    if (logits == nullptr) throw Error(ErrorKind::Decode, "[Generator] no logits for the log-probabilities");
+    float max = -INFINITY;
+    for (int32_t t = 0; t < n_vocab; ++t) max = std::max(max, logits[t]);
+    double sum = 0.0;
+    for (int32_t t = 0; t < n_vocab; ++t) sum += std::exp(static_cast<double>(logits[t] - max));
+    const float log_z = max + static_cast<float>(std::log(sum));
+    out.logprob = logits[token] - log_z;
+    out.top.clear();
+    const int32_t k = std::min(n_top, n_vocab);
+    if (k <= 0) return;
+    std::vector<int32_t> ids(n_vocab);
+    for (int32_t t = 0; t < n_vocab; ++t) ids[t] = t;
+    std::partial_sort(ids.begin(), ids.begin() + k, ids.end(),
+                      [&](int32_t a, int32_t b) { return logits[a] > logits[b] || (logits[a] == logits[b] && a < b); });
+    out.top.reserve(k);
+    for (int32_t j = 0; j < k; ++j) out.top.emplace_back(ids[j], logits[ids[j]] - log_z);
+}
 
 int32_t sample_from_graph(llama_context * ctx, llama_sampler * chain, int32_t i, int32_t n_vocab,
                           std::vector<llama_token_data> & candidates) {
@@ -415,6 +437,10 @@ void BatchLoop::step(std::vector<std::shared_ptr<BatchSequence>> & current) {
                     const int32_t token = sample(ctx, s, o.index, in_graph);
                     st.token = token;
                     st.in_graph = in_graph;
+                    if (s.options_.n_logprobs >= 0) {
+                        st.logprobs.emplace();
+                        token_logprobs(ctx, o.index, context_->n_vocab(), token, s.options_.n_logprobs, *st.logprobs);
+                    }
                     if (!s.options_.ignore_eog && llama_vocab_is_eog(vocab, token)) {
                         st.finish = "eog";
                         last = true;

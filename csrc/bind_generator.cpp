@@ -52,6 +52,18 @@ full ("context") or after cancel() ("cancelled"): see ``finish_reason``.)")
 (llama.cpp's backend sampling: only the picked token is read back), "cpu" from the logits on
 the CPU. Before the first token it says where the first will be picked; after the end it
 keeps the path of the last one.)")
+        .def_prop_ro("last_logprobs",
+                     [](const Generator & self) -> nb::object {
+                         const std::optional<TokenLogprobs> & lp = self.last_logprobs();
+                         if (!lp) return nb::none();
+                         nb::list top;
+                         for (const auto & [token, logprob] : lp->top) top.append(nb::make_tuple(token, logprob));
+                         return nb::make_tuple(lp->logprob, top);
+                     },
+                     nb::sig("def last_logprobs(self) -> tuple[float, list[tuple[int, float]]] | None"),
+                     R"(The latest token's log-probability under the model (from the raw logits, before
+the sampler) and the n_logprobs most likely tokens with theirs, most likely first; None unless
+generate() was given n_logprobs >= 0.)")
         .def_prop_ro("n_graph_sampled_tokens", &Generator::n_graph_sampled_tokens,
                      R"(How many of the tokens (the end-of-generation token included) were picked inside
 the compute graph; the rest were sampled on the CPU.)");
@@ -61,9 +73,10 @@ the compute graph; the rest were sampled on the CPU.)");
         "generate",
         [](std::shared_ptr<Context> self, TokenSequence prompt_tokens, std::shared_ptr<Sampler> sampler,
            int32_t max_tokens, int32_t seq_id, bool ignore_eog, bool render_special,
-           std::vector<int32_t> render_special_tokens, std::optional<bool> backend_sampling, bool decode_ahead) {
+           std::vector<int32_t> render_special_tokens, std::optional<bool> backend_sampling, bool decode_ahead,
+           int32_t n_logprobs) {
             GenerateOptions options{max_tokens,   seq_id, ignore_eog, render_special, std::move(render_special_tokens),
-                                    backend_sampling, decode_ahead};
+                                    backend_sampling, decode_ahead, n_logprobs};
             std::vector<int32_t> prompt = prompt_tokens.ids("Context.generate");  // bytes refused, ranges named
             return without_gil([&] {
                 return std::make_shared<Generator>(self, sampler, std::move(prompt), options);
@@ -72,7 +85,7 @@ the compute graph; the rest were sampled on the CPU.)");
         nb::arg("prompt_tokens"), nb::arg("sampler"), nb::arg("max_tokens") = -1, nb::arg("seq_id") = 0,
         nb::arg("ignore_eog") = false, nb::arg("render_special") = false,
         nb::arg("render_special_tokens").sig("()") = std::vector<int32_t>(),
-        nb::arg("backend_sampling") = nb::none(), nb::arg("decode_ahead") = true,
+        nb::arg("backend_sampling") = nb::none(), nb::arg("decode_ahead") = true, nb::arg("n_logprobs") = -1,
         R"(Starts a generation; see Generator.
 
 Args:
@@ -95,6 +108,9 @@ Args:
     decode_ahead: Decode each token handed out (and sample the next) on the generator's
         thread while Python handles it (default). False: every step runs inside next(), so
         the sampler has accepted exactly the tokens handed out.
+    n_logprobs: -1 (default): none; 0: each token's log-probability (see
+        Generator.last_logprobs); k <= 100: also the k most likely tokens'. Sampling stays on
+        the CPU then.
 
 Raises:
     ContextOverflowError: the prompt is longer than the context.

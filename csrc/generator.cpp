@@ -15,6 +15,12 @@ Generator::Generator(std::shared_ptr<Context> context, std::shared_ptr<Sampler> 
     if (prompt_.empty()) throw_value("[Context.generate] the prompt has no tokens");
     sampler_->check_model(context_->model().get(), "Context.generate");  // before any evaluation
     if (options_.max_tokens < -1) throw_value("[Context.generate] max_tokens must be >= 0, or -1 for no limit");
+    if (options_.n_logprobs < -1 || options_.n_logprobs > 100) {
+        throw_value("[Context.generate] n_logprobs must be -1 (none), 0 (the chosen token's) or up to 100");
+    }
+    if (options_.n_logprobs >= 0 && options_.backend_sampling.value_or(false)) {
+        throw_value("[Context.generate] log-probabilities need the logits on the CPU: pass backend_sampling=None or False");
+    }
     std::sort(options_.render_special_tokens.begin(), options_.render_special_tokens.end());
     const int32_t n_vocab = context_->n_vocab();
     for (int32_t t : prompt_) {
@@ -62,6 +68,7 @@ bool Generator::wants_graph_sampling() const {
     // Automatic: in the graph when the logits are on a GPU (reading them back is what costs
     // there). With the output on the CPU, sampling in the graph is no faster and for a 262k
     // vocabulary slower (Gemma 3: 46.8 against 48.0 tokens/s, benchmarks/RESULTS.md).
+    if (options_.n_logprobs >= 0) return false;  // they are computed from the logits
     return options_.backend_sampling.value_or(can_run && context_->output_on_gpu());
 }
 
@@ -239,6 +246,10 @@ void Generator::advance_locked(llama_context * ctx, const int32_t * tokens, size
         token = sampler_->sample(ctx, -1);  // also when another generator took the chain over
     }
     step.token = token;
+    if (options_.n_logprobs >= 0) {
+        step.logprobs.emplace();
+        token_logprobs(ctx, -1, context_->n_vocab(), token, options_.n_logprobs, *step.logprobs);
+    }
     const llama_vocab * vocab = llama_model_get_vocab(context_->model().get());
     if (!options_.ignore_eog && llama_vocab_is_eog(vocab, token)) {
         step.finish = "eog";
@@ -267,6 +278,7 @@ std::optional<GeneratedToken> Generator::commit(Step step) {
     }
     ++n_generated_;
     generated_.push_back(*step.token);
+    last_logprobs_ = std::move(step.logprobs);
     pending_ = step.token;
     return GeneratedToken{*step.token, std::move(step.piece)};
 }

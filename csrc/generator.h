@@ -53,6 +53,8 @@ class Generator {
     std::string sampling_backend() const;
     // How many of the generated tokens were picked inside the compute graph.
     int32_t n_graph_sampled_tokens() const { return n_graph_sampled_; }
+    // The latest token's log-probabilities (GenerateOptions::n_logprobs >= 0), else nullopt.
+    const std::optional<TokenLogprobs> & last_logprobs() const { return last_logprobs_; }
 
   private:
     std::optional<GeneratedToken> step(const InterruptCheck & interrupt);
@@ -96,6 +98,7 @@ class Generator {
     int32_t n_reused_ = 0;
     int32_t n_generated_ = 0;
     int32_t n_graph_sampled_ = 0;
+    std::optional<TokenLogprobs> last_logprobs_;
     std::atomic<const char *> last_path_{nullptr};  // where the latest token was sampled
     int64_t t_prompt_us_ = 0;
     int64_t t_generation_us_ = 0;

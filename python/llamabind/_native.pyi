@@ -498,7 +498,7 @@ class Context:
         Applies a control vector (n_embd x n_layer floats from layer 1), or clears it with None.
         """
 
-    def generate(self, prompt_tokens: Sequence[int], sampler: Sampler, max_tokens: int = -1, seq_id: int = 0, ignore_eog: bool = False, render_special: bool = False, render_special_tokens: Sequence[int] = (), backend_sampling: bool | None = None, decode_ahead: bool = True) -> Generator:
+    def generate(self, prompt_tokens: Sequence[int], sampler: Sampler, max_tokens: int = -1, seq_id: int = 0, ignore_eog: bool = False, render_special: bool = False, render_special_tokens: Sequence[int] = (), backend_sampling: bool | None = None, decode_ahead: bool = True, n_logprobs: int = -1) -> Generator:
         """
         Starts a generation; see Generator.
 
@@ -522,6 +522,9 @@ class Context:
             decode_ahead: Decode each token handed out (and sample the next) on the generator's
                 thread while Python handles it (default). False: every step runs inside next(), so
                 the sampler has accepted exactly the tokens handed out.
+            n_logprobs: -1 (default): none; 0: each token's log-probability (see
+                Generator.last_logprobs); k <= 100: also the k most likely tokens'. Sampling stays on
+                the CPU then.
 
         Raises:
             ContextOverflowError: the prompt is longer than the context.
@@ -594,6 +597,14 @@ class Generator:
         (llama.cpp's backend sampling: only the picked token is read back), "cpu" from the logits on
         the CPU. Before the first token it says where the first will be picked; after the end it
         keeps the path of the last one.
+        """
+
+    @property
+    def last_logprobs(self) -> tuple[float, list[tuple[int, float]]] | None:
+        """
+        The latest token's log-probability under the model (from the raw logits, before
+        the sampler) and the n_logprobs most likely tokens with theirs, most likely first; None unless
+        generate() was given n_logprobs >= 0.
         """
 
     @property

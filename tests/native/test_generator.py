@@ -302,3 +302,48 @@ def test_two_threads_on_two_sequences_of_one_context(smollm2, backend_sampling):
         for t in threads:
             t.join()
     assert results == expected
+
+
+def reference_logprobs(model, tokens):
+    """log-softmax of the raw logits after `tokens`, computed in numpy on a fresh context."""
+    np = pytest.importorskip("numpy")
+    with _native.Context(model, n_ctx=256, n_threads=2) as ctx:
+        ctx.decode(tokens, 0, "last")
+        logits = ctx.logits(-1).astype(np.float64)
+    return logits - (logits.max() + np.log(np.exp(logits - logits.max()).sum()))
+
+
+@pytest.mark.parametrize("n_seq_max", [1, 2])
+def test_logprobs_of_each_generated_token(smollm2, n_seq_max):
+    tokens = smollm2.tokenize(PROMPT, add_special=True)
+    with _native.Context(smollm2, n_ctx=256 * n_seq_max, n_threads=2, n_seq_max=n_seq_max) as ctx:
+        gen = ctx.generate(tokens, greedy(smollm2), max_tokens=3, n_logprobs=5, seq_id=n_seq_max - 1)
+        assert gen.last_logprobs is None  # nothing generated yet
+        seen = []
+        for token, _ in gen:
+            logprob, top = gen.last_logprobs
+            seen.append((token, logprob, top))
+    context = list(tokens)
+    for token, logprob, top in seen:
+        expected = reference_logprobs(smollm2, context)
+        assert logprob == pytest.approx(expected[token], abs=1e-3)
+        assert [t for t, _ in top] == [int(t) for t in (-expected).argsort(kind="stable")[:5]]
+        assert [lp for _, lp in top] == pytest.approx([expected[t] for t, _ in top], abs=1e-3)
+        assert top[0][0] == token  # greedy picks the most likely
+        context.append(token)
+
+
+def test_logprobs_off_by_default_and_checked(smollm2):
+    tokens = smollm2.tokenize(PROMPT, add_special=True)
+    with _native.Context(smollm2, n_ctx=256) as ctx:
+        gen = ctx.generate(tokens, greedy(smollm2), max_tokens=2)
+        list(gen)
+        assert gen.last_logprobs is None
+        gen = ctx.generate(tokens, greedy(smollm2), max_tokens=2, n_logprobs=0)
+        list(gen)
+        assert gen.last_logprobs[1] == []
+        for bad in (-2, 101):
+            with pytest.raises(ValueError, match="n_logprobs"):
+                ctx.generate(tokens, greedy(smollm2), n_logprobs=bad)
+        with pytest.raises(ValueError, match="log-probabilities"):
+            ctx.generate(tokens, greedy(smollm2), n_logprobs=1, backend_sampling=True)
