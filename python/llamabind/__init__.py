@@ -38,6 +38,7 @@ from llamabind.types import (
     LlamaAudioContent,
     LlamaChatMessage,
     LlamaChatRole,
+    LlamaChatTemplateResult,
     LlamaCompletion,
     LlamaCompletionChunk,
     LlamaImageContent,
@@ -64,7 +65,6 @@ if TYPE_CHECKING:
     from llamabind.aio import AsyncLlamaEngine
     from llamabind.async_session import AsyncChatSession
     from llamabind.backend import LlamaBackend, decode_utf8
-    from llamabind.chat.request import LlamaChatTemplateResult
     from llamabind.engine import LlamaEngine, LlamaEngineCapabilities
     from llamabind.generation import RequestStream, TokenRun
     from llamabind.logs import set_log_level
@@ -100,7 +100,6 @@ _LAZY = {
     "AsyncLlamaEngine": "llamabind.aio",
     "AsyncChatSession": "llamabind.async_session",
     "LlamaBackend": "llamabind.backend",
-    "LlamaChatTemplateResult": "llamabind.chat.request",
     "decode_utf8": "llamabind.backend",
     "LlamaEngine": "llamabind.engine",
     "LlamaEngineCapabilities": "llamabind.engine",

@@ -23,8 +23,8 @@ from llamabind.types import LlamaChatMessage, LlamaCompletion, LlamaCompletionCh
 if TYPE_CHECKING:
     from typing_extensions import Unpack
 
-    from llamabind.chat.request import LlamaChatTemplateResult
     from llamabind.options import ChatOptionSettings, ChatSettings, GenerationSettings
+    from llamabind.results import LlamaChatTemplateResult
 
 T = TypeVar("T")
 _DONE = object()

@@ -21,12 +21,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from llamabind import _native
-from llamabind.chat.request import (
-    ChatRequest,
-    LlamaChatTemplateResult,
-    build_chat_request,
-    chat_templates,
-)
+from llamabind.chat.request import ChatRequest, build_chat_request, chat_templates
 from llamabind.completions import stream_chunks
 from llamabind.devices import backend_name, gpu_memory
 from llamabind.errors import StateError, StructuredOutputError
@@ -36,6 +31,7 @@ from llamabind.params import GenerationParams, ModelParams
 from llamabind.slots import QueueInfo, RunHandle, SequenceSlots
 from llamabind.types import (
     LlamaChatMessage,
+    LlamaChatTemplateResult,
     LlamaCompletion,
     LlamaCompletionAccumulator,
     LlamaCompletionChunk,
@@ -486,18 +482,7 @@ class LlamaEngine:
         """
         options = chat_options(options, settings, "LlamaEngine.chat_template()")
         loaded = self._require()
-        request = self._chat_request(loaded, messages, options, add_generation_prompt)
-        tokens = self._prompt_tokens(loaded, request)
-        return LlamaChatTemplateResult(
-            request.prompt,
-            len(tokens),
-            request.format,
-            request.stop,
-            request.grammar,
-            request.grammar_lazy,
-            request.grammar_triggers,
-            request.preserved_tokens,
-        )
+        return self._chat_request(loaded, messages, options, add_generation_prompt).rendered
 
     def _chat_request(
         self,
@@ -511,14 +496,10 @@ class LlamaEngine:
             loaded.model,
             loaded.chat,
             dicts,
+            options,
             template_override=loaded.params.chat_template,
             add_generation_prompt=add_generation_prompt,
-            **options.request_kwargs(),
         )
-
-    def _prompt_tokens(self, loaded: _Loaded, request: ChatRequest) -> list[int]:
-        # the template's markers become control tokens, message data stays text
-        return request.token_ids(loaded.model, loaded.chat)
 
     def _start_chat(
         self, messages: Any, params: GenerationParams, options: ChatOptions
@@ -533,12 +514,11 @@ class LlamaEngine:
                     "response_format (they bring their own grammar)"
                 )
             overrides = dict(request.sampler_kwargs)
-        tokens = self._prompt_tokens(loaded, request)
         run = TokenRun(
             loaded,
-            tokens,
+            request.token_ids,
             params,
-            stop=request.stop,
+            stop=request.rendered.stop,
             render_special_tokens=request.preserved_token_ids,
             sampler_overrides=overrides,
         )
