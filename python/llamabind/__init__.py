@@ -66,7 +66,7 @@ if TYPE_CHECKING:
     from llamabind.async_session import AsyncChatSession
     from llamabind.backend import LlamaBackend, decode_utf8
     from llamabind.engine import LlamaEngine, LlamaEngineCapabilities
-    from llamabind.generation import RequestStream, TokenRun
+    from llamabind.generation import GenerationRun, RequestStream, TokenRun
     from llamabind.logs import set_log_level
     from llamabind.session import ChatSession, LlamaToolLoopResult
 
@@ -103,6 +103,7 @@ _LAZY = {
     "decode_utf8": "llamabind.backend",
     "LlamaEngine": "llamabind.engine",
     "LlamaEngineCapabilities": "llamabind.engine",
+    "GenerationRun": "llamabind.generation",
     "RequestStream": "llamabind.generation",
     "TokenRun": "llamabind.generation",
     "set_log_level": "llamabind.logs",
@@ -139,6 +140,7 @@ __all__ = [
     "DecodeError",
     "DeviceInfo",
     "GenerationParams",
+    "GenerationRun",
     "Generator",
     "GrammarError",
     "GrammarTrigger",
@@ -176,7 +178,7 @@ __all__ = [
     "StateError",
     "StructuredOutputError",
     "TemplateError",
-    "TokenRun",
+    "TokenRun",  # alias of GenerationRun (its earlier name)
     "ToolDefinition",
     "ToolHandlerError",
     "UnsupportedError",

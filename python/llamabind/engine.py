@@ -23,12 +23,12 @@ import numpy as np
 from llamabind import _native
 from llamabind.chat.request import ChatRequest, build_chat_request, chat_templates
 from llamabind.completions import stream_chunks
-from llamabind.devices import backend_name, gpu_memory
+from llamabind.devices import device_label, gpu_memory
 from llamabind.errors import StateError, StructuredOutputError
-from llamabind.generation import RequestStream, TokenRun
+from llamabind.generation import GenerationRun, RequestStream
 from llamabind.options import ChatOptions, chat_options, generation_params, request_settings
 from llamabind.params import GenerationParams, ModelParams
-from llamabind.slots import QueueInfo, RunHandle, SequenceSlots
+from llamabind.slots import QueueInfo, SequenceSlots, SlotLease
 from llamabind.types import (
     LlamaChatMessage,
     LlamaChatTemplateResult,
@@ -77,7 +77,11 @@ class _Loaded:
 
 @dataclass(frozen=True, slots=True)
 class LlamaEngineCapabilities:
-    """What the loaded model and this build can do."""
+    """What the loaded model and this build can do.
+
+    ``backend_name`` (the seed's name) is the compute devices the model runs on: "CPU" or the
+    GPU names, comma-separated (see ``get_devices`` for each one).
+    """
 
     has_chat_template: bool
     supports_embeddings: bool
@@ -99,7 +103,7 @@ class LlamaEngine:
         model: A model to load lazily on first use (a path, ``file://``, ``https://`` or
             ``hf://`` URI, or a name the resolver knows); None to call ``load_model`` later.
             A ``LlamaBackend`` (the seed's ``LlamaEngine(LlamaBackend())``) also means no
-            model yet: the engine runs on the same in-process llama.cpp and disposes that
+            model yet: the engine runs on the same in-process llama.cpp and closes that
             backend when it is closed.
         params: Its ModelParams (defaults when None).
         resolver: Turns names and URIs into local files; None uses llamabind's default chain.
@@ -122,7 +126,7 @@ class LlamaEngine:
         self._lazy: tuple[str | os.PathLike[str], ModelParams | None] | None = (
             (model, params) if model is not None else None
         )
-        self._disposed = False
+        self._closed = False
 
     # --- lifecycle ---------------------------------------------------------------------------
 
@@ -138,8 +142,14 @@ class LlamaEngine:
         return self._loaded is not None
 
     @property
+    def is_closed(self) -> bool:
+        """Whether ``close()`` was called (the engine cannot be used again)."""
+        return self._closed
+
+    @property
     def is_disposed(self) -> bool:
-        return self._disposed
+        """The seed's name for ``is_closed`` (an alias)."""
+        return self._closed
 
     @property
     def model_name(self) -> str | None:
@@ -177,7 +187,7 @@ class LlamaEngine:
             ContextError: the context could not be made (e.g. out of memory).
         """
         with self._lifecycle:
-            self._check_not_disposed()
+            self._check_open()
             if self._loaded is not None:
                 raise StateError(
                     "a model is loaded already: call unload_model() first, "
@@ -198,7 +208,7 @@ class LlamaEngine:
         cancelled when the swap happens.
         """
         with self._lifecycle:
-            self._check_not_disposed()
+            self._check_open()
             new = self._open(name_or_uri, params, on_progress)
             old = self._swap(new)
             if old is not None:
@@ -213,14 +223,19 @@ class LlamaEngine:
                 old.close()
 
     def close(self) -> None:
-        """Unloads the model; the engine cannot be used afterwards. Safe to call twice."""
+        """Unloads the model; the engine cannot be used afterwards. Safe to call twice.
+
+        Also closes the seed's ``LlamaBackend`` the engine was made with, if any.
+        """
         with self._lifecycle:
             self.unload_model()
-            self._disposed = True
+            self._closed = True
             if self.backend is not None:
-                self.backend.dispose()
+                self.backend.close()
 
-    dispose = close
+    def dispose(self) -> None:
+        """The seed's name for ``close()`` (an alias: the same call)."""
+        self.close()
 
     def _swap(self, new: _Loaded | None) -> _Loaded | None:
         old = self._loaded
@@ -270,8 +285,8 @@ class LlamaEngine:
             return Path(name_or_uri)
         return resolve_model(name_or_uri, self.resolver)
 
-    def _check_not_disposed(self) -> None:
-        if self._disposed:
+    def _check_open(self) -> None:
+        if self._closed:
             raise StateError("this LlamaEngine was closed; make a new one")
 
     def _require(self) -> _Loaded:
@@ -279,7 +294,7 @@ class LlamaEngine:
         if loaded is not None:
             return loaded
         with self._lifecycle:
-            self._check_not_disposed()
+            self._check_open()
             if self._loaded is None and self._lazy is not None:
                 name, params = self._lazy
                 self._loaded = self._open(name, params, None)
@@ -352,7 +367,7 @@ class LlamaEngine:
         prompt: str | Sequence[int],
         params: GenerationParams | None = None,
         **settings: Unpack[GenerationSettings],
-    ) -> TokenRun:
+    ) -> GenerationRun:
         """Like ``generate`` but returns the run, whose ``usage`` and ``finish_reason``
         are set once its iteration ends. ``prompt`` may also be token ids."""
         params = generation_params(params, settings, "LlamaEngine.start_generation()")
@@ -363,7 +378,7 @@ class LlamaEngine:
             tokens = [int(t) for t in prompt]
         if not tokens:
             raise ValueError("the prompt is empty")
-        return TokenRun(loaded, tokens, params)
+        return GenerationRun(loaded, tokens, params)
 
     # --- chat completions ------------------------------------------------------------------
 
@@ -503,7 +518,7 @@ class LlamaEngine:
 
     def _start_chat(
         self, messages: Any, params: GenerationParams, options: ChatOptions
-    ) -> tuple[TokenRun, Any]:
+    ) -> tuple[GenerationRun, Any]:
         loaded = self._require()
         request = self._chat_request(loaded, messages, options)
         overrides: dict[str, Any] = {}
@@ -514,7 +529,7 @@ class LlamaEngine:
                     "response_format (they bring their own grammar)"
                 )
             overrides = dict(request.sampler_kwargs)
-        run = TokenRun(
+        run = GenerationRun(
             loaded,
             request.token_ids,
             params,
@@ -581,7 +596,7 @@ class LlamaEngine:
             supports_vision=False,
             supports_audio=False,
             supports_gpu_offload=_native.supports_gpu_offload(),
-            backend_name=backend_name(),
+            backend_name=device_label(),
         )
 
     def get_devices(self) -> list[_native.DeviceInfo]:
@@ -647,8 +662,7 @@ class LlamaEngine:
         tokens = model.tokenize(prompt, add_special=True, parse_special=True) if prompt else []
         if not tokens:
             raise ValueError("score_next_token needs a non-empty prompt")
-        run = RunHandle()
-        seq = loaded.slots.acquire(run, tokens)
+        seq = loaded.slots.acquire(SlotLease(), tokens)
         if seq is None:
             raise StateError("score_next_token was cancelled while it waited for a sequence")
         try:
