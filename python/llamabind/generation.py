@@ -22,7 +22,7 @@ from llamabind.text_stream import TextStream
 from llamabind.types import LlamaUsage
 
 if TYPE_CHECKING:
-    from llamabind.engine import _Loaded
+    from llamabind.lifecycle import LoadedModel
 
 T = TypeVar("T")
 
@@ -71,7 +71,7 @@ class GenerationRun:
 
     def __init__(
         self,
-        loaded: _Loaded,
+        loaded: LoadedModel,
         prompt_tokens: Sequence[int],
         params: GenerationParams,
         *,
