@@ -192,42 +192,46 @@ def build_chat_request(
     use_generic = bool(tools_json) and not template.caps.supports_tool_calls
     plan_mode = mode
     if use_generic:
-        if schema is not None:
-            raise ValueError(
-                "response_format cannot be combined with tools on a template without tool support"
-            )
-        messages = generic.rewrite_messages(messages, tools_json)
-        tools_json, plan_mode = [], "none"
+        messages, tools_json, plan_mode = _generic_tools(messages, tools_json, schema)
     kwargs = dict(options.chat_template_kwargs or {})
-    marked = template.render(
-        messages,
-        tools=tools_json or None,
-        add_generation_prompt=add_generation_prompt,
-        enable_thinking=options.enable_thinking,
-        mark_data=True,
-        **kwargs,
+    prompt, data_spans = unmark(
+        template.render(
+            messages,
+            tools=tools_json or None,
+            add_generation_prompt=add_generation_prompt,
+            enable_thinking=options.enable_thinking,
+            mark_data=True,
+            **kwargs,
+        )
     )
-    prompt, data_spans = unmark(marked)
     source = _PlanSource(model, cache, template_override, messages)
-    inputs = PlanInputs(
-        json.dumps(tools_json) if tools_json else None,
-        plan_mode,
-        options.parallel_tool_calls,
-        add_generation_prompt,
-        options.enable_thinking,
-        json.dumps(schema) if schema is not None else None,
-        json.dumps(kwargs) if kwargs else None,
-    )
+    inputs = PlanInputs.of(tools_json, plan_mode, options, add_generation_prompt, schema)
     native = format_plan(model, cache, template_override, messages, inputs, prompt)
     sampler_kwargs = dict(native.sampler_kwargs(model))
     opener = _required_opener(source, inputs, prompt, native, sampler_kwargs)
     if use_generic:
         tools = [t.to_openai() for t in active_tools]
         sampler_kwargs = {"grammar": generic.grammar(tools, mode, options.parallel_tool_calls)}
-    elif schema is not None and not sampler_kwargs:
+    elif schema is not None and not sampler_kwargs:  # no format grammar: the schema's own
         sampler_kwargs = {"grammar": _schema_grammar(schema)}
     plan = _Plan(native, sampler_kwargs, schema, use_generic, opener)
     return _chat_request(source, template, prompt + opener, data_spans, plan)
+
+
+def _generic_tools(
+    messages: list[dict[str, Any]],
+    tools_json: list[dict[str, Any]],
+    schema: Mapping[str, Any] | None,
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]], str]:
+    """The conversation rewritten for our generic tool format: messages, tools, plan mode.
+
+    The template then sees no tools, and llama.cpp's plan is the one without tools ("none").
+    """
+    if schema is not None:
+        raise ValueError(
+            "response_format cannot be combined with tools on a template without tool support"
+        )
+    return generic.rewrite_messages(messages, tools_json), [], "none"
 
 
 @dataclass(frozen=True, slots=True)
@@ -390,6 +394,27 @@ class PlanInputs:
     enable_thinking: bool
     json_schema: str | None
     chat_template_kwargs_json: str | None
+
+    @classmethod
+    def of(
+        cls,
+        tools_json: list[dict[str, Any]],
+        tool_choice: str,
+        options: ChatOptions,
+        add_generation_prompt: bool,
+        schema: Mapping[str, Any] | None,
+    ) -> PlanInputs:
+        """The inputs of a request with these tools (OpenAI dicts), mode and options."""
+        kwargs = options.chat_template_kwargs
+        return cls(
+            json.dumps(tools_json) if tools_json else None,
+            tool_choice,
+            options.parallel_tool_calls,
+            add_generation_prompt,
+            options.enable_thinking,
+            json.dumps(schema) if schema is not None else None,
+            json.dumps(dict(kwargs)) if kwargs else None,
+        )
 
 
 def format_plan(
