@@ -35,7 +35,7 @@ sys.path.insert(0, str(REPO / "tests"))
 from llamabind import _native  # noqa: E402
 from llamabind.chat import ChatTemplate  # noqa: E402
 from llamabind.chat.request import build_chat_request  # noqa: E402
-from llamabind.tools import normalize_tools  # noqa: E402
+from llamabind.options import ChatOptions  # noqa: E402
 from model_files import ensure_test_models  # noqa: E402
 
 DEFAULT_TEMPLATES = [
@@ -88,7 +88,7 @@ def median_ms(run: Callable[[], object], repeats: int) -> float:
 def measure(model: _native.Model, name: str, repeats: int) -> dict[str, float]:
     source = (TEMPLATES / name).read_text()
     messages = conversation()
-    tools = normalize_tools(TOOLS)
+    options = ChatOptions(tools=TOOLS)
     python = ChatTemplate.from_model(model, source=source)
     native = _native.ChatTemplates(model, template=source)
     messages_json = json.dumps(messages)
@@ -96,8 +96,8 @@ def measure(model: _native.Model, name: str, repeats: int) -> dict[str, float]:
     cache: dict = {}
 
     def request() -> object:
-        return build_chat_request(model, cache, copy.deepcopy(messages),
-                                  template_override=source, tools=tools)
+        return build_chat_request(model, cache, copy.deepcopy(messages), options,
+                                  template_override=source)
 
     return {
         "python_ms": median_ms(lambda: python.render(messages, tools=TOOLS), repeats),

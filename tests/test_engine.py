@@ -34,9 +34,21 @@ def test_lazy_load_on_first_use_and_context_manager(smollm2_path):
         assert not engine.is_ready
         assert engine.get_token_count("hello world") == 2
         assert engine.is_ready and engine.get_context_size() == 512
-    assert engine.is_disposed and not engine.is_ready
+    assert engine.is_closed and engine.is_disposed and not engine.is_ready
     with pytest.raises(StateError, match="closed"):
         engine.tokenize("x")
+
+
+def test_the_seeds_names_are_aliases():
+    import llamabind
+    from llamabind import generation, slots
+
+    engine = LlamaEngine()
+    engine.dispose()  # the seed's name for close()
+    assert engine.is_closed and engine.is_disposed
+    engine.close()  # safe twice
+    assert llamabind.TokenRun is generation.TokenRun is llamabind.GenerationRun
+    assert slots.RunHandle is slots.SlotLease
 
 
 def test_generate_streams_text_equal_to_the_native_generator(engine, smollm2_path):

@@ -54,8 +54,8 @@ def test_freeing_a_model_frees_its_contexts_and_dispose_frees_all(smollm2_path):
             backend.get_context_size(context)
     model = backend.model_load(smollm2_path)
     backend.context_create(model, ModelParams(n_ctx=256))
-    backend.dispose()
-    backend.dispose()
+    backend.dispose()  # the seed's name for close()
+    backend.close()
 
 
 def test_cancel_generation_from_another_thread(smollm2_path):

@@ -46,8 +46,6 @@ def test_chat_options_normalise_tools_and_check_values():
     options = ChatOptions(tools=[get_weather], tool_choice="required")
     assert isinstance(options.tools, tuple) and isinstance(options.tools[0], ToolDefinition)
     assert options.tools[0].name == "get_weather"
-    assert options.request_kwargs()["tools"] == options.tools
-    assert set(options.request_kwargs()) == {f.name for f in dataclasses.fields(ChatOptions)}
     with pytest.raises(TypeError, match="ChatOptions.enable_thinking must be a bool"):
         ChatOptions(enable_thinking="yes")
     with pytest.raises(TypeError, match="response_format must be a dict"):

@@ -97,7 +97,10 @@ def test_error_fields_are_declared_and_always_set(tmp_path):
     from llamabind import errors
 
     expected = {
-        errors.ModelLoadError: {"path": None, "cancelled": False},
+        errors.ModelLoadError: {"path": None, "cancelled": False, "key": None},
+        errors.ModelNotFoundError: {"locations": [], "reasons": [], "name": None},
+        errors.HandleClosedError: {"handle": None},
+        errors.UnsupportedError: {"part": None},
         errors.ContextOverflowError: {"n_tokens": None, "n_ctx": None, "code": None},
         errors.DecodeError: {"code": None},
         errors.TemplateError: {"name": None, "lineno": None, "kind": None,
@@ -110,6 +113,10 @@ def test_error_fields_are_declared_and_always_set(tmp_path):
         assert set(fields) <= set(typing.get_type_hints(cls)), cls
         error = cls("message")
         assert {name: getattr(error, name) for name in fields} == fields
+    download = errors.ModelDownloadError("gone", url="https://x", reason="http", status=404)
+    assert (download.url, download.reason, download.status) == ("https://x", "http", 404)
+    assert download.details["status"] == 404 and download.expected_sha256 is None
+    assert not hasattr(errors.LlamaError("message", extra=1), "extra")  # facts stay in details
     missing = errors.ToolHandlerError("no handler", tool_name="search")
     assert missing.tool_name == "search" and isinstance(missing, (errors.LlamaError, LookupError))
     with pytest.raises(errors.ModelLoadError) as caught:

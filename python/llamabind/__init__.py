@@ -38,6 +38,7 @@ from llamabind.types import (
     LlamaAudioContent,
     LlamaChatMessage,
     LlamaChatRole,
+    LlamaChatTemplateResult,
     LlamaCompletion,
     LlamaCompletionChunk,
     LlamaImageContent,
@@ -64,9 +65,8 @@ if TYPE_CHECKING:
     from llamabind.aio import AsyncLlamaEngine
     from llamabind.async_session import AsyncChatSession
     from llamabind.backend import LlamaBackend, decode_utf8
-    from llamabind.chat.request import LlamaChatTemplateResult
     from llamabind.engine import LlamaEngine, LlamaEngineCapabilities
-    from llamabind.generation import RequestStream, TokenRun
+    from llamabind.generation import GenerationRun, RequestStream, TokenRun
     from llamabind.logs import set_log_level
     from llamabind.session import ChatSession, LlamaToolLoopResult
 
@@ -100,10 +100,10 @@ _LAZY = {
     "AsyncLlamaEngine": "llamabind.aio",
     "AsyncChatSession": "llamabind.async_session",
     "LlamaBackend": "llamabind.backend",
-    "LlamaChatTemplateResult": "llamabind.chat.request",
     "decode_utf8": "llamabind.backend",
     "LlamaEngine": "llamabind.engine",
     "LlamaEngineCapabilities": "llamabind.engine",
+    "GenerationRun": "llamabind.generation",
     "RequestStream": "llamabind.generation",
     "TokenRun": "llamabind.generation",
     "set_log_level": "llamabind.logs",
@@ -140,6 +140,7 @@ __all__ = [
     "DecodeError",
     "DeviceInfo",
     "GenerationParams",
+    "GenerationRun",
     "Generator",
     "GrammarError",
     "GrammarTrigger",
@@ -177,7 +178,7 @@ __all__ = [
     "StateError",
     "StructuredOutputError",
     "TemplateError",
-    "TokenRun",
+    "TokenRun",  # alias of GenerationRun (its earlier name)
     "ToolDefinition",
     "ToolHandlerError",
     "UnsupportedError",

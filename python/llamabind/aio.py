@@ -12,7 +12,7 @@ import asyncio
 import functools
 import threading
 from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Mapping, Sequence
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 from llamabind.engine import LlamaEngine
 from llamabind.options import ChatOptions, chat_options, generation_params, request_settings
@@ -23,8 +23,8 @@ from llamabind.types import LlamaChatMessage, LlamaCompletion, LlamaCompletionCh
 if TYPE_CHECKING:
     from typing_extensions import Unpack
 
-    from llamabind.chat.request import LlamaChatTemplateResult
     from llamabind.options import ChatOptionSettings, ChatSettings, GenerationSettings
+    from llamabind.results import LlamaChatTemplateResult
 
 T = TypeVar("T")
 _DONE = object()
@@ -44,67 +44,78 @@ async def stream_in_thread(
         engine: Whose generations are all cancelled when the consumer stops early and the
             iterator has no ``cancel()`` of its own (streams of the engine have one).
     """
-    loop = asyncio.get_running_loop()
-    queue: asyncio.Queue[tuple[Any, BaseException | None]] = asyncio.Queue()
-    stop = threading.Event()
-    made: list[Iterator[T]] = []  # the iterator, once the worker made it
-    made_lock = threading.Lock()
-
-    def cancel_request() -> None:
-        """Cancels this stream's request only, when it can tell which one that is."""
-        with made_lock:
-            stop.set()
-            iterator = made[0] if made else None
-        cancel = getattr(iterator, "cancel", None)
-        if cancel is not None:
-            cancel()
-        elif iterator is not None:
-            engine.cancel_generation()  # a stream that cannot cancel itself
-
-    def post(item: Any, error: BaseException | None = None) -> None:
-        try:
-            loop.call_soon_threadsafe(queue.put_nowait, (item, error))
-        except RuntimeError:  # the loop is closed: nobody is listening any more
-            stop.set()
-
-    def produce() -> None:
-        try:
-            iterator = factory()
-            with made_lock:
-                made.append(iterator)
-                stopped = stop.is_set()
-            if stopped:  # the consumer left while the request was being made
-                cancel = getattr(iterator, "cancel", None)
-                if cancel is not None:
-                    cancel()
-            try:
-                for item in iterator:
-                    if stop.is_set():
-                        break
-                    post(item)
-            finally:
-                close = getattr(iterator, "close", None)
-                if close is not None:
-                    close()
-        except BaseException as exc:  # noqa: BLE001 - delivered through the stream, never swallowed
-            post(_DONE, exc)
-            return
-        post(_DONE)
-
-    worker = threading.Thread(target=produce, name="llamabind-stream", daemon=True)
-    worker.start()
+    worker = _Worker(factory, engine, asyncio.get_running_loop())
+    thread = threading.Thread(target=worker.produce, name="llamabind-stream", daemon=True)
+    thread.start()
     try:
         while True:
-            item, error = await queue.get()
+            item, error = await worker.queue.get()
             if item is _DONE:
                 if error is not None:
                     raise error
                 return
             yield item
     finally:
-        if worker.is_alive():
-            cancel_request()
-            await asyncio.shield(asyncio.to_thread(worker.join))
+        if thread.is_alive():
+            worker.cancel_request()
+            await asyncio.shield(asyncio.to_thread(thread.join))
+
+
+class _Worker(Generic[T]):
+    """The worker thread's side of ``stream_in_thread``: makes the iterator, posts its items."""
+
+    def __init__(
+        self,
+        factory: Callable[[], Iterator[T]],
+        engine: LlamaEngine,
+        loop: asyncio.AbstractEventLoop,
+    ) -> None:
+        self.factory, self.engine, self.loop = factory, engine, loop
+        self.queue: asyncio.Queue[tuple[Any, BaseException | None]] = asyncio.Queue()
+        self.stop = threading.Event()
+        self.made: list[Iterator[T]] = []  # the iterator, once the worker made it
+        self.made_lock = threading.Lock()
+
+    def cancel_request(self) -> None:
+        """Cancels this stream's request only, when it can tell which one that is."""
+        with self.made_lock:
+            self.stop.set()
+            iterator = self.made[0] if self.made else None
+        cancel = getattr(iterator, "cancel", None)
+        if cancel is not None:
+            cancel()
+        elif iterator is not None:
+            self.engine.cancel_generation()  # a stream that cannot cancel itself
+
+    def post(self, item: Any, error: BaseException | None = None) -> None:
+        try:
+            self.loop.call_soon_threadsafe(self.queue.put_nowait, (item, error))
+        except RuntimeError:  # the loop is closed: nobody is listening any more
+            self.stop.set()
+
+    def produce(self) -> None:
+        try:
+            iterator = self.factory()
+            with self.made_lock:
+                self.made.append(iterator)
+                stopped = self.stop.is_set()
+            if stopped:  # the consumer left while the request was being made
+                cancel = getattr(iterator, "cancel", None)
+                if cancel is not None:
+                    cancel()
+            try:
+                for item in iterator:
+                    if self.stop.is_set():
+                        break
+                    self.post(item)
+            finally:
+                close = getattr(iterator, "close", None)
+                if close is not None:
+                    close()
+        except BaseException as exc:  # noqa: BLE001 - delivered through the stream, never swallowed
+            self.post(_DONE, exc)
+            return
+        self.post(_DONE)
 
 
 class AsyncLlamaEngine:

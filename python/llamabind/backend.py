@@ -16,7 +16,7 @@ from collections.abc import Iterable, Iterator, Sequence
 from typing import Any, Literal, overload
 
 from llamabind import _native
-from llamabind.devices import backend_name, gpu_memory
+from llamabind.devices import device_label, gpu_memory
 from llamabind.errors import HandleClosedError, StateError
 from llamabind.logs import set_log_level
 from llamabind.params import GenerationParams, ModelParams
@@ -52,8 +52,9 @@ def decode_utf8(pieces: Iterable[bytes]) -> Iterator[str]:
 class LlamaBackend:
     """Handles for models and contexts, and the raw generate loop.
 
-    ``dispose()`` (or ``with``) frees everything still open. Pass it to ``LlamaEngine`` as
-    the seed does (``LlamaEngine(LlamaBackend())``) and the engine disposes it when closed.
+    ``close()`` (or ``with``) frees everything still open; ``dispose()`` is the seed's name for
+    it (an alias). Pass it to ``LlamaEngine`` as the seed does (``LlamaEngine(LlamaBackend())``)
+    and the engine closes it when closed.
     """
 
     def __init__(self) -> None:
@@ -63,21 +64,21 @@ class LlamaBackend:
         self._loras: dict[int, dict[str, tuple[_native.LoraAdapter, float]]] = {}
         self._generators: set[_native.Generator] = set()
         self._lock = threading.Lock()
-        self._disposed = False
+        self._closed = False
 
     def __enter__(self) -> LlamaBackend:
         return self
 
     def __exit__(self, *exc: object) -> None:
-        self.dispose()
+        self.close()
 
     @property
     def is_ready(self) -> bool:
-        return not self._disposed
+        return not self._closed
 
     def _check(self) -> None:
-        if self._disposed:
-            raise StateError("this LlamaBackend was disposed")
+        if self._closed:
+            raise StateError("this LlamaBackend was closed")
 
     def _model(self, handle: int) -> _native.Model:
         self._check()
@@ -271,10 +272,11 @@ class LlamaBackend:
         for path in list(self._loras.get(context, {})):
             self.remove_lora_adapter(context, path)
 
-    # --- backend ---------------------------------------------------------------------------
+    # --- devices ---------------------------------------------------------------------------
 
     def get_backend_name(self) -> str:
-        return backend_name()
+        """The compute devices: "CPU" or the GPU names, comma-separated (the seed's name)."""
+        return device_label()
 
     def is_gpu_supported(self) -> bool:
         return _native.supports_gpu_offload()
@@ -288,13 +290,17 @@ class LlamaBackend:
         """Same as ``llamabind.set_log_level``: llama.cpp records at or above ``level``."""
         set_log_level(level)
 
-    def dispose(self) -> None:
+    def close(self) -> None:
         """Cancels generations and frees every context and model. Safe to call twice."""
-        if self._disposed:
+        if self._closed:
             return
         self.cancel_generation()
         for handle in list(self._contexts):
             self.context_free(handle)
         for handle in list(self._models):
             self.model_free(handle)
-        self._disposed = True
+        self._closed = True
+
+    def dispose(self) -> None:
+        """The seed's name for ``close()`` (an alias: the same call)."""
+        self.close()

@@ -75,7 +75,7 @@ def stream_chunks(
     """Chunks of one chat completion.
 
     Args:
-        run: An ``engine.TokenRun``: iterating it yields text; afterwards it has
+        run: A ``generation.GenerationRun``: iterating it yields text; afterwards it has
             ``finish_reason`` and ``usage``.
         parser: Splits the text into content, reasoning and tool-call deltas.
         model_name: The ``model`` field of every chunk.

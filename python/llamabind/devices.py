@@ -1,13 +1,18 @@
-"""The compute devices of this build: a name for the backend and the GPU memory."""
+"""The compute devices of this build (ggml's backend devices): a label and the GPU memory.
+
+In llamabind's words a "device" is what ggml computes on (CPU, a GPU); "backend" alone means
+the seed's ``LlamaBackend`` API, and "backend sampling" is llama.cpp's sampling in the graph.
+The seed's ``get_backend_name()`` / ``backend_name`` report ``device_label()``.
+"""
 
 from __future__ import annotations
 
 from llamabind import _native
 
-__all__ = ["backend_name", "gpu_memory"]
+__all__ = ["device_label", "gpu_memory"]
 
 
-def backend_name() -> str:
+def device_label() -> str:
     """The GPU devices of this build, comma-separated, or "CPU"."""
     names = [d.name for d in _native.devices() if d.type != "cpu"]
     return ", ".join(names) if names else "CPU"

@@ -1,87 +1,52 @@
 """LlamaEngine: one loaded model, raw and chat generation, tokens, embeddings, state.
 
-The engine owns a native Model and Context (``llamabind._native``). Lifecycle calls are
-serialised; one generation runs at a time (a second raises ``StateError``). Each generation
-runs the native generate loop, which releases the GIL per token; Python only decodes text,
-matches stop strings and shapes chunks.
+The engine owns a native Model and Context (``llamabind._native``). Up to
+``ModelParams.n_parallel`` requests run at once, each on its own sequence of the context; more
+wait in a queue. Each generation runs the native generate loop, which releases the GIL per
+token; Python only decodes text, matches stop strings and shapes chunks.
+
+The class is assembled from its parts: ``lifecycle.EngineLifecycle`` (load, swap, close),
+``engine_chat.ChatCompletions`` (create, complete, chat_template) and, here, raw generation,
+tokens, introspection, embeddings, scoring, state and LoRA.
 """
 
 from __future__ import annotations
 
 import contextlib
-import itertools
-import json
 import os
-import threading
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
-from pathlib import Path
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from llamabind import _native
-from llamabind.chat.request import (
-    ChatRequest,
-    LlamaChatTemplateResult,
-    build_chat_request,
-    chat_templates,
-)
-from llamabind.completions import stream_chunks
-from llamabind.devices import backend_name, gpu_memory
-from llamabind.errors import StateError, StructuredOutputError
-from llamabind.generation import RequestStream, TokenRun
-from llamabind.options import ChatOptions, chat_options, generation_params, request_settings
+from llamabind.chat.request import chat_templates
+from llamabind.devices import device_label, gpu_memory
+from llamabind.engine_chat import ChatCompletions
+from llamabind.errors import StateError
+from llamabind.generation import GenerationRun, RequestStream
+from llamabind.lifecycle import ProgressCallback
+from llamabind.options import generation_params
 from llamabind.params import GenerationParams, ModelParams
-from llamabind.slots import QueueInfo, RunHandle, SequenceSlots
-from llamabind.types import (
-    LlamaChatMessage,
-    LlamaCompletion,
-    LlamaCompletionAccumulator,
-    LlamaCompletionChunk,
-    LlamaNextTokenScores,
-    LlamaTokenLogprob,
-    to_messages,
-)
+from llamabind.scoring import score_next_token
+from llamabind.slots import QueueInfo
+from llamabind.types import LlamaNextTokenScores
 
 if TYPE_CHECKING:
     from typing_extensions import Unpack
 
-    from llamabind.backend import LlamaBackend
     from llamabind.embeddings import Embedder
-    from llamabind.options import ChatOptionSettings, ChatSettings, GenerationSettings
-
-ProgressCallback = Callable[[float], "bool | None"]
-
-_run_ids = itertools.count(1)
-
-
-@dataclass(slots=True)
-class _Loaded:
-    """What a successful load produced; replaced as a whole by set_model/unload_model."""
-
-    name: str
-    path: Path
-    params: ModelParams
-    model: _native.Model
-    context: _native.Context
-    slots: SequenceSlots
-    loras: dict[str, tuple[_native.LoraAdapter, float]] = field(default_factory=dict)
-    embedder: Embedder | None = None
-    chat: dict[str, Any] = field(default_factory=dict)  # per-template caches of llamabind.chat
-
-    def close(self) -> None:
-        if self.embedder is not None:
-            self.embedder.close()
-        self.context.close()
-        for adapter, _ in self.loras.values():
-            adapter.close()
-        self.model.close()
+    from llamabind.options import GenerationSettings
 
 
 @dataclass(frozen=True, slots=True)
 class LlamaEngineCapabilities:
-    """What the loaded model and this build can do."""
+    """What the loaded model and this build can do.
+
+    ``backend_name`` (the seed's name) is the compute devices the model runs on: "CPU" or the
+    GPU names, comma-separated (see ``get_devices`` for each one).
+    """
 
     has_chat_template: bool
     supports_embeddings: bool
@@ -96,201 +61,20 @@ class LlamaEngineCapabilities:
     backend_name: str
 
 
-class LlamaEngine:
+class LlamaEngine(ChatCompletions):
     """Loads a GGUF model and runs it: raw text, chat completions, tokens, embeddings.
 
     Args:
         model: A model to load lazily on first use (a path, ``file://``, ``https://`` or
             ``hf://`` URI, or a name the resolver knows); None to call ``load_model`` later.
             A ``LlamaBackend`` (the seed's ``LlamaEngine(LlamaBackend())``) also means no
-            model yet: the engine runs on the same in-process llama.cpp and disposes that
+            model yet: the engine runs on the same in-process llama.cpp and closes that
             backend when it is closed.
         params: Its ModelParams (defaults when None).
         resolver: Turns names and URIs into local files; None uses llamabind's default chain.
 
     Use it as a context manager, or call ``close()`` when done.
     """
-
-    def __init__(
-        self,
-        model: str | os.PathLike[str] | LlamaBackend | None = None,
-        params: ModelParams | None = None,
-        *,
-        resolver: Any = None,
-    ) -> None:
-        self.backend, model = _seed_backend(model)
-        self.resolver = resolver
-        self._lifecycle = threading.RLock()
-        self._state = threading.Lock()
-        self._loaded: _Loaded | None = None
-        self._lazy: tuple[str | os.PathLike[str], ModelParams | None] | None = (
-            (model, params) if model is not None else None
-        )
-        self._disposed = False
-
-    # --- lifecycle ---------------------------------------------------------------------------
-
-    def __enter__(self) -> LlamaEngine:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
-    @property
-    def is_ready(self) -> bool:
-        """Whether a model is loaded (a lazily named one counts once loaded)."""
-        return self._loaded is not None
-
-    @property
-    def is_disposed(self) -> bool:
-        return self._disposed
-
-    @property
-    def model_name(self) -> str | None:
-        """The name the loaded model was asked for, or None."""
-        loaded = self._loaded
-        return loaded.name if loaded else None
-
-    @property
-    def model_path(self) -> Path | None:
-        loaded = self._loaded
-        return loaded.path if loaded else None
-
-    @property
-    def params(self) -> ModelParams | None:
-        loaded = self._loaded
-        return loaded.params if loaded else None
-
-    def load_model(
-        self,
-        name_or_uri: str | os.PathLike[str],
-        params: ModelParams | None = None,
-        on_progress: ProgressCallback | None = None,
-    ) -> None:
-        """Loads a model; the engine must have none (see ``set_model`` to replace one).
-
-        Args:
-            name_or_uri: A path, a ``file://``, ``http(s)://`` or ``hf://`` URI, or a name.
-            params: How to load it and size its context; defaults when None.
-            on_progress: Called with the load progress in [0, 1]; returning False cancels.
-
-        Raises:
-            StateError: a model is loaded already, or the engine was closed.
-            ModelNotFoundError: no resolver found the model.
-            ModelLoadError: the file is missing, truncated, corrupt or not GGUF.
-            ContextError: the context could not be made (e.g. out of memory).
-        """
-        with self._lifecycle:
-            self._check_not_disposed()
-            if self._loaded is not None:
-                raise StateError(
-                    "a model is loaded already: call unload_model() first, "
-                    "or set_model() to replace it"
-                )
-            self._lazy = None
-            self._loaded = self._open(name_or_uri, params, on_progress)
-
-    def set_model(
-        self,
-        name_or_uri: str | os.PathLike[str],
-        params: ModelParams | None = None,
-        on_progress: ProgressCallback | None = None,
-    ) -> None:
-        """Replaces the loaded model atomically: the old one serves until the new one loaded.
-
-        A failed load leaves the old model in place. A generation running on the old model is
-        cancelled when the swap happens.
-        """
-        with self._lifecycle:
-            self._check_not_disposed()
-            new = self._open(name_or_uri, params, on_progress)
-            old = self._swap(new)
-            if old is not None:
-                old.close()
-
-    def unload_model(self) -> None:
-        """Cancels a running generation and frees the model and its context; no-op if none."""
-        with self._lifecycle:
-            self._lazy = None
-            old = self._swap(None)
-            if old is not None:
-                old.close()
-
-    def close(self) -> None:
-        """Unloads the model; the engine cannot be used afterwards. Safe to call twice."""
-        with self._lifecycle:
-            self.unload_model()
-            self._disposed = True
-            if self.backend is not None:
-                self.backend.dispose()
-
-    dispose = close
-
-    def _swap(self, new: _Loaded | None) -> _Loaded | None:
-        old = self._loaded
-        if old is not None:
-            old.slots.cancel_all()
-        self._loaded = new
-        return old
-
-    def _open(
-        self,
-        name_or_uri: str | os.PathLike[str],
-        params: ModelParams | None,
-        on_progress: ProgressCallback | None,
-    ) -> _Loaded:
-        params = params if params is not None else ModelParams()
-        if not isinstance(params, ModelParams):
-            raise TypeError(f"params must be ModelParams, got {type(params).__name__}")
-        path = self._resolve(name_or_uri)
-        model = _native.Model(str(path), progress=on_progress, **params.model_kwargs())
-        context = None
-        loaded = None
-        try:
-            context = _native.Context(model, **params.context_kwargs(model.n_ctx_train))
-            slots = SequenceSlots(params.n_parallel, params.n_queue, context.cached_tokens)
-            loaded = _Loaded(os.fspath(name_or_uri), path, params, model, context, slots)
-            for lora in params.loras:
-                adapter = _native.LoraAdapter(model, lora.path)
-                loaded.loras[lora.path] = (adapter, lora.scale)
-            if loaded.loras:
-                context.set_lora(list(loaded.loras.values()))
-            return loaded
-        except BaseException:
-            if loaded is not None:
-                loaded.close()
-            else:
-                if context is not None:
-                    context.close()
-                model.close()
-            raise
-
-    def _resolve(self, name_or_uri: str | os.PathLike[str]) -> Path:
-        if not isinstance(name_or_uri, (str, os.PathLike)):
-            raise TypeError(f"model must be a path, URI or name, got {name_or_uri!r}")
-        try:
-            from llamabind.resolvers import resolve_model
-        except ImportError:  # pragma: no cover - resolvers are part of the package
-            return Path(name_or_uri)
-        return resolve_model(name_or_uri, self.resolver)
-
-    def _check_not_disposed(self) -> None:
-        if self._disposed:
-            raise StateError("this LlamaEngine was closed; make a new one")
-
-    def _require(self) -> _Loaded:
-        loaded = self._loaded
-        if loaded is not None:
-            return loaded
-        with self._lifecycle:
-            self._check_not_disposed()
-            if self._loaded is None and self._lazy is not None:
-                name, params = self._lazy
-                self._loaded = self._open(name, params, None)
-                self._lazy = None
-            if self._loaded is None:
-                raise StateError("no model loaded: call load_model() first")
-            return self._loaded
 
     # --- generation ---------------------------------------------------------------------------
 
@@ -356,7 +140,7 @@ class LlamaEngine:
         prompt: str | Sequence[int],
         params: GenerationParams | None = None,
         **settings: Unpack[GenerationSettings],
-    ) -> TokenRun:
+    ) -> GenerationRun:
         """Like ``generate`` but returns the run, whose ``usage`` and ``finish_reason``
         are set once its iteration ends. ``prompt`` may also be token ids."""
         params = generation_params(params, settings, "LlamaEngine.start_generation()")
@@ -367,186 +151,7 @@ class LlamaEngine:
             tokens = [int(t) for t in prompt]
         if not tokens:
             raise ValueError("the prompt is empty")
-        return TokenRun(loaded, tokens, params)
-
-    # --- chat completions ------------------------------------------------------------------
-
-    def create(
-        self,
-        messages: Iterable[LlamaChatMessage | Mapping[str, Any]],
-        params: GenerationParams | None = None,
-        *,
-        options: ChatOptions | None = None,
-        **settings: Unpack[ChatSettings],
-    ) -> RequestStream[LlamaCompletionChunk]:
-        """Streams a chat completion as OpenAI-shaped ``chat.completion.chunk`` values.
-
-        The model's own chat template renders the conversation; tool calls, reasoning and
-        content come back as separate deltas; the last chunk has ``finish_reason`` ("stop",
-        "length", "tool_calls" or "cancelled") and ``usage``.
-
-        Args:
-            messages: The whole conversation (LlamaChatMessage values or OpenAI dicts).
-            params: Sampling and stopping; defaults when None.
-            options: Tools, tool choice, structured output, thinking and template variables
-                (``ChatOptions``); defaults when None.
-            **settings: Any GenerationParams or ChatOptions field (``max_tokens=64``,
-                ``tools=[...]``, ``response_format={...}``, ...), overriding ``params`` and
-                ``options``.
-
-        Raises:
-            StateError: no model, or another generation is running.
-            TemplateError: the template failed to render.
-            ContextOverflowError: the prompt does not fit the context.
-            UnsupportedError: image or audio content.
-            TypeError: a keyword that is not a GenerationParams or ChatOptions field.
-        """
-        params, options = request_settings(params, options, settings, "LlamaEngine.create()")
-        run, parser = self._start_chat(messages, params, options)
-        return RequestStream(stream_chunks(run, parser, self._model_label()), run)
-
-    def complete(
-        self,
-        messages: Iterable[LlamaChatMessage | Mapping[str, Any]],
-        params: GenerationParams | None = None,
-        *,
-        options: ChatOptions | None = None,
-        **settings: Unpack[ChatSettings],
-    ) -> LlamaCompletion:
-        """Like ``create`` but returns the whole completion (text, reasoning, tool calls, usage)."""
-        params, options = request_settings(params, options, settings, "LlamaEngine.complete()")
-        accumulator = LlamaCompletionAccumulator()
-        for chunk in self.create(messages, params, options=options):
-            accumulator.add(chunk)
-        return accumulator.build()
-
-    def create_structured_json(
-        self,
-        messages: Iterable[LlamaChatMessage | Mapping[str, Any]],
-        schema: Mapping[str, Any] | None = None,
-        params: GenerationParams | None = None,
-        *,
-        options: ChatOptions | None = None,
-        **settings: Unpack[ChatSettings],
-    ) -> Any:
-        """A reply constrained to JSON (matching ``schema`` when given), parsed.
-
-        Takes the same ``params``, ``options`` and keywords as ``create``, except
-        ``response_format``, which ``schema`` sets.
-
-        Raises:
-            StructuredOutputError: the reply was cut short (max_tokens, context) or cancelled.
-            GrammarError: the schema cannot become a grammar.
-            ValueError: a response_format was given too.
-        """
-        params, options = request_settings(
-            params, options, settings, "LlamaEngine.create_structured_json()"
-        )
-        if options.response_format is not None:
-            raise ValueError(
-                "create_structured_json() makes the response_format from schema; "
-                "pass the schema, or call complete(response_format=...)"
-            )
-        response_format = (
-            {"type": "json_schema", "json_schema": {"schema": dict(schema)}}
-            if schema is not None
-            else {"type": "json_object"}
-        )
-        completion = self.complete(
-            messages, params, options=options.replace(response_format=response_format)
-        )
-        try:
-            return json.loads(completion.text)
-        except json.JSONDecodeError as exc:
-            raise StructuredOutputError(
-                f"the JSON reply did not parse (finish reason {completion.finish_reason}: "
-                f"{exc}); raise max_tokens if it was cut short",
-                text=completion.text,
-                finish_reason=completion.finish_reason,
-            ) from exc
-
-    def chat_template(
-        self,
-        messages: Iterable[LlamaChatMessage | Mapping[str, Any]],
-        *,
-        add_generation_prompt: bool = True,
-        options: ChatOptions | None = None,
-        **settings: Unpack[ChatOptionSettings],
-    ) -> LlamaChatTemplateResult:
-        """Renders the conversation with the model's template, without generating.
-
-        Args:
-            messages: The conversation.
-            add_generation_prompt: End where the assistant's reply begins.
-            options: Chat options (tools, tool_choice, ...); defaults when None.
-            **settings: Any ChatOptions field, overriding ``options``.
-
-        Returns:
-            The prompt, its token count, and the format's grammar, triggers and stops.
-        """
-        options = chat_options(options, settings, "LlamaEngine.chat_template()")
-        loaded = self._require()
-        request = self._chat_request(loaded, messages, options, add_generation_prompt)
-        tokens = self._prompt_tokens(loaded, request)
-        return LlamaChatTemplateResult(
-            request.prompt,
-            len(tokens),
-            request.format,
-            request.stop,
-            request.grammar,
-            request.grammar_lazy,
-            request.grammar_triggers,
-            request.preserved_tokens,
-        )
-
-    def _chat_request(
-        self,
-        loaded: _Loaded,
-        messages: Iterable[Any],
-        options: ChatOptions,
-        add_generation_prompt: bool = True,
-    ) -> ChatRequest:
-        dicts = [m.to_openai() for m in to_messages(messages)]
-        return build_chat_request(
-            loaded.model,
-            loaded.chat,
-            dicts,
-            template_override=loaded.params.chat_template,
-            add_generation_prompt=add_generation_prompt,
-            **options.request_kwargs(),
-        )
-
-    def _prompt_tokens(self, loaded: _Loaded, request: ChatRequest) -> list[int]:
-        # the template's markers become control tokens, message data stays text
-        return request.token_ids(loaded.model, loaded.chat)
-
-    def _start_chat(
-        self, messages: Any, params: GenerationParams, options: ChatOptions
-    ) -> tuple[TokenRun, Any]:
-        loaded = self._require()
-        request = self._chat_request(loaded, messages, options)
-        overrides: dict[str, Any] = {}
-        if request.sampler_kwargs:
-            if params.grammar is not None:
-                raise ValueError(
-                    "GenerationParams.grammar cannot be combined with tools or "
-                    "response_format (they bring their own grammar)"
-                )
-            overrides = dict(request.sampler_kwargs)
-        tokens = self._prompt_tokens(loaded, request)
-        run = TokenRun(
-            loaded,
-            tokens,
-            params,
-            stop=request.stop,
-            render_special_tokens=request.preserved_token_ids,
-            sampler_overrides=overrides,
-        )
-        return run, request.parser()
-
-    def _model_label(self) -> str:
-        loaded = self._loaded
-        return loaded.path.name if loaded else "llama_model"
+        return GenerationRun(loaded, tokens, params)
 
     # --- tokens ----------------------------------------------------------------------------
 
@@ -601,7 +206,7 @@ class LlamaEngine:
             supports_vision=False,
             supports_audio=False,
             supports_gpu_offload=_native.supports_gpu_offload(),
-            backend_name=backend_name(),
+            backend_name=device_label(),
         )
 
     def get_devices(self) -> list[_native.DeviceInfo]:
@@ -653,53 +258,7 @@ class LlamaEngine:
             ValueError: an empty prompt, a token id outside the vocabulary, or neither
                 candidates nor top_k given.
         """
-        loaded = self._require()
-        model = loaded.model
-        if not candidates and top_k <= 0:
-            raise ValueError("score_next_token needs candidates or top_k > 0")
-        for token in candidates:
-            if (
-                isinstance(token, bool)
-                or not isinstance(token, int)
-                or not 0 <= token < model.n_vocab
-            ):
-                raise ValueError(f"candidate {token!r} is not a token id in [0, {model.n_vocab})")
-        tokens = model.tokenize(prompt, add_special=True, parse_special=True) if prompt else []
-        if not tokens:
-            raise ValueError("score_next_token needs a non-empty prompt")
-        run = RunHandle()
-        seq = loaded.slots.acquire(run, tokens)
-        if seq is None:
-            raise StateError("score_next_token was cancelled while it waited for a sequence")
-        try:
-            context = loaded.context
-            cached = context.cached_tokens(seq)
-            keep = 0
-            for a, b in zip(cached, tokens[:-1]):
-                if a != b:
-                    break
-                keep += 1
-            if not context.memory_remove(seq, keep, -1):
-                context.memory_remove(seq, -1, -1)
-            if not context.cached_tokens(seq):
-                keep = 0
-            try:
-                context.decode(tokens[keep:], seq, "last")
-                logits = context.logits(-1).astype(np.float64)
-            finally:
-                _native.release_compute_threads()  # this thread may not compute again soon
-        finally:
-            loaded.slots.release(seq)
-        logprobs = logits - (np.max(logits) + np.log(np.sum(np.exp(logits - np.max(logits)))))
-
-        def entry(token: int) -> LlamaTokenLogprob:
-            piece = model.token_to_piece(token, True).decode("utf-8", errors="replace")
-            return LlamaTokenLogprob(token, piece, float(logprobs[token]))
-
-        top: list[int] = [int(t) for t in np.argsort(-logprobs)[:top_k]] if top_k > 0 else []
-        return LlamaNextTokenScores(
-            tuple(entry(int(t)) for t in candidates), tuple(entry(int(t)) for t in top), len(tokens)
-        )
+        return score_next_token(self._require(), prompt, candidates, top_k)
 
     def save_state(self, path: str | os.PathLike[str]) -> None:
         """Writes the KV cache (and the tokens it holds) to a file."""
@@ -769,17 +328,4 @@ class LlamaEngine:
         return {path: scale for path, (_, scale) in loaded.loras.items()} if loaded else {}
 
 
-def _seed_backend(
-    model: str | os.PathLike[str] | LlamaBackend | None,
-) -> tuple[LlamaBackend | None, str | os.PathLike[str] | None]:
-    """Splits the seed's ``LlamaEngine(LlamaBackend())`` into (backend, no model)."""
-    from llamabind.backend import LlamaBackend
-
-    if isinstance(model, LlamaBackend):
-        return model, None
-    if model is not None and not isinstance(model, (str, os.PathLike)):
-        raise TypeError(
-            f"LlamaEngine(model) takes a path, URI or model name (or the seed's "
-            f"LlamaBackend()), got {type(model).__name__}"
-        )
-    return None, model
+__all__ = ["LlamaEngine", "LlamaEngineCapabilities", "ProgressCallback"]

@@ -14,18 +14,26 @@ from typing import Any
 class LlamaError(Exception):
     """Base class of llamabind's errors.
 
+    Each subclass declares its structured fields (numbers, paths) as typed attributes and
+    ``__init__`` parameters.
+
     Args:
         message: What went wrong and, where known, what to do about it.
-        **details: Structured facts about the failure (e.g. ``path``, ``n_tokens``,
-            ``n_ctx``), also available as attributes.
+        **details: Every structured fact about the failure, declared fields included (e.g.
+            ``path``, ``n_tokens``, ``n_ctx``), as a dict in ``details``.
+
+    Attributes:
+        message: The message.
+        details: The structured facts by name.
     """
+
+    message: str
+    details: dict[str, Any]
 
     def __init__(self, message: str, **details: Any) -> None:
         super().__init__(message)
         self.message = message
         self.details = details
-        for key, value in details.items():
-            setattr(self, key, value)
 
 
 class ModelLoadError(LlamaError):
@@ -34,15 +42,24 @@ class ModelLoadError(LlamaError):
     Attributes:
         path: The file (model or LoRA adapter), where known.
         cancelled: The progress callback cancelled the load.
+        key: The GGUF metadata key that was out of limits, where that was the cause.
     """
 
     path: str | None
     cancelled: bool
+    key: str | None
 
     def __init__(
-        self, message: str, *, path: str | None = None, cancelled: bool = False, **details: Any
+        self,
+        message: str,
+        *,
+        path: str | None = None,
+        cancelled: bool = False,
+        key: str | None = None,
+        **details: Any,
     ) -> None:
-        super().__init__(message, path=path, cancelled=bool(cancelled), **details)
+        super().__init__(message, path=path, cancelled=bool(cancelled), key=key, **details)
+        self.path, self.cancelled, self.key = path, bool(cancelled), key
 
 
 class ModelNotFoundError(LlamaError, FileNotFoundError):
@@ -76,6 +93,9 @@ class ModelNotFoundError(LlamaError, FileNotFoundError):
             name=name,
             **details,
         )
+        self.locations = list(locations or [])
+        self.reasons = list(reasons or [])
+        self.name = name
 
 
 class ModelDownloadError(LlamaError, OSError):
@@ -90,14 +110,39 @@ class ModelDownloadError(LlamaError, OSError):
             ``"too_slow"`` (below the minimum throughput), ``"tls"``, ``"checksum"``,
             ``"disk_full"``, ``"incomplete"`` (the end could not be verified) or
             ``"cancelled"``.
-        status: The HTTP status, for ``reason == "http"``.
+        status: The HTTP status, for ``reason == "http"``; None otherwise.
+        expected_sha256: The checksum asked for, for ``reason == "checksum"``.
+        actual_sha256: The checksum of what arrived, for ``reason == "checksum"``.
     """
 
     url: str
     reason: str
+    status: int | None
+    expected_sha256: str | None
+    actual_sha256: str | None
 
-    def __init__(self, message: str, *, url: str, reason: str, **details: Any) -> None:
-        super().__init__(message, url=url, reason=reason, **details)
+    def __init__(
+        self,
+        message: str,
+        *,
+        url: str,
+        reason: str,
+        status: int | None = None,
+        expected_sha256: str | None = None,
+        actual_sha256: str | None = None,
+        **details: Any,
+    ) -> None:
+        super().__init__(
+            message,
+            url=url,
+            reason=reason,
+            status=status,
+            expected_sha256=expected_sha256,
+            actual_sha256=actual_sha256,
+            **details,
+        )
+        self.url, self.reason, self.status = url, reason, status
+        self.expected_sha256, self.actual_sha256 = expected_sha256, actual_sha256
 
 
 class ContextError(LlamaError):
@@ -127,6 +172,7 @@ class ContextOverflowError(ContextError):
         **details: Any,
     ) -> None:
         super().__init__(message, n_tokens=n_tokens, n_ctx=n_ctx, code=code, **details)
+        self.n_tokens, self.n_ctx, self.code = n_tokens, n_ctx, code
 
 
 class DecodeError(LlamaError):
@@ -140,6 +186,7 @@ class DecodeError(LlamaError):
 
     def __init__(self, message: str, *, code: int | None = None, **details: Any) -> None:
         super().__init__(message, code=code, **details)
+        self.code = code
 
 
 class GrammarError(LlamaError, ValueError):
@@ -180,10 +227,22 @@ class TemplateError(LlamaError):
             template_message=template_message,
             **details,
         )
+        self.name, self.lineno, self.kind = name, lineno, kind
+        self.template_message = template_message
 
 
 class HandleClosedError(LlamaError):
-    """A native handle (model, context, sampler, generator, adapter) was used after close()."""
+    """A native handle (model, context, sampler, generator, adapter) was used after close().
+
+    Attributes:
+        handle: The integer handle of ``LlamaBackend`` that is not open, for that API.
+    """
+
+    handle: int | None
+
+    def __init__(self, message: str, *, handle: int | None = None, **details: Any) -> None:
+        super().__init__(message, handle=handle, **details)
+        self.handle = handle
 
 
 class StateError(LlamaError):
@@ -197,6 +256,7 @@ class StateError(LlamaError):
 
     def __init__(self, message: str, *, path: str | None = None, **details: Any) -> None:
         super().__init__(message, path=path, **details)
+        self.path = path
 
 
 class QueueFullError(StateError):
@@ -219,6 +279,7 @@ class QueueFullError(StateError):
         **details: Any,
     ) -> None:
         super().__init__(message, n_parallel=n_parallel, n_queue=n_queue, **details)
+        self.n_parallel, self.n_queue = n_parallel, n_queue
 
 
 class StructuredOutputError(LlamaError, ValueError):
@@ -241,6 +302,7 @@ class StructuredOutputError(LlamaError, ValueError):
         **details: Any,
     ) -> None:
         super().__init__(message, text=text, finish_reason=finish_reason, **details)
+        self.text, self.finish_reason = text, finish_reason
 
 
 class ToolHandlerError(LlamaError, LookupError):
@@ -256,10 +318,22 @@ class ToolHandlerError(LlamaError, LookupError):
 
     def __init__(self, message: str, *, tool_name: str, **details: Any) -> None:
         super().__init__(message, tool_name=tool_name, **details)
+        self.tool_name = tool_name
 
 
 class UnsupportedError(LlamaError):
-    """A feature this build or model does not support (e.g. image input without a projector)."""
+    """A feature this build or model does not support (e.g. image input without a projector).
+
+    Attributes:
+        part: The kind of message content that is not supported (e.g. ``"image"``), where
+            that was the cause.
+    """
+
+    part: str | None
+
+    def __init__(self, message: str, *, part: str | None = None, **details: Any) -> None:
+        super().__init__(message, part=part, **details)
+        self.part = part
 
 
 __all__ = [

@@ -1,8 +1,11 @@
 """One native generation seen from Python: text pieces, then finish reason and usage.
 
-``TokenRun`` takes a sequence slot of the engine's context (waiting in the engine's queue when
-all are busy), drives a native ``Generator`` on it (which releases the GIL per token), decodes its
-bytes with ``TextStream`` and records counts and timings; ``cancel`` works from any thread.
+``GenerationRun`` leases a sequence slot of the engine's context (``slots.SlotLease``, waiting
+in the engine's queue when all are busy), drives a native ``Generator`` on it (which releases
+the GIL per token), decodes its bytes with ``TextStream`` and records counts and timings;
+``cancel`` works from any thread. ``RequestStream`` is what the engine's streaming calls return:
+the items of one request with its run beside them. ``TokenRun`` is the earlier name of
+``GenerationRun``, kept as an alias.
 """
 
 from __future__ import annotations
@@ -14,12 +17,12 @@ from typing import TYPE_CHECKING, Any, Generic, TypeVar
 from llamabind import _native
 from llamabind.errors import HandleClosedError
 from llamabind.params import GenerationParams
-from llamabind.slots import RunHandle
+from llamabind.slots import SlotLease
 from llamabind.text_stream import TextStream
 from llamabind.types import LlamaUsage
 
 if TYPE_CHECKING:
-    from llamabind.engine import _Loaded
+    from llamabind.lifecycle import LoadedModel
 
 T = TypeVar("T")
 
@@ -32,7 +35,7 @@ class RequestStream(Generic[T]):
     "cancelled". Other requests on the engine go on.
     """
 
-    def __init__(self, items: Iterator[T], run: TokenRun) -> None:
+    def __init__(self, items: Iterator[T], run: GenerationRun) -> None:
         self._items = items
         self.run = run
 
@@ -54,18 +57,21 @@ class RequestStream(Generic[T]):
             close()
 
 
-class TokenRun:
-    """The text pieces of one native generation, then its finish reason and usage.
+class GenerationRun:
+    """A running generation: its text pieces, then its finish reason and usage.
 
-    Iterate it for text; after the loop ``finish_reason`` is "stop", "length" or "cancelled"
-    and ``usage`` holds counts and timings; ``sampling_backend`` says where the tokens were picked
-    ("backend": inside llama.cpp's compute graph, "cpu": from the logits). Closing it (or breaking out of a ``for`` over the
-    engine's iterators) stops the native loop at once.
+    Iterate it for text; after the loop ``finish_reason`` is "stop", "length" or "cancelled",
+    ``usage`` holds counts and timings and ``sampling_backend`` says where the tokens were
+    picked ("backend": inside llama.cpp's compute graph, "cpu": from the logits; the native
+    ``Generator.sampling_backend``). Closing it (or breaking out of a ``for`` over the engine's
+    iterators) stops the native loop at once. ``lease`` is its claim on a sequence slot.
+
+    ``TokenRun`` is the earlier name of this class (an alias).
     """
 
     def __init__(
         self,
-        loaded: _Loaded,
+        loaded: LoadedModel,
         prompt_tokens: Sequence[int],
         params: GenerationParams,
         *,
@@ -74,7 +80,7 @@ class TokenRun:
         sampler_overrides: Mapping[str, Any] | None = None,
     ) -> None:
         self._loaded = loaded
-        self.handle = RunHandle()
+        self.lease = SlotLease()
         self._prompt_tokens = list(prompt_tokens)
         self._params = params
         self._stop = tuple(params.stop) + tuple(stop)
@@ -91,11 +97,11 @@ class TokenRun:
 
     def cancel(self) -> None:
         """Stops this run from any thread (waiting or generating); it ends "cancelled"."""
-        self.handle.cancel()
+        self.lease.cancel()
 
     def __iter__(self) -> Iterator[str]:
-        loaded, params, run = self._loaded, self._params, self.handle
-        seq = loaded.slots.acquire(run, self._prompt_tokens)
+        loaded, params, lease = self._loaded, self._params, self.lease
+        seq = loaded.slots.acquire(lease, self._prompt_tokens)
         if seq is None:  # cancelled while waiting for a sequence
             self.finish_reason = "cancelled"
             self.usage = LlamaUsage(
@@ -115,7 +121,7 @@ class TokenRun:
             if self._render_special_tokens:
                 kwargs["render_special_tokens"] = self._render_special_tokens
             native = loaded.context.generate(self._prompt_tokens, sampler, **kwargs)
-            run.attach(native)
+            lease.attach(native)
             stream = TextStream(self._stop)
             first_token_at = None
             try:
@@ -128,12 +134,12 @@ class TokenRun:
                     if stream.stopped:
                         break
             except HandleClosedError:
-                if not run.cancelled:  # the engine unloaded the model under us: a cancel
+                if not lease.cancelled:  # the engine unloaded the model under us: a cancel
                     raise
             rest = stream.flush()
             if rest:
                 yield rest
-            self._finish(native, stream, run, first_token_at)
+            self._finish(native, stream, lease, first_token_at)
         finally:
             if native is not None:
                 native.close()
@@ -143,13 +149,13 @@ class TokenRun:
         self,
         native: _native.Generator,
         stream: TextStream,
-        run: RunHandle,
+        lease: SlotLease,
         first_token_at: float | None,
     ) -> None:
         reason = native.finish_reason
         if stream.stopped or reason == "eog":
             self.finish_reason = "stop"
-        elif run.cancelled or reason == "cancelled":
+        elif lease.cancelled or reason == "cancelled":
             self.finish_reason = "cancelled"
         else:
             self.finish_reason = "length"
@@ -175,3 +181,6 @@ class TokenRun:
             else None,
             duration_ms=(now - self.started) * 1000,
         )
+
+
+TokenRun = GenerationRun  # the earlier public name of GenerationRun, kept as an alias

@@ -68,10 +68,6 @@ class ChatOptions:
         """A copy with some fields changed (validated again)."""
         return dataclasses.replace(self, **changes)
 
-    def request_kwargs(self) -> dict[str, Any]:
-        """The options as keyword arguments of ``chat.request.build_chat_request``."""
-        return {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
-
 
 class GenerationSettings(TypedDict, total=False):
     """``GenerationParams`` fields given as keywords (see ``GenerationParams``)."""

@@ -355,7 +355,9 @@ class GenerationParams:
         grammar_lazy: Apply the grammar only after a trigger appears.
         grammar_triggers: What wakes a lazy grammar.
         logit_bias: Token id → bias added to its logit (``-math.inf`` bans it).
-        ignore_eos: Keep generating past end-of-text tokens.
+        ignore_eos: Keep generating past end-of-generation tokens (EOS, EOT and the others
+            llama.cpp counts). The seed's and llama-server's name; the native
+            ``Context.generate`` takes it as ``ignore_eog`` (llama.h's word for them).
     """
 
     max_tokens: int | None = 4096

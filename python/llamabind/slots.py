@@ -35,8 +35,13 @@ class QueueInfo:
     n_queue: int
 
 
-class RunHandle:
-    """One request: it may wait for a slot, then run; ``cancel`` works from any thread at any time."""
+class SlotLease:
+    """One request's claim on a sequence slot: it waits in the queue, then holds a slot while its
+    generation runs; ``cancel`` works from any thread at any time.
+
+    ``SequenceSlots.acquire`` gives the lease a sequence id and ``release`` takes it back; the
+    lease itself carries what cancelling needs (the native generation once started).
+    """
 
     __slots__ = ("native", "cancelled", "_lock", "_on_cancel")
 
@@ -83,8 +88,8 @@ class SequenceSlots:
         self._cached_tokens = cached_tokens
         self._cond = threading.Condition()
         self._free: list[int] = list(range(n_parallel))  # least recently used first
-        self._waiting: deque[RunHandle] = deque()
-        self._running: dict[int, tuple[RunHandle, int]] = {}  # seq -> (run, thread id)
+        self._waiting: deque[SlotLease] = deque()
+        self._running: dict[int, tuple[SlotLease, int]] = {}  # seq -> (lease, thread id)
         self._exclusive = False
 
     def info(self) -> QueueInfo:
@@ -95,8 +100,8 @@ class SequenceSlots:
     def n_active(self) -> int:
         return len(self._running)
 
-    def acquire(self, run: RunHandle, prompt_tokens: Sequence[int]) -> int | None:
-        """Waits for a slot (FIFO) and returns its sequence id; None if ``run`` was cancelled.
+    def acquire(self, lease: SlotLease, prompt_tokens: Sequence[int]) -> int | None:
+        """Waits for a slot (FIFO) and returns its sequence id; None if ``lease`` was cancelled.
 
         Raises:
             QueueFullError: every slot is busy and ``n_queue`` requests wait already.
@@ -122,22 +127,22 @@ class SequenceSlots:
                         n_parallel=self.n_parallel,
                         n_queue=self.n_queue,
                     )
-            self._waiting.append(run)
-            run._on_cancel = self._wake
+            self._waiting.append(lease)
+            lease._on_cancel = self._wake
             try:
-                while not run.cancelled and (
-                    self._waiting[0] is not run or not self._free or self._exclusive
+                while not lease.cancelled and (
+                    self._waiting[0] is not lease or not self._free or self._exclusive
                 ):
                     self._cond.wait()
             finally:
-                self._waiting.remove(run)
-                run._on_cancel = None
+                self._waiting.remove(lease)
+                lease._on_cancel = None
                 self._cond.notify_all()
-            if run.cancelled:
+            if lease.cancelled:
                 return None
             seq = self._pick(prompt_tokens)
             self._free.remove(seq)
-            self._running[seq] = (run, me)
+            self._running[seq] = (lease, me)
             return seq
 
     def release(self, seq: int) -> None:
@@ -150,9 +155,9 @@ class SequenceSlots:
     def cancel_all(self) -> None:
         """Cancels every running and waiting request."""
         with self._cond:
-            runs = [run for run, _ in self._running.values()] + list(self._waiting)
-        for run in runs:
-            run.cancel()
+            leases = [lease for lease, _ in self._running.values()] + list(self._waiting)
+        for lease in leases:
+            lease.cancel()
 
     def hold_all(self) -> None:
         """Takes the whole context for an operation on every sequence (state, cache reset).
@@ -191,3 +196,6 @@ class SequenceSlots:
             if n > best_len:
                 best, best_len = seq, n
         return best
+
+
+RunHandle = SlotLease  # the earlier name of SlotLease, kept for code that imported it

@@ -11,7 +11,7 @@ from conversations import TEMPLATES_DIR, TOOLS
 from llamabind import _native
 from llamabind.chat.request import build_chat_request
 from llamabind.chat.tokens import ControlTexts, prompt_token_ids
-from llamabind.tools import normalize_tools
+from llamabind.options import ChatOptions
 
 VOCABS = Path(__file__).resolve().parents[2] / "vendor" / "llama.cpp" / "models"
 # (vocabulary, template or None for the model's own, the markers an attacker writes)
@@ -55,9 +55,9 @@ def _conversation(text: str) -> list[dict]:
 def _token_ids(model, template, text, tools=True):
     source = (TEMPLATES_DIR / template).read_text(encoding="utf-8") if template else None
     cache: dict = {}
-    request = build_chat_request(model, cache, _conversation(text), template_override=source,
-                                 tools=normalize_tools(TOOLS if tools else []))
-    return request, request.token_ids(model, cache)
+    request = build_chat_request(model, cache, _conversation(text),
+                                 ChatOptions(tools=TOOLS if tools else ()), template_override=source)
+    return request, list(request.token_ids)
 
 
 def _n_control(model, ids):
@@ -74,8 +74,8 @@ def test_injected_markers_in_content_results_and_arguments_stay_text(vocabularie
     request, attacked = _token_ids(model, template, attack)
     assert _n_control(model, attacked) == _n_control(model, benign)
     first_marker = attack.split("\n")[0]  # JSON-encoded tool data escapes the newlines
-    attacked_spans = [request.prompt[start:end] for start, end in request.data_spans
-                      if first_marker in request.prompt[start:end]]
+    attacked_spans = [request.rendered.prompt[start:end] for start, end in request.data_spans
+                      if first_marker in request.rendered.prompt[start:end]]
     for data in attacked_spans:  # each piece of attacked data is there as plain text
         as_text = model.tokenize(data, False, False)
         assert any(attacked[i:i + len(as_text)] == as_text for i in range(len(attacked))), data
@@ -87,7 +87,7 @@ def test_ordinary_prompts_keep_their_tokens(vocabularies, family):
     vocab_name, template, _ = FAMILIES[family]
     model = vocabularies[vocab_name]
     request, ids = _token_ids(model, template, " <b>bold</b> [x] |y|")
-    expected = model.tokenize(request.prompt, add_special=True, parse_special=True)
+    expected = model.tokenize(request.rendered.prompt, add_special=True, parse_special=True)
     bos = model.special_tokens.get("bos", -1)
     if len(expected) > 1 and expected[0] == expected[1] == bos:
         expected = expected[1:]

@@ -11,6 +11,7 @@ messages (see ``polyfills``) exactly as llama.cpp does, so that both render the 
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from datetime import datetime
 from typing import Any
@@ -165,7 +166,20 @@ def detect_caps(template: Template, limits: RenderLimits | None = None) -> Templ
     def probe(*args: Any, **kwargs: Any) -> _Probe:
         return _Probe(template, limits, deadline, *args, **kwargs)
 
-    # content as a string, or as a list of parts
+    # llama.cpp's probes, in its order (they share one deadline)
+    _probe_content(probe, found)
+    _probe_system_role(probe, found)
+    _probe_tools(probe, found)
+    _probe_parallel_tool_calls(probe, found)
+    _probe_reasoning(probe, found)
+    return TemplateCaps(**found)
+
+
+_ProbeRun = Callable[..., "_Probe"]
+
+
+def _probe_content(probe: _ProbeRun, found: dict[str, bool]) -> None:
+    """Content as a string, or as a list of parts."""
     run = probe([{"role": "user", "content": _CONTENT_MARKER}])
     content = stats(run.messages[0]["content"])
     checks_for_string = "test_is_string" in content.ops
@@ -180,7 +194,8 @@ def detect_caps(template: Template, limits: RenderLimits | None = None) -> Templ
         if run.success and content.ops & {"selectattr", "array_access"}:
             found["supports_typed_content"] = True
 
-    # system role
+
+def _probe_system_role(probe: _ProbeRun, found: dict[str, bool]) -> None:
     run = probe(
         [
             {"role": "system", "content": "System message"},
@@ -190,7 +205,9 @@ def detect_caps(template: Template, limits: RenderLimits | None = None) -> Templ
     if not stats(run.messages[0]["content"]).used:
         found["supports_system_role"] = False
 
-    # tools and tool calls, arguments as an object first
+
+def _probe_tools(probe: _ProbeRun, found: dict[str, bool]) -> None:
+    """Tools and tool calls, with the arguments as an object first, then as JSON text."""
     run = probe(_tool_conversation({"arg": "value"}), _PROBE_TOOLS)
     if run.success:
         if not stats(run.tools[0]["function"]["name"]).used:
@@ -200,25 +217,29 @@ def detect_caps(template: Template, limits: RenderLimits | None = None) -> Templ
             found["supports_tool_calls"] = False
         elif stats(tool_calls[0]["function"]["arguments"]["arg"]).used:
             found["supports_object_arguments"] = True
-    object_arguments = found.get("supports_object_arguments", False)
-    if not object_arguments:
-        run = probe(_tool_conversation('{"arg": "value"}'), _PROBE_TOOLS)
-        if not run.success:
-            found["supports_tool_calls"] = False
+    if found.get("supports_object_arguments", False):
+        return
+    run = probe(_tool_conversation('{"arg": "value"}'), _PROBE_TOOLS)
+    if not run.success:
+        found["supports_tool_calls"] = False
+        found["supports_tools"] = False
+    else:
+        if not stats(run.tools[0]["function"]["name"]).used:
             found["supports_tools"] = False
-        else:
-            if not stats(run.tools[0]["function"]["name"]).used:
-                found["supports_tools"] = False
-            if not stats(run.messages[1]["tool_calls"]).used:
-                found["supports_tool_calls"] = False
+        if not stats(run.messages[1]["tool_calls"]).used:
+            found["supports_tool_calls"] = False
 
-    # parallel tool calls
+
+def _probe_parallel_tool_calls(probe: _ProbeRun, found: dict[str, bool]) -> None:
+    object_arguments = found.get("supports_object_arguments", False)
     arguments: Any = {"arg": "value"} if object_arguments else '{"arg": "value"}'
     run = probe(_tool_conversation(arguments, n_calls=2), _PROBE_TOOLS)
     if not run.success or not stats(run.messages[1]["tool_calls"][1]["function"]).used:
         found["supports_parallel_tool_calls"] = False
 
-    # reasoning kept in the history
+
+def _probe_reasoning(probe: _ProbeRun, found: dict[str, bool]) -> None:
+    """Reasoning kept in the history, and the reasoning effort variable."""
     run = probe(
         [
             {"role": "user", "content": "User message"},
@@ -239,9 +260,5 @@ def detect_caps(template: Template, limits: RenderLimits | None = None) -> Templ
     )
     if _REASONING_MARKER in run.output:
         found["supports_preserve_reasoning"] = True
-
-    # reasoning effort
     run = probe([{"role": "user", "content": "User message"}], extra=_reasoning_context("low"))
     found["supports_reasoning_effort"] = stats(run.extra["reasoning_effort"]).used
-
-    return TemplateCaps(**found)

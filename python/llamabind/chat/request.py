@@ -29,7 +29,9 @@ from llamabind.chat.marking import unmark
 from llamabind.chat.template import ChatTemplate
 from llamabind.chat.tokens import ControlTexts, prompt_token_ids
 from llamabind.errors import GrammarError
+from llamabind.options import ChatOptions
 from llamabind.params import GrammarTrigger
+from llamabind.results import LlamaChatTemplateResult
 from llamabind.tools import ToolDefinition
 
 logger = logging.getLogger("llamabind.chat")
@@ -41,14 +43,12 @@ class ChatRequest:
     """What ``LlamaEngine.create`` needs to run one chat completion.
 
     Args:
-        prompt: The rendered prompt.
-        format: llama.cpp's name of the chat format ("Content-only", "Hermes 2 Pro", ...).
-        stop: Extra stop strings of the format.
-        grammar: GBNF constraining the reply (tools or response_format), or None.
-        grammar_lazy: The grammar waits for one of ``grammar_triggers``.
-        grammar_triggers: What wakes a lazy grammar.
-        preserved_tokens: Special tokens the parser must see as text (e.g. ``<tool_call>``).
-        preserved_token_ids: Their ids (rendered as text by the generator).
+        rendered: The prompt, its token count and the public part of its format's plan (what
+            ``LlamaEngine.chat_template`` returns).
+        token_ids: The prompt's tokens: the template's markers as control tokens, message data
+            as text.
+        preserved_token_ids: The ids of ``rendered.preserved_tokens`` (rendered as text by the
+            generator).
         sampler_kwargs: The grammar as Sampler keyword arguments (triggers, prefill).
         schema: The JSON schema of ``response_format``, for validating the result.
         native: llama.cpp's ChatParams, from which the reply's parser is made.
@@ -56,16 +56,12 @@ class ChatRequest:
             syntax; see ``chat.generic``).
         reply_prefix: Text the prompt ends with that belongs to the reply (the tool-call
             opener of a required call); the parser reads it first.
-        data_spans: ``(start, end)`` spans of message data in ``prompt``, tokenized as text.
+        data_spans: ``(start, end)`` spans of message data in ``rendered.prompt``, tokenized
+            as text.
     """
 
-    prompt: str
-    format: str
-    stop: tuple[str, ...]
-    grammar: str | None
-    grammar_lazy: bool
-    grammar_triggers: tuple[GrammarTrigger, ...]
-    preserved_tokens: tuple[str, ...]
+    rendered: LlamaChatTemplateResult
+    token_ids: tuple[int, ...]
     preserved_token_ids: tuple[int, ...]
     sampler_kwargs: Mapping[str, Any]
     schema: Mapping[str, Any] | None
@@ -73,18 +69,6 @@ class ChatRequest:
     generic_tools: bool = False
     reply_prefix: str = ""
     data_spans: tuple[tuple[int, int], ...] = ()
-
-    def token_ids(self, model: _native.Model, cache: dict[str, Any]) -> list[int]:
-        """The prompt's token ids: the template's markers as control tokens, data as text.
-
-        Args:
-            model: The model that will generate (its vocabulary).
-            cache: The per-model cache given to ``build_chat_request``.
-        """
-        controls = cache.get("control_texts")
-        if controls is None:
-            controls = cache["control_texts"] = ControlTexts.of_model(model)
-        return prompt_token_ids(model, self.prompt, self.data_spans, controls)
 
     def parser(self) -> Any:
         """A fresh streaming parser of the reply (``feed``/``finish`` → deltas)."""
@@ -111,20 +95,6 @@ class _PrefixedParser:
         if self._prefix:
             self.feed("")
         return self._parser.finish()
-
-
-@dataclass(frozen=True, slots=True)
-class LlamaChatTemplateResult:
-    """A rendered conversation (``LlamaEngine.chat_template``): the prompt and its plan."""
-
-    prompt: str
-    token_count: int
-    format: str
-    stop: tuple[str, ...]
-    grammar: str | None
-    grammar_lazy: bool
-    grammar_triggers: tuple[GrammarTrigger, ...]
-    preserved_tokens: tuple[str, ...]
 
 
 def response_schema(response_format: Mapping[str, Any] | None) -> Mapping[str, Any] | None:
@@ -185,17 +155,12 @@ def build_chat_request(
     model: _native.Model,
     cache: dict[str, Any],
     messages: list[dict[str, Any]],
+    options: ChatOptions | None = None,
     *,
     template_override: str | None = None,
-    tools: Sequence[ToolDefinition] = (),
-    tool_choice: Any = None,
-    parallel_tool_calls: bool = False,
-    enable_thinking: bool = True,
-    response_format: Mapping[str, Any] | None = None,
-    chat_template_kwargs: Mapping[str, Any] | None = None,
     add_generation_prompt: bool = True,
 ) -> ChatRequest:
-    """Renders the prompt and plans grammar, stops and parsing for one request.
+    """Renders and tokenizes the prompt and plans grammar, stops and parsing for one request.
 
     The prompt comes from our sandboxed renderer alone; the format's plan (grammar, triggers,
     preserved tokens, stops, parser) from llama.cpp, cached per model (see ``format_plan``).
@@ -204,83 +169,115 @@ def build_chat_request(
         model: The loaded model (its template, special tokens and vocabulary).
         cache: Per-model cache for the compiled templates and plans (kept by the engine).
         messages: OpenAI-style message dicts.
+        options: Tools, tool choice, structured output, thinking and template variables;
+            defaults when None.
         template_override: Jinja source used instead of the model's template.
+        add_generation_prompt: End where the assistant's reply begins.
 
     Raises:
         TemplateError: the template fails to render or breaks the sandbox.
         GrammarError: the response schema cannot be turned into a grammar.
         ValueError: bad tools, tool_choice or response_format.
     """
-    mode, active_tools = tool_choice_mode(tool_choice, tools)
-    schema = response_schema(response_format)
+    options = options if options is not None else ChatOptions()
+    mode, active_tools = tool_choice_mode(options.tool_choice, options.tools)
+    schema = response_schema(options.response_format)
     if schema is not None and mode == "required":
         raise ValueError("response_format cannot be combined with a required tool call")
     template = chat_template(model, cache, template_override)
     # Tools stay visible to the template with tool_choice "none", as in llama-server.
     tools_json = [tool.to_openai() for tool in active_tools]
-    kwargs = dict(chat_template_kwargs or {})
     # With tools but no tool syntax in the template, our generic JSON format carries them (also
     # for tool_choice "none", so the conversation renders the same way every turn).
     use_generic = bool(tools_json) and not template.caps.supports_tool_calls
+    plan_mode = mode
     if use_generic:
-        if schema is not None:
-            raise ValueError(
-                "response_format cannot be combined with tools on a template without tool support"
-            )
-        messages = generic.rewrite_messages(messages, tools_json)
-        generic_mode, tools_json, mode = mode, [], "none"
-    marked = template.render(
-        messages,
-        tools=tools_json or None,
-        add_generation_prompt=add_generation_prompt,
-        enable_thinking=enable_thinking,
-        mark_data=True,
-        **kwargs,
+        messages, tools_json, plan_mode = _generic_tools(messages, tools_json, schema)
+    kwargs = dict(options.chat_template_kwargs or {})
+    prompt, data_spans = unmark(
+        template.render(
+            messages,
+            tools=tools_json or None,
+            add_generation_prompt=add_generation_prompt,
+            enable_thinking=options.enable_thinking,
+            mark_data=True,
+            **kwargs,
+        )
     )
-    prompt, data_spans = unmark(marked)
-    inputs = PlanInputs(
-        json.dumps(tools_json) if tools_json else None,
-        mode,
-        parallel_tool_calls,
-        add_generation_prompt,
-        enable_thinking,
-        json.dumps(schema) if schema is not None else None,
-        json.dumps(kwargs) if kwargs else None,
-    )
+    source = _PlanSource(model, cache, template_override, messages)
+    inputs = PlanInputs.of(tools_json, plan_mode, options, add_generation_prompt, schema)
     native = format_plan(model, cache, template_override, messages, inputs, prompt)
     sampler_kwargs = dict(native.sampler_kwargs(model))
-    opener = ""
-    if mode == "required" and sampler_kwargs and not sampler_kwargs.get("grammar_lazy"):
-        auto = format_plan(
-            model,
-            cache,
-            template_override,
-            messages,
-            dataclasses.replace(inputs, tool_choice="auto"),
-            prompt,
-        )
-        opener = _required_opener(native, auto, sampler_kwargs)
-        prompt += opener
+    opener = _required_opener(source, inputs, prompt, native, sampler_kwargs)
     if use_generic:
-        sampler_kwargs = {
-            "grammar": generic.grammar(
-                [t.to_openai() for t in active_tools], generic_mode, parallel_tool_calls
-            )
-        }
-    elif schema is not None and not sampler_kwargs:
+        tools = [t.to_openai() for t in active_tools]
+        sampler_kwargs = {"grammar": generic.grammar(tools, mode, options.parallel_tool_calls)}
+    elif schema is not None and not sampler_kwargs:  # no format grammar: the schema's own
         sampler_kwargs = {"grammar": _schema_grammar(schema)}
-    return _chat_request(
-        model, template, native, prompt, data_spans, sampler_kwargs, schema, use_generic, opener
-    )
+    plan = _Plan(native, sampler_kwargs, schema, use_generic, opener)
+    return _chat_request(source, template, prompt + opener, data_spans, plan)
 
 
-def _required_opener(native: Any, auto: Any, sampler_kwargs: dict[str, Any]) -> str:
-    """The tool-call marker a required call's reply opens with ("" if the format has none).
+def _generic_tools(
+    messages: list[dict[str, Any]],
+    tools_json: list[dict[str, Any]],
+    schema: Mapping[str, Any] | None,
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]], str]:
+    """The conversation rewritten for our generic tool format: messages, tools, plan mode.
+
+    The template then sees no tools, and llama.cpp's plan is the one without tools ("none").
+    """
+    if schema is not None:
+        raise ValueError(
+            "response_format cannot be combined with tools on a template without tool support"
+        )
+    return generic.rewrite_messages(messages, tools_json), [], "none"
+
+
+@dataclass(frozen=True, slots=True)
+class _PlanSource:
+    """Where a request's plans come from: the model, its cache, the template, the messages."""
+
+    model: _native.Model
+    cache: dict[str, Any]
+    template_override: str | None
+    messages: list[dict[str, Any]]
+
+
+@dataclass(frozen=True, slots=True)
+class _Plan:
+    """How the reply is constrained and parsed, besides what the rendered prompt says."""
+
+    native: Any
+    sampler_kwargs: dict[str, Any]
+    schema: Mapping[str, Any] | None
+    generic_tools: bool
+    reply_prefix: str
+
+
+def _required_opener(
+    source: _PlanSource,
+    inputs: PlanInputs,
+    prompt: str,
+    native: Any,
+    sampler_kwargs: dict[str, Any],
+) -> str:
+    """The tool-call marker a required call's reply opens with ("" if none is needed).
 
     llama.cpp's "required" grammar lets text come before the call; the reply is opened with
     the format's tool-call marker (the trigger word of its "auto" plan) so the call starts at
     once, and the grammar is told it was already written.
     """
+    if inputs.tool_choice != "required" or not sampler_kwargs or sampler_kwargs.get("grammar_lazy"):
+        return ""
+    auto = format_plan(
+        source.model,
+        source.cache,
+        source.template_override,
+        source.messages,
+        dataclasses.replace(inputs, tool_choice="auto"),
+        prompt,
+    )
     opener: str = next((value for kind, value, _ in auto.grammar_triggers if kind == "word"), "")
     if opener:
         sampler_kwargs["grammar_prefill"] = native.generation_prompt + opener
@@ -288,16 +285,13 @@ def _required_opener(native: Any, auto: Any, sampler_kwargs: dict[str, Any]) -> 
 
 
 def _chat_request(
-    model: _native.Model,
+    source: _PlanSource,
     template: ChatTemplate,
-    native: Any,
     prompt: str,
     data_spans: tuple[tuple[int, int], ...],
-    sampler_kwargs: dict[str, Any],
-    schema: Mapping[str, Any] | None,
-    use_generic: bool,
-    opener: str,
+    plan: _Plan,
 ) -> ChatRequest:
+    model, cache, native = source.model, source.cache, plan.native
     triggers = tuple(
         GrammarTrigger(kind, value, token if kind == "token" else None)
         for kind, value, token in native.grammar_triggers
@@ -305,20 +299,29 @@ def _chat_request(
     stop, preserved_ids = _end_of_turn(
         model, template, tuple(native.additional_stops), tuple(native.preserved_token_ids(model))
     )
-    return ChatRequest(
+    controls = cache.get("control_texts")
+    if controls is None:
+        controls = cache["control_texts"] = ControlTexts.of_model(model)
+    token_ids = tuple(prompt_token_ids(model, prompt, data_spans, controls))
+    rendered = LlamaChatTemplateResult(
         prompt=prompt,
+        token_count=len(token_ids),
         format=native.format,
         stop=stop,
-        grammar=sampler_kwargs.get("grammar"),
-        grammar_lazy=bool(sampler_kwargs.get("grammar_lazy")),
+        grammar=plan.sampler_kwargs.get("grammar"),
+        grammar_lazy=bool(plan.sampler_kwargs.get("grammar_lazy")),
         grammar_triggers=triggers,
         preserved_tokens=tuple(native.preserved_tokens),
+    )
+    return ChatRequest(
+        rendered=rendered,
+        token_ids=token_ids,
         preserved_token_ids=preserved_ids,
-        sampler_kwargs=sampler_kwargs,
-        schema=schema,
+        sampler_kwargs=plan.sampler_kwargs,
+        schema=plan.schema,
         native=native,
-        generic_tools=use_generic,
-        reply_prefix=opener,
+        generic_tools=plan.generic_tools,
+        reply_prefix=plan.reply_prefix,
         data_spans=data_spans,
     )
 
@@ -391,6 +394,27 @@ class PlanInputs:
     enable_thinking: bool
     json_schema: str | None
     chat_template_kwargs_json: str | None
+
+    @classmethod
+    def of(
+        cls,
+        tools_json: list[dict[str, Any]],
+        tool_choice: str,
+        options: ChatOptions,
+        add_generation_prompt: bool,
+        schema: Mapping[str, Any] | None,
+    ) -> PlanInputs:
+        """The inputs of a request with these tools (OpenAI dicts), mode and options."""
+        kwargs = options.chat_template_kwargs
+        return cls(
+            json.dumps(tools_json) if tools_json else None,
+            tool_choice,
+            options.parallel_tool_calls,
+            add_generation_prompt,
+            options.enable_thinking,
+            json.dumps(schema) if schema is not None else None,
+            json.dumps(dict(kwargs)) if kwargs else None,
+        )
 
 
 def format_plan(

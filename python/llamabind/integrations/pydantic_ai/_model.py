@@ -28,8 +28,10 @@ from pydantic_ai.usage import RequestUsage
 from llamabind.integrations.pydantic_ai._messages import map_messages, map_tool, response_format
 from llamabind.integrations.pydantic_ai._provider import PROVIDER_NAME, LlamaProvider, LoadedModel
 from llamabind.integrations.pydantic_ai._settings import PREFIX, generation_params
+from llamabind.options import ChatOptions
 from llamabind.params import GenerationParams, ModelParams
 from llamabind.resolvers import ModelResolver
+from llamabind.tools import normalize_tools
 from llamabind.types import LlamaCompletionChunk, LlamaUsage
 
 _FINISH_REASONS: dict[str, FinishReason] = {
@@ -45,7 +47,7 @@ class EngineCall:
 
     messages: list[dict[str, Any]]
     params: GenerationParams
-    options: dict[str, Any]
+    options: ChatOptions
 
 
 @dataclass(init=False)
@@ -148,7 +150,7 @@ class LlamaModel(Model[LlamaProvider]):
         call = self.engine_call(messages, settings, parameters, loaded)
         chunks = cast(
             AsyncGenerator[LlamaCompletionChunk],
-            loaded.engine.create(call.messages, call.params, **call.options),
+            loaded.engine.create(call.messages, call.params, options=call.options),
         )
         try:
             try:  # the first chunk brings template, context and grammar errors
@@ -178,8 +180,7 @@ class LlamaModel(Model[LlamaProvider]):
         loaded = await self.load()
         settings, parameters = self._prepare(model_settings, model_request_parameters)
         call = self.engine_call(messages, settings, parameters, loaded)
-        options = {k: v for k, v in call.options.items() if k != "parallel_tool_calls"}
-        rendered = await loaded.engine.chat_template(call.messages, **options)
+        rendered = await loaded.engine.chat_template(call.messages, options=call.options)
         return RequestUsage(input_tokens=rendered.token_count)
 
     def prepare_request(
@@ -225,14 +226,14 @@ class LlamaModel(Model[LlamaProvider]):
                 "structured output cannot be offered in one request: use ToolOutput(...) for "
                 "the output_type, or leave its mode unset"
             )
-        options = {
-            "tools": tools or None,
-            "tool_choice": tool_choice,
-            "parallel_tool_calls": bool(settings.get("parallel_tool_calls", False)),
-            "enable_thinking": parameters.thinking is not False,
-            "response_format": output_format,
-            "chat_template_kwargs": settings.get(f"{PREFIX}chat_template_kwargs"),
-        }
+        options = ChatOptions(
+            tools=tuple(normalize_tools(tools)),
+            tool_choice=tool_choice,
+            parallel_tool_calls=bool(settings.get("parallel_tool_calls", False)),
+            enable_thinking=parameters.thinking is not False,
+            response_format=output_format,
+            chat_template_kwargs=settings.get(f"{PREFIX}chat_template_kwargs"),
+        )
         mapped = map_messages(messages, self._get_instruction_parts(messages, parameters))
         return EngineCall(mapped, generation_params(settings), options)
 
