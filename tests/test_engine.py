@@ -228,6 +228,20 @@ def test_score_next_token(engine):
         engine.score_next_token("", top_k=1)
 
 
+def test_generated_tokens_carry_their_logprobs(engine):
+    stream = engine.generate(PROMPT, GREEDY.replace(max_tokens=4, logprobs=3))
+    text = "".join(stream)
+    entries = stream.run.logprobs
+    assert [e.token.token for e in entries] == stream.run.token_ids
+    assert "".join(e.token.text for e in entries) == text
+    first = engine.score_next_token(PROMPT, candidates=[entries[0].token.token], top_k=3)
+    assert entries[0].token.logprob == pytest.approx(first.candidates[0].logprob, abs=1e-3)
+    assert [t.token for t in entries[0].top] == [t.token for t in first.top]
+    assert engine.generate(PROMPT, GREEDY.replace(max_tokens=2)).run.logprobs is None
+    with pytest.raises(ValueError, match="logprobs"):
+        GREEDY.replace(logprobs=21)
+
+
 def test_state_save_and_load(engine, tmp_path):
     "".join(engine.generate(PROMPT, GREEDY))
     held = engine.context.cached_tokens(0)

@@ -110,7 +110,7 @@ def test_accumulator_joins_streamed_tool_call_arguments():
     first = _chunk(LlamaChunkDelta(role="assistant", content="x")).to_dict()
     assert first["object"] == "chat.completion.chunk"
     assert first["choices"][0] == {"index": 0, "delta": {"role": "assistant", "content": "x"},
-                                   "finish_reason": None}
+                                   "logprobs": None, "finish_reason": None}
     assert [type(p) for p in done.message.parts] == [LlamaThinkingContent, LlamaTextContent,
                                                       LlamaToolCallContent]
 

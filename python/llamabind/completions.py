@@ -89,10 +89,17 @@ def stream_chunks(
     role: str | None = "assistant"
     has_tool_calls = False
 
+    logprobs: list[Any] | None = getattr(run, "logprobs", None)
+    n_attached = 0  # entries of run.logprobs already on a chunk
+
     def make(delta: LlamaChunkDelta, finish: Any = None, usage: Any = None) -> LlamaCompletionChunk:
-        return LlamaCompletionChunk(
-            chunk_id, created, model_name, (LlamaChunkChoice(0, delta, finish),), usage
-        )
+        nonlocal n_attached
+        entries = None
+        if logprobs is not None:  # the tokens since the last chunk go on this one
+            entries = tuple(logprobs[n_attached:])
+            n_attached = len(logprobs)
+        choice = LlamaChunkChoice(0, delta, finish, entries)
+        return LlamaCompletionChunk(chunk_id, created, model_name, (choice,), usage)
 
     for text in run:
         for raw in parser.feed(text):

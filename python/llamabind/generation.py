@@ -10,6 +10,7 @@ the items of one request with its run beside them. ``TokenRun`` is the earlier n
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
@@ -19,7 +20,7 @@ from llamabind.errors import HandleClosedError
 from llamabind.params import GenerationParams
 from llamabind.slots import SlotLease
 from llamabind.text_stream import TextStream
-from llamabind.types import LlamaUsage
+from llamabind.types import LlamaGeneratedLogprob, LlamaTokenLogprob, LlamaUsage
 
 if TYPE_CHECKING:
     from llamabind.lifecycle import LoadedModel
@@ -92,6 +93,8 @@ class GenerationRun:
         self.finish_reason: str | None = None
         self.usage: LlamaUsage | None = None
         self.token_ids: list[int] = []
+        # One entry per generated token when params.logprobs is set (grows while iterating).
+        self.logprobs: list[LlamaGeneratedLogprob] | None = None if params.logprobs is None else []
         self.sampling_backend: str | None = None
         self.started = time.perf_counter()
 
@@ -120,14 +123,18 @@ class GenerationRun:
             }
             if self._render_special_tokens:
                 kwargs["render_special_tokens"] = self._render_special_tokens
+            if params.logprobs is not None:
+                kwargs["n_logprobs"] = params.logprobs
             native = loaded.context.generate(self._prompt_tokens, sampler, **kwargs)
             lease.attach(native)
             stream = TextStream(self._stop)
             first_token_at = None
             try:
-                for _, piece in native:
+                for token, piece in native:
                     if first_token_at is None:
                         first_token_at = time.perf_counter()
+                    if self.logprobs is not None:
+                        self.logprobs.append(self._logprob(native, token, piece))
                     text = stream.feed(piece)
                     if text:
                         yield text
@@ -144,6 +151,22 @@ class GenerationRun:
             if native is not None:
                 native.close()
             loaded.slots.release(seq)
+
+    def _logprob(
+        self, native: _native.Generator, token: int, piece: bytes
+    ) -> LlamaGeneratedLogprob:
+        """The native generator's log-probabilities of the token it just handed out."""
+        found = native.last_logprobs
+        logprob, top = found if found is not None else (math.nan, [])
+        model = self._loaded.model
+
+        def entry(t: int, lp: float, raw: bytes | None = None) -> LlamaTokenLogprob:
+            raw = model.token_to_piece(t, True) if raw is None else raw
+            return LlamaTokenLogprob(t, raw.decode("utf-8", errors="replace"), lp, raw)
+
+        return LlamaGeneratedLogprob(
+            entry(token, logprob, piece), tuple(entry(t, lp) for t, lp in top)
+        )
 
     def _finish(
         self,

@@ -100,6 +100,7 @@ class GenerationSettings(TypedDict, total=False):
     grammar_triggers: Sequence[GrammarTrigger]
     logit_bias: Mapping[int, float]
     ignore_eos: bool
+    logprobs: int | None
 
 
 class ToolLoopOptionSettings(TypedDict, total=False):

@@ -358,6 +358,8 @@ class GenerationParams:
         ignore_eos: Keep generating past end-of-generation tokens (EOS, EOT and the others
             llama.cpp counts). The seed's and llama-server's name; the native
             ``Context.generate`` takes it as ``ignore_eog`` (llama.h's word for them).
+        logprobs: None: none; 0: each generated token's log-probability under the model (raw
+            logits, before sampling); k (<= 20): also the k most likely tokens'.
     """
 
     max_tokens: int | None = 4096
@@ -388,6 +390,7 @@ class GenerationParams:
     grammar_triggers: tuple[GrammarTrigger, ...] = ()
     logit_bias: Mapping[int, float] = field(default_factory=dict)
     ignore_eos: bool = False
+    logprobs: int | None = None
 
     def __post_init__(self) -> None:
         c = "GenerationParams"
@@ -413,6 +416,9 @@ class GenerationParams:
         _check_float(c, "mirostat_tau", self.mirostat_tau, 0.0)
         _check_float(c, "mirostat_eta", self.mirostat_eta, 0.0)
         _check_int(c, "seed", self.seed, 0, allow_none=True)
+        _check_int(c, "logprobs", self.logprobs, 0, allow_none=True)
+        if self.logprobs is not None and self.logprobs > 20:
+            raise _fail(c, "logprobs", "must be <= 20", self.logprobs)
         stop = (self.stop,) if isinstance(self.stop, str) else tuple(self.stop)
         if not all(isinstance(s, str) and s for s in stop):
             raise _fail(c, "stop", "must be non-empty strings", self.stop)

@@ -119,6 +119,7 @@ class LlamaChunkChoice:
     index: int
     delta: LlamaChunkDelta
     finish_reason: FinishReason | None = None
+    logprobs: tuple[LlamaGeneratedLogprob, ...] | None = None  # the tokens behind this delta
 
 
 @dataclass(frozen=True, slots=True)
@@ -155,7 +156,12 @@ class LlamaCompletionChunk:
             "created": self.created,
             "model": self.model,
             "choices": [
-                {"index": c.index, "delta": c.delta.to_dict(), "finish_reason": c.finish_reason}
+                {
+                    "index": c.index,
+                    "delta": c.delta.to_dict(),
+                    "logprobs": logprobs_dict(c.logprobs),
+                    "finish_reason": c.finish_reason,
+                }
                 for c in self.choices
             ],
         }
@@ -176,6 +182,7 @@ class LlamaCompletion:
     tool_calls: tuple[LlamaToolCallContent, ...]
     finish_reason: FinishReason | None
     usage: LlamaUsage | None
+    logprobs: tuple[LlamaGeneratedLogprob, ...] | None = None
 
     @property
     def message(self) -> LlamaChatMessage:
@@ -196,7 +203,14 @@ class LlamaCompletion:
             "object": "chat.completion",
             "created": self.created,
             "model": self.model,
-            "choices": [{"index": 0, "message": message, "finish_reason": self.finish_reason}],
+            "choices": [
+                {
+                    "index": 0,
+                    "message": message,
+                    "logprobs": logprobs_dict(self.logprobs),
+                    "finish_reason": self.finish_reason,
+                }
+            ],
         }
         if self.usage is not None:
             out["usage"] = self.usage.to_dict()
@@ -213,6 +227,7 @@ class LlamaCompletionAccumulator:
         self._first: LlamaCompletionChunk | None = None
         self._finish: FinishReason | None = None
         self._usage: LlamaUsage | None = None
+        self._logprobs: list[LlamaGeneratedLogprob] | None = None
 
     def add(self, chunk: LlamaCompletionChunk) -> None:
         if self._first is None:
@@ -230,6 +245,10 @@ class LlamaCompletionAccumulator:
             if call.function.name is not None:
                 entry[1] = call.function.name
             entry[2].append(call.function.arguments)
+        if choice.logprobs is not None:
+            if self._logprobs is None:
+                self._logprobs = []
+            self._logprobs.extend(choice.logprobs)
         if choice.finish_reason is not None:
             self._finish = choice.finish_reason
         if chunk.usage is not None:
@@ -250,20 +269,48 @@ class LlamaCompletionAccumulator:
             tool_calls=calls,
             finish_reason=self._finish,
             usage=self._usage,
+            logprobs=tuple(self._logprobs) if self._logprobs is not None else None,
         )
 
 
 @dataclass(frozen=True, slots=True)
 class LlamaTokenLogprob:
-    """A token with its log-probability after a prompt."""
+    """A token with its log-probability after a prompt.
+
+    ``piece`` holds the token's bytes (``text`` is them decoded; a character may span tokens).
+    """
 
     token: int
     text: str
     logprob: float
+    piece: bytes = b""
 
     @property
     def probability(self) -> float:
         return math.exp(self.logprob)
+
+    def to_openai(self) -> dict[str, Any]:
+        """OpenAI's ``{"token", "logprob", "bytes"}``."""
+        return {"token": self.text, "logprob": self.logprob, "bytes": list(self.piece)}
+
+
+@dataclass(frozen=True, slots=True)
+class LlamaGeneratedLogprob:
+    """A generated token's log-probability under the model (its raw logits, before sampling)
+    and the most likely tokens at that step, most likely first (``GenerationParams.logprobs``).
+    """
+
+    token: LlamaTokenLogprob
+    top: tuple[LlamaTokenLogprob, ...] = ()
+
+    def to_openai(self) -> dict[str, Any]:
+        """An entry of OpenAI's ``logprobs.content``."""
+        return {**self.token.to_openai(), "top_logprobs": [t.to_openai() for t in self.top]}
+
+
+def logprobs_dict(entries: tuple[LlamaGeneratedLogprob, ...] | None) -> dict[str, Any] | None:
+    """OpenAI's ``logprobs`` object of a choice (None when none were asked for)."""
+    return None if entries is None else {"content": [e.to_openai() for e in entries]}
 
 
 @dataclass(frozen=True, slots=True)
@@ -310,6 +357,7 @@ __all__ = [
     "LlamaCompletion",
     "LlamaCompletionAccumulator",
     "LlamaCompletionChunk",
+    "LlamaGeneratedLogprob",
     "LlamaNextTokenScores",
     "LlamaTokenLogprob",
     "LlamaUsage",

@@ -56,7 +56,7 @@ def test_logit_bias_keys_are_token_ids():
 def test_refusals_name_the_field():
     for request, param in [
         (chat(n=2), "n"),
-        (chat(logprobs=True), "logprobs"),
+        (chat(top_logprobs=3), "top_logprobs"),
         (chat(stop=["ok", ""]), "stop"),
     ]:
         with pytest.raises(APIError) as info:
@@ -65,26 +65,36 @@ def test_refusals_name_the_field():
         assert (info.value.status, info.value.param) == (400, param)
 
 
+def test_logprobs_map_to_generation_params():
+    assert generation_params(chat(), n_ctx=64).logprobs is None
+    assert generation_params(chat(logprobs=True), n_ctx=64).logprobs == 0
+    assert generation_params(chat(logprobs=True, top_logprobs=5), n_ctx=64).logprobs == 5
+    assert generation_params(CompletionRequest(prompt="a", logprobs=3), n_ctx=64).logprobs == 3
+    with pytest.raises(APIError) as info:  # beyond what the engine gives
+        generation_params(CompletionRequest(prompt="a", logprobs=50), n_ctx=64)
+    assert info.value.param == "logprobs"
+
+
 def test_response_formats():
-    assert "response_format" not in chat_options(chat(response_format={"type": "text"}))
-    assert chat_options(chat(response_format={"type": "json_object"}))["response_format"] == {
+    assert chat_options(chat(response_format={"type": "text"})).response_format is None
+    assert chat_options(chat(response_format={"type": "json_object"})).response_format == {
         "type": "json_object"
     }
     schema = {"type": "object"}
     wrapped = {"type": "json_schema", "json_schema": {"name": "x", "schema": schema}}
     expected = {"type": "json_schema", "json_schema": {"schema": schema}}
-    assert chat_options(chat(response_format=wrapped))["response_format"] == expected
+    assert chat_options(chat(response_format=wrapped)).response_format == expected
     llama_server_form = {"type": "json_object", "schema": schema}
-    assert chat_options(chat(response_format=llama_server_form))["response_format"] == expected
+    assert chat_options(chat(response_format=llama_server_form)).response_format == expected
 
 
 def test_reasoning_effort_and_template_kwargs():
     off = chat_options(chat(reasoning_effort="none"))
-    assert off["enable_thinking"] is False
-    assert off["chat_template_kwargs"] == {"reasoning_effort": "none"}
-    assert chat_options(chat(reasoning_effort="high"))["enable_thinking"] is True
+    assert off.enable_thinking is False
+    assert off.chat_template_kwargs == {"reasoning_effort": "none"}
+    assert chat_options(chat(reasoning_effort="high")).enable_thinking is True
     explicit = chat_options(chat(chat_template_kwargs={"enable_thinking": False, "x": 1}))
-    assert explicit["enable_thinking"] is False and explicit["chat_template_kwargs"]["x"] == 1
+    assert explicit.enable_thinking is False and explicit.chat_template_kwargs["x"] == 1
 
 
 def test_tools_and_choice_pass_through():
@@ -96,9 +106,10 @@ def test_tools_and_choice_pass_through():
             parallel_tool_calls=True,
         )
     )
-    assert options["tools"] == [tool]
-    assert options["tool_choice"] == {"type": "function", "function": {"name": "f"}}
-    assert options["parallel_tool_calls"] is True
+    assert [t.name for t in options.tools] == ["f"]
+    assert options.tools[0].parameters == {"type": "object"}
+    assert options.tool_choice == {"type": "function", "function": {"name": "f"}}
+    assert options.parallel_tool_calls is True
 
 
 def test_completion_prompt_forms():

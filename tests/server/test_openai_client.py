@@ -282,3 +282,57 @@ def test_bad_request_names_the_field(server, client):
     with pytest.raises(openai.BadRequestError) as info:
         client.chat.completions.create(model=server.model_id, messages=MESSAGES, temperature=7)
     assert info.value.param == "temperature"
+
+
+def test_chat_logprobs_match_the_engine(server, client):
+    expected = engine_of(server).complete(
+        MESSAGES, GenerationParams(max_tokens=6, temperature=0, logprobs=2)
+    )
+    assert len(expected.logprobs) == expected.usage.completion_tokens
+    reply = client.chat.completions.create(
+        model=server.model_id, messages=MESSAGES, max_tokens=6, temperature=0,
+        logprobs=True, top_logprobs=2,
+    )  # fmt: skip
+    content = reply.choices[0].logprobs.content
+    assert [c.token for c in content] == [e.token.text for e in expected.logprobs]
+    assert [c.logprob for c in content] == pytest.approx([e.token.logprob for e in expected.logprobs])
+    for c in content:
+        assert len(c.top_logprobs) == 2
+        assert c.top_logprobs[0].logprob >= c.top_logprobs[1].logprob
+        assert c.logprob <= c.top_logprobs[0].logprob + 1e-6  # a probability, not above the best
+        assert bytes(c.bytes).decode("utf-8", errors="replace") == c.token
+    streamed = [
+        entry
+        for chunk in client.chat.completions.create(
+            model=server.model_id, messages=MESSAGES, max_tokens=6, temperature=0,
+            logprobs=True, stream=True,
+        )  # fmt: skip
+        if chunk.choices and chunk.choices[0].logprobs
+        for entry in chunk.choices[0].logprobs.content
+    ]
+    assert [e.token for e in streamed] == [c.token for c in content]
+    assert all(e.top_logprobs == [] for e in streamed)
+    plain = client.chat.completions.create(
+        model=server.model_id, messages=MESSAGES, max_tokens=2, temperature=0
+    )
+    assert plain.choices[0].logprobs is None
+
+
+def test_text_completion_logprobs(server, client):
+    reply = client.completions.create(
+        model=server.model_id, prompt="The capital of France is", max_tokens=5, temperature=0,
+        logprobs=3,
+    )  # fmt: skip
+    logprobs = reply.choices[0].logprobs
+    assert len(logprobs.tokens) == reply.usage.completion_tokens == 5
+    assert "".join(logprobs.tokens) == reply.choices[0].text
+    assert all(len(top) == 3 for top in logprobs.top_logprobs)
+    assert logprobs.text_offset == [sum(len(t) for t in logprobs.tokens[:i]) for i in range(5)]
+    chunks = list(
+        client.completions.create(
+            model=server.model_id, prompt="The capital of France is", max_tokens=5,
+            temperature=0, logprobs=1, stream=True,
+        )  # fmt: skip
+    )
+    tokens = [t for c in chunks if c.choices[0].logprobs for t in c.choices[0].logprobs.tokens]
+    assert tokens == logprobs.tokens

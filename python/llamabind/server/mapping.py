@@ -15,11 +15,12 @@ from typing import Any, cast
 
 import numpy as np
 
+from llamabind.options import ChatOptions
 from llamabind.params import GenerationParams
 from llamabind.server.errors import APIError, bad_request
 from llamabind.server.wire import ChatCompletionRequest, CompletionRequest, EmbeddingRequest
 from llamabind.server.wire import _Sampling as SamplingRequest
-from llamabind.types import LlamaCompletionChunk, LlamaUsage
+from llamabind.types import LlamaCompletionChunk, LlamaGeneratedLogprob, LlamaUsage
 
 _SAMPLING_FIELDS = (
     "temperature",
@@ -56,11 +57,26 @@ def generation_params(
         fields["stop"] = (body.stop,) if isinstance(body.stop, str) else tuple(body.stop)
     if body.logit_bias:
         fields["logit_bias"] = _logit_bias(body.logit_bias)
+    logprobs = _logprobs(body)
+    if logprobs is not None:
+        fields["logprobs"] = logprobs
     try:
         return GenerationParams(**fields)
     except ValueError as exc:
         found = _PARAM_NAME.search(str(exc))
         raise bad_request(str(exc), found.group(1) if found else None) from None
+
+
+def _logprobs(body: SamplingRequest) -> int | None:
+    """``GenerationParams.logprobs``: chat's ``logprobs`` + ``top_logprobs``, or the
+    completions' ``logprobs`` count."""
+    if isinstance(body, ChatCompletionRequest):
+        if body.top_logprobs is not None and not body.logprobs:
+            raise bad_request("top_logprobs needs logprobs: true", "top_logprobs")
+        return (body.top_logprobs or 0) if body.logprobs else None
+    if isinstance(body, CompletionRequest):
+        return body.logprobs
+    return None
 
 
 def _logit_bias(raw: dict[str, float]) -> dict[int, float]:
@@ -83,10 +99,8 @@ def check_token_ids(token_ids: Sequence[int], n_vocab: int, param: str) -> None:
             raise bad_request(f"token id {token} is outside the vocabulary [0, {n_vocab})", param)
 
 
-def chat_options(body: ChatCompletionRequest) -> dict[str, Any]:
-    """The keyword arguments of ``LlamaEngine.create`` for this request."""
-    if body.logprobs or body.top_logprobs:
-        raise bad_request("logprobs are not supported by this server yet", "logprobs")
+def chat_options(body: ChatCompletionRequest) -> ChatOptions:
+    """The ``ChatOptions`` of ``LlamaEngine.create`` for this request."""
     options: dict[str, Any] = {"parallel_tool_calls": bool(body.parallel_tool_calls)}
     if body.tools:
         options["tools"] = [tool.model_dump(exclude_none=True) for tool in body.tools]
@@ -106,7 +120,10 @@ def chat_options(body: ChatCompletionRequest) -> dict[str, Any]:
         options["enable_thinking"] = body.reasoning_effort != "none"
     if kwargs:
         options["chat_template_kwargs"] = kwargs
-    return options
+    try:
+        return ChatOptions(**options)
+    except (TypeError, ValueError) as exc:  # a tool the engine cannot take
+        raise bad_request(str(exc), "tools") from None
 
 
 def _response_format(body: ChatCompletionRequest) -> dict[str, Any] | None:
@@ -157,8 +174,6 @@ def completion_prompt(body: CompletionRequest) -> str | list[int]:
         raise bad_request("suffix (fill-in-the-middle) is not supported by this server", "suffix")
     if body.best_of not in (None, 1):
         raise bad_request("best_of > 1 is not supported by this server", "best_of")
-    if body.logprobs is not None:
-        raise bad_request("logprobs are not supported by this server yet", "logprobs")
     prompt = body.prompt
     if isinstance(prompt, list) and prompt and isinstance(prompt[0], (str, list)):
         if len(prompt) != 1:
@@ -173,6 +188,25 @@ def completion_prompt(body: CompletionRequest) -> str | list[int]:
     return cast("str | list[int]", prompt)
 
 
+def text_logprobs(
+    entries: Sequence[LlamaGeneratedLogprob] | None, text_offset: int
+) -> dict[str, Any] | None:
+    """The legacy completions ``logprobs`` object of these tokens (None when not asked for);
+    ``text_offset`` is where the first token's text starts in the whole completion."""
+    if entries is None:
+        return None
+    offsets = []
+    for entry in entries:
+        offsets.append(text_offset)
+        text_offset += len(entry.token.text)
+    return {
+        "tokens": [e.token.text for e in entries],
+        "token_logprobs": [e.token.logprob for e in entries],
+        "top_logprobs": [{t.text: t.logprob for t in e.top} for e in entries],
+        "text_offset": offsets,
+    }
+
+
 def text_completion(
     completion_id: str,
     created: int,
@@ -180,14 +214,16 @@ def text_completion(
     text: str,
     finish_reason: str | None,
     usage: LlamaUsage | None = None,
+    logprobs: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """A ``text_completion`` object (a whole one, or one streamed piece)."""
+    choice = {"text": text, "index": 0, "logprobs": logprobs, "finish_reason": finish_reason}
     out: dict[str, Any] = {
         "id": completion_id,
         "object": "text_completion",
         "created": created,
         "model": model_id,
-        "choices": [{"text": text, "index": 0, "logprobs": None, "finish_reason": finish_reason}],
+        "choices": [choice],
     }
     if usage is not None:
         out["usage"] = usage.to_dict()

@@ -83,7 +83,8 @@ class _ChatShaper:
 
 
 class _TextShaper:
-    """Items are ``(text, run)``: pieces with ``run`` None, then ``("", run)`` once it ended."""
+    """Items are ``(text, run, logprobs)``: pieces with ``run`` None, then ``("", run, ...)``
+    once it ended; ``logprobs`` holds the entries of the tokens behind the piece (or None)."""
 
     def __init__(self, model_id: str, include_usage: bool, echo: str) -> None:
         self.model_id = model_id
@@ -92,9 +93,14 @@ class _TextShaper:
         self.pieces = [echo]
         self.echo_pending = echo
         self.run: Any = None
+        self.logprobs: list[Any] | None = None
+        self.offset = len(echo)  # where the next streamed token's text starts
 
-    def events(self, item: tuple[str, Any]) -> list[dict[str, Any]]:
-        text, run = item
+    def events(self, item: tuple[str, Any, Any]) -> list[dict[str, Any]]:
+        text, run, entries = item
+        logprobs = mapping.text_logprobs(entries, self.offset)
+        if entries:
+            self.offset += sum(len(e.token.text) for e in entries)
         out = []
         if self.echo_pending:  # the first streamed event repeats the prompt
             out.append(
@@ -104,10 +110,16 @@ class _TextShaper:
             )
             self.echo_pending = ""
         if run is None:
-            out.append(mapping.text_completion(self.id, self.created, self.model_id, text, None))
+            out.append(
+                mapping.text_completion(
+                    self.id, self.created, self.model_id, text, None, logprobs=logprobs
+                )
+            )
             return out
         out.append(
-            mapping.text_completion(self.id, self.created, self.model_id, "", run.finish_reason)
+            mapping.text_completion(
+                self.id, self.created, self.model_id, "", run.finish_reason, logprobs=logprobs
+            )
         )
         if self.include_usage and run.usage is not None:
             out.append(
@@ -119,13 +131,17 @@ class _TextShaper:
             )
         return out
 
-    def add(self, item: tuple[str, Any]) -> None:
-        text, run = item
+    def add(self, item: tuple[str, Any, Any]) -> None:
+        text, run, entries = item
         self.pieces.append(text)
+        if entries is not None:
+            if self.logprobs is None:
+                self.logprobs = []
+            self.logprobs.extend(entries)
         if run is not None:
             self.run = run
 
-    def usage(self, item: tuple[str, Any]) -> Any:
+    def usage(self, item: tuple[str, Any, Any]) -> Any:
         return item[1].usage if item[1] is not None else None
 
     def result(self) -> dict[str, Any]:
@@ -137,6 +153,7 @@ class _TextShaper:
             "".join(self.pieces),
             run.finish_reason if run else None,
             run.usage if run else None,
+            mapping.text_logprobs(self.logprobs, len(self.pieces[0])),
         )
 
 
@@ -235,12 +252,13 @@ async def chat_completions(body: ChatCompletionRequest, request: Request) -> Res
     include_usage = bool(body.stream_options and body.stream_options.include_usage)
     generation = _Generation(request, served, _ChatShaper(served.id, include_usage), "messages")
     return await generation.respond(
-        lambda: served.engine.create(messages, params, **options), body.stream
+        lambda: served.engine.create(messages, params, options=options), body.stream
     )
 
 
 class _RunPieces:
-    """A raw run's text as ``(piece, None)`` items, then ``("", run)`` once it ended.
+    """A raw run's text as ``(piece, None, logprobs)`` items, then ``("", run, logprobs)`` once
+    it ended; ``logprobs``: the entries of the tokens since the last item (None: not asked for).
 
     Cancellable from any thread (``cancel``), so that a client that leaves stops this request
     only.
@@ -250,21 +268,32 @@ class _RunPieces:
         self.run = run
         self._items = self._pieces()
 
-    def _pieces(self) -> Generator[tuple[str, Any], None, None]:
+    def _pieces(self) -> Generator[tuple[str, Any, Any], None, None]:
         iterator = iter(self.run)
+        logprobs = getattr(self.run, "logprobs", None)
+        n_taken = 0
+
+        def new_entries() -> tuple[Any, ...] | None:
+            nonlocal n_taken
+            if logprobs is None:
+                return None
+            entries = tuple(logprobs[n_taken:])
+            n_taken = len(logprobs)
+            return entries
+
         try:
             for piece in iterator:
-                yield piece, None
+                yield piece, None, new_entries()
         finally:
             close = getattr(iterator, "close", None)
             if close is not None:
                 close()
-        yield "", self.run
+        yield "", self.run, new_entries()
 
     def __iter__(self) -> _RunPieces:
         return self
 
-    def __next__(self) -> tuple[str, Any]:
+    def __next__(self) -> tuple[str, Any, Any]:
         return next(self._items)
 
     def cancel(self) -> None:
