@@ -69,6 +69,7 @@ class Metrics:
         with self._lock:
             self.cancelled += 1
 
+    # size: one metric after the other in Prometheus's text format
     def render(self, models: Iterable[Any]) -> str:
         """The Prometheus text exposition of every counter and of each model's queue."""
         out: list[str] = []
