@@ -36,7 +36,6 @@ from pathlib import Path
 from typing import Any
 
 import harness
-from harness import Summary
 
 SCRIPT = str(Path(__file__).resolve())
 
@@ -100,23 +99,65 @@ def child_create(spec: dict[str, Any]) -> dict[str, float]:
     request = GenerationParams(max_tokens=g, temperature=0, repeat_penalty=1.0, ignore_eos=True)
     with LlamaEngine(spec["model"], params) as engine:
         def run_once() -> float:
+            """Aggregate: every stream's tokens after its first, over the time from the last
+            first token to the last token (as for native)."""
             engine.reset_cache()
-            rates: list[float] = [0.0] * b
+            spans: list[tuple[float, float, int]] = [(0.0, 0.0, 0)] * b
+            start = threading.Barrier(b)
 
             def ask(i: int) -> None:
                 messages = [{"role": "user", "content": f"Story number {i}: tell me a long story."}]
+                start.wait()
+                t0 = time.perf_counter()
                 usage = engine.complete(messages, request).usage
-                rates[i] = usage.generation_tokens_per_s or 0.0
+                first = t0 + (usage.time_to_first_token_ms or 0.0) / 1000
+                spans[i] = (first, t0 + usage.duration_ms / 1000, usage.completion_tokens)
 
             threads = [threading.Thread(target=ask, args=(i,)) for i in range(b)]
             for t in threads:
                 t.start()
             for t in threads:
                 t.join()
-            return sum(rates)
+            window = max(end for _, end, _ in spans) - max(first for first, _, _ in spans)
+            return sum(n - 1 for _, _, n in spans) / window
 
         run_once()
         return {"tg": run_once()}
+
+
+def child_peer(spec: dict[str, Any]) -> dict[str, float]:
+    """llama-cpp-python serving the B requests one after another (it has one sequence)."""
+    import llama_cpp
+
+    b, p, g = spec["b"], spec["p"], spec["g"]
+    llm = llama_cpp.Llama(spec["model"], n_ctx=spec["p"] + spec["g"] + 16, n_batch=2048,
+                          n_ubatch=512, n_threads=spec["threads"], n_threads_batch=spec["threads"],
+                          n_gpu_layers=spec["ngl"], flash_attn=spec["fa"] != "off", verbose=False)
+
+    class Model:  # what random_prompts reads
+        special_tokens = {"bos": llm.token_bos()}
+        n_vocab = llm.n_vocab()
+        add_bos = True
+
+    def run_once() -> tuple[float, float]:
+        t_prompt = t_gen = 0.0
+        for prompt in random_prompts(Model, b, p):
+            llm.reset()
+            t0 = time.perf_counter()
+            first = None
+            for n, _ in enumerate(llm.generate(prompt, temp=0.0, repeat_penalty=1.0, reset=True), 1):
+                if first is None:
+                    first = time.perf_counter()
+                if n == g:
+                    break
+            end = time.perf_counter()
+            t_prompt += first - t0
+            t_gen += end - first
+        return b * p / t_prompt, b * (g - 1) / t_gen
+
+    run_once()
+    pp, tg = run_once()
+    return {"pp": pp, "tg": tg}
 
 
 def batched_bench(binary: Path, spec: dict[str, Any], batches: list[int]) -> dict[int, dict[str, float]]:
@@ -152,6 +193,10 @@ def measure(label: str, path: Path, args: Any) -> dict[str, Any]:
             samples[b]["native_tg"].append(native["tg"])
             create, _ = harness.run_json_child(SCRIPT, {**spec, "kind": "create"})
             samples[b]["create_tg"].append(create["tg"])
+            if harness.peer_available():
+                peer, _ = harness.run_json_child(SCRIPT, {**spec, "kind": "peer"})
+                samples[b]["peer_pp"].append(peer["pp"])
+                samples[b]["peer_tg"].append(peer["tg"])
         print(f"{label}: round {round_ + 1} done", file=sys.stderr)
     return {"label": label, "settings": base,
             "by_batch": {b: harness.summarize(s) for b, s in samples.items()}}
@@ -165,15 +210,18 @@ def print_results(results: list[dict[str, Any]]) -> None:
             ref_tg = s["ref_tg"].median if "ref_tg" in s else None
             ref_pp = s["ref_pp"].median if "ref_pp" in s else None
 
-            def ratio(key: str, ref: float | None) -> str:
+            def ratio(key: str, ref: float | None, s: Any = s) -> str:
                 return f"{s[key].median / ref:.3f}" if ref else "-"
 
             rows.append([b, f"{ref_pp:.0f}" if ref_pp else "-", f"{s['native_pp'].median:.0f}",
                          ratio("native_pp", ref_pp), f"{ref_tg:.1f}" if ref_tg else "-",
                          f"{s['native_tg'].median:.1f}", ratio("native_tg", ref_tg),
-                         f"{s['create_tg'].median:.1f}", ratio("create_tg", ref_tg)])
+                         f"{s['create_tg'].median:.1f}", ratio("create_tg", ref_tg),
+                         f"{s['peer_tg'].median:.1f}" if "peer_tg" in s else "-",
+                         f"{s['create_tg'].median / s['peer_tg'].median:.2f}" if "peer_tg" in s
+                         else "-"])
         harness.print_table(["B", "ref pp", "native pp", "x", "ref tg", "native tg", "x",
-                             "create tg", "x"], rows)
+                             "create tg", "x", "llama-cpp-python tg", "create / it"], rows)
 
 
 def main() -> None:
@@ -182,6 +230,8 @@ def main() -> None:
     parser.add_argument("--n-prompt", type=int, default=128)
     parser.add_argument("--n-gen", type=int, default=128)
     args = parser.parse_args()
+    if not harness.peer_available():
+        print(harness.PEER_INSTALL_HINT, file=sys.stderr)
     info, quiet, results = harness.run_models(args, lambda label, path: measure(label, path, args))
     print_results(results)
     harness.write_json(args, "batched", {"machine": info, "quiet": quiet, "results": results})
@@ -191,6 +241,7 @@ if __name__ == "__main__":
     spec = harness.child_spec(sys.argv)
     if spec is not None:
         kind = spec.pop("kind")
-        print(json.dumps(child_native(spec) if kind == "native" else child_create(spec)))
+        children = {"native": child_native, "create": child_create, "peer": child_peer}
+        print(json.dumps(children[kind](spec)))
     else:
         main()
