@@ -77,11 +77,13 @@ def server_command(name: str, model: Path, port: int, args: Any) -> list[str] | 
     if not harness.peer_available():
         print(harness.PEER_INSTALL_HINT, file=sys.stderr)
         return None
-    # llama-cpp-python's server runs one request at a time over one context.
+    # llama-cpp-python's server runs one request at a time over one context; by default a new
+    # request cuts the stream in progress off (interrupt_requests), so the others wait here.
     return [sys.executable, "-m", "llama_cpp.server", "--model", str(model), "--host",
             "127.0.0.1", "--port", str(port), "--n_ctx", str(args.n_ctx_per_client),
             "--n_threads", threads, "--n_threads_batch", threads,
-            "--n_gpu_layers", str(args.n_gpu_layers), "--model_alias", "bench"]
+            "--n_gpu_layers", str(args.n_gpu_layers), "--model_alias", "bench",
+            "--interrupt_requests", "False"]
 
 
 def wait_ready(url: str, process: subprocess.Popen, timeout_s: float = 300) -> None:
