@@ -210,3 +210,17 @@ def test_gemma3_sliding_window_model_batched(gemma3):
         gens = [ctx.generate(gemma3.tokenize(t, add_special=True), greedy(gemma3), max_tokens=12, seq_id=i)
                 for i, t in enumerate(texts)]
         assert consume_all(gens) == expected
+
+
+def test_a_consumer_that_stops_reading_pauses_only_its_own_sequence(smollm2, expected):
+    with _native.Context(smollm2, n_ctx=1024, n_seq_max=2, n_threads=2) as ctx:
+        idle_prompt = smollm2.tokenize(PROMPTS[1], add_special=True)
+        idle = ctx.generate(idle_prompt, greedy(smollm2), max_tokens=100, seq_id=1)
+        assert next(idle)  # started, then never read again
+        busy = ctx.generate(smollm2.tokenize(PROMPTS[0], add_special=True), greedy(smollm2),
+                            max_tokens=16, seq_id=0)
+        assert [t for t, _ in busy] == expected[0]  # it ran to its end beside the idle one
+        # the idle one ran ahead of its reader by at most 8 tokens (+1 decoded for the next)
+        n_ahead = len(ctx.cached_tokens(1)) - len(idle_prompt)
+        assert 1 <= n_ahead <= 1 + 8 + 1
+        assert [t for t, _ in idle][:15] == expected[1][1:16]
