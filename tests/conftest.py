@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import signal
 import sys
 from pathlib import Path
 
@@ -12,6 +13,11 @@ import pytest
 # beside a build) on a small machine stall each other's barriers for seconds. Tests measure no
 # speed, so idle team threads sleep. Set before llamabind loads libgomp.
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
+# A suite started in the background (`pytest ... &` in a script) inherits SIGINT ignored, and so
+# would every interpreter it starts, where the Ctrl-C tests then see no KeyboardInterrupt. A
+# handler here is reset to the default in each child at exec.
+signal.signal(signal.SIGINT, signal.default_int_handler)
 
 sys.path.insert(0, str(Path(__file__).parent))
 
