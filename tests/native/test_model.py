@@ -1,12 +1,15 @@
+import os
+import shutil
 import subprocess
 import sys
 import textwrap
+from pathlib import Path
 
 import numpy as np
 import pytest
 from isolated import run_cases
 from llamabind import _native
-from llamabind.errors import HandleClosedError, LlamaError, ModelLoadError
+from llamabind.errors import HandleClosedError, InvalidTextError, LlamaError, ModelLoadError
 
 
 def test_metadata_and_facts(smollm2):
@@ -253,8 +256,9 @@ def test_non_finite_load_parameters_raise(smollm2_path):
 
 
 def test_text_and_token_arguments_name_what_is_wrong(smollm2):
-    with pytest.raises(ValueError, match=r"\[Model.tokenize\] text is not valid Unicode text .*surrogates"):
+    with pytest.raises(InvalidTextError, match=r"\[Model.tokenize\] text is not valid Unicode text .*surrogates") as caught:
         smollm2.tokenize("a\ud800b")
+    assert caught.value.field == "text"
     with pytest.raises(TypeError, match="must be token ids"):
         smollm2.detokenize(bytearray(b"abc"))
     with pytest.raises(ValueError, match=r"tokens\[0\] = 2147483648 is out of range"):
@@ -267,3 +271,21 @@ def test_text_and_token_arguments_name_what_is_wrong(smollm2):
         _native.Model("unused.gguf", kv_overrides={"a.b": 2**65})
     with pytest.raises(ValueError, match=r"\[Model\] n_gpu_layers = 2147483648 is out of range"):
         _native.Model("unused.gguf", n_gpu_layers=2**31)
+
+
+VOCAB = Path(__file__).resolve().parents[2] / "vendor" / "llama.cpp" / "models" / "ggml-vocab-llama-spm.gguf"
+
+
+def test_paths_are_file_names_as_os_fsencode_gives_them(tmp_path):
+    with pytest.raises(InvalidTextError, match=r"\[Model\] path is not valid Unicode"):
+        _native.Model(str(tmp_path / "model\ud800.gguf"))
+    # a file name that is not UTF-8 arrives as a str with surrogate escapes (os.fsdecode)
+    path = tmp_path / os.fsdecode(b"vocab-\xff.gguf")
+    try:
+        shutil.copyfile(VOCAB, path)
+    except OSError:
+        pytest.skip("this file system takes only UTF-8 file names")
+    with _native.Model(str(path), vocab_only=True) as model:
+        assert model.path == str(path)
+        assert repr(str(path)) in repr(model)
+

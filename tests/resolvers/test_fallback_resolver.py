@@ -159,3 +159,9 @@ def test_list_models_once_per_file(two_dirs, monkeypatch):
     monkeypatch.chdir(first)
     listed = [info for info in FallbackResolver().list_models() if info.name == "a"]
     assert len(listed) == 1 and listed[0].architecture == "llama"
+
+
+def test_home_of_an_unknown_user_is_not_found(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(ModelNotFoundError):
+        FallbackResolver().resolve("~no-such-user-of-llamabind/model.gguf")

@@ -28,7 +28,7 @@ from llamabind.chat import generic
 from llamabind.chat.marking import unmark
 from llamabind.chat.template import ChatTemplate
 from llamabind.chat.tokens import ControlTexts, prompt_token_ids
-from llamabind.errors import GrammarError
+from llamabind.errors import GrammarError, check_text
 from llamabind.params import GrammarTrigger
 from llamabind.tools import ToolDefinition
 
@@ -209,8 +209,14 @@ def build_chat_request(
     Raises:
         TemplateError: the template fails to render or breaks the sandbox.
         GrammarError: the response schema cannot be turned into a grammar.
+        InvalidTextError: text anywhere in the request holds lone surrogates.
         ValueError: bad tools, tool_choice or response_format.
     """
+    # llama.cpp takes UTF-8: text with lone surrogates is refused here, naming where it is.
+    check_text(messages, "messages")
+    check_text(template_override, "template")
+    check_text(response_format, "response_format")
+    check_text(chat_template_kwargs, "chat_template_kwargs")
     mode, active_tools = tool_choice_mode(tool_choice, tools)
     schema = response_schema(response_format)
     if schema is not None and mode == "required":
@@ -218,6 +224,7 @@ def build_chat_request(
     template = chat_template(model, cache, template_override)
     # Tools stay visible to the template with tool_choice "none", as in llama-server.
     tools_json = [tool.to_openai() for tool in active_tools]
+    check_text(tools_json, "tools")
     kwargs = dict(chat_template_kwargs or {})
     # With tools but no tool syntax in the template, our generic JSON format carries them (also
     # for tool_choice "none", so the conversation renders the same way every turn).

@@ -24,7 +24,7 @@ from llamabind.resolvers.base import (
 from llamabind.resolvers.cache import CachedModelResolver
 from llamabind.resolvers.file import FileModelResolver
 from llamabind.resolvers.hf import HFModelResolver, looks_like_hf_reference
-from llamabind.resolvers.names import NameForm, file_uri_path, name_form
+from llamabind.resolvers.names import NameForm, file_uri_path, name_form, user_path
 from llamabind.resolvers.package import shared_package_resolver
 from llamabind.resolvers.url import UrlModelResolver
 
@@ -99,7 +99,7 @@ def _resolve_directly(name: str, form: NameForm) -> Path | None:
         return HFModelResolver().resolve(name)
     if form == "package":
         return shared_package_resolver().resolve(name)
-    path = Path(name).expanduser()
+    path = user_path(name)
     if path.is_file():
         return path.absolute()
     if form == "path":

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from llamabind.resolvers.base import ModelInfo, check_name, not_found, with_gguf_suffix
 from llamabind.resolvers.gguf_info import is_later_split_part
-from llamabind.resolvers.names import file_uri_path, name_form
+from llamabind.resolvers.names import file_uri_path, name_form, user_path
 
 
 class FileModelResolver:
@@ -74,7 +74,7 @@ class FileModelResolver:
                 f"{name!r} is refused (configure a UrlModelResolver, HFModelResolver or "
                 "PackageModelResolver to allow such names)"
             )
-        raw = file_uri_path(name) if form == "file" else Path(name).expanduser()
+        raw = file_uri_path(name) if form == "file" else user_path(name)
         if raw.is_absolute() or raw.drive or raw.root:
             if not (self.allow_absolute or self._inside(raw)):
                 raise ValueError(
@@ -105,7 +105,7 @@ class FileModelResolver:
         """
         tried = []
         form = name_form(check_name(name))
-        is_absolute = form == "file" or Path(name).expanduser().is_absolute()
+        is_absolute = form == "file" or user_path(name).is_absolute()
         for path in self.candidates(name):
             if path.is_file():
                 confined = not (self.allow_absolute and is_absolute)

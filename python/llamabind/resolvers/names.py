@@ -76,6 +76,15 @@ def name_form(name: str) -> NameForm:
     return "name"
 
 
+def user_path(name: str) -> Path:
+    """``name`` as a path with a leading ``~`` or ``~user`` expanded.
+
+    A ``~user`` with no known home directory stays as written, as ``os.path.expanduser`` leaves
+    it (``Path.expanduser`` would raise RuntimeError): such a name is then simply not found.
+    """
+    return Path(os.path.expanduser(name))
+
+
 def file_uri_path(uri: str) -> Path:
     """The local path a ``file://`` URI names (``file:///abs/m.gguf`` or ``file://localhost/``).
 
