@@ -161,28 +161,34 @@ class Scanner {
         return out;
     }
 
-    // An atom and its quantifier.
+    // An atom and its quantifiers: std::regex reads a** as (a*)*.
     Piece quantified() {
-        Piece atom_piece = atom();
-        long min = 1, max = 1;  // max < 0: unbounded
-        if (at('*') || at('+') || at('?')) {
-            min = at('+') ? 1 : 0;
-            max = at('?') ? 1 : -1;
-            ++i_;
-        } else if (at('{') && !brace(min, max)) {
-            return atom_piece;
+        Piece piece = atom();
+        for (;;) {
+            long min = 1, max = 1;  // max < 0: unbounded
+            if (at('*') || at('+') || at('?')) {
+                min = at('+') ? 1 : 0;
+                max = at('?') ? 1 : -1;
+                ++i_;
+            } else if (!at('{') || !brace(min, max)) {
+                return piece;
+            }
+            if (min == 1 && max == 1) continue;
+            if (at('?')) ++i_;  // lazy: the same paths, tried in another order
+            piece = repeat(piece, min, max);
         }
-        if (min == 1 && max == 1) return atom_piece;
-        if (at('?')) ++i_;  // lazy: the same paths, tried in another order
+    }
+
+    Piece repeat(const Piece & item, long min, long max) {
         const bool many = max < 0 || max > 1;
-        if (many && atom_piece.repeats) fail("repeats a group that itself repeats (like (a+)+)");
-        if (many && (atom_piece.ambiguous || (atom_piece.tail & atom_piece.first).any())) {
+        if (many && item.repeats) fail("repeats a group that itself repeats (like (a+)+ or a**)");
+        if (many && (item.ambiguous || (item.tail & item.first).any())) {
             fail("repeats a part that can match the same text in more than one way (like (a|a)*, (a|ab)* or (a?a)*)");
         }
-        Piece out = atom_piece;
-        if (max != min) out.tail |= atom_piece.first;
-        out.nullable = atom_piece.nullable || min == 0;
-        out.repeats = atom_piece.repeats || many;
+        Piece out = item;
+        if (max != min) out.tail |= item.first;
+        out.nullable = item.nullable || min == 0;
+        out.repeats = item.repeats || many;
         out.literal_whole = false;
         if (min == 0) out.literal.clear();
         return out;
