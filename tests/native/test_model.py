@@ -289,3 +289,29 @@ def test_paths_are_file_names_as_os_fsencode_gives_them(tmp_path):
         assert model.path == str(path)
         assert repr(str(path)) in repr(model)
 
+
+def test_a_vocabulary_without_its_byte_tokens_raises_model_load_error(tmp_path):
+    from fuzz.make_seeds import tiny_llama  # found by fuzzing: llama.cpp threw std::out_of_range
+
+    tiny_llama(tmp_path / "full.gguf")
+    with _native.Model(str(tmp_path / "full.gguf")) as model:
+        assert model.detokenize(model.tokenize("hello, world", add_special=False)) == b"hello, world"
+    tiny_llama(tmp_path / "no-bytes.gguf", byte_tokens=False)
+    with _native.Model(str(tmp_path / "no-bytes.gguf")) as model:
+        with pytest.raises(ModelLoadError, match=r"\[Model.tokenize\] the model's vocabulary has no token for a byte"):
+            model.tokenize("hello, world")
+
+
+def test_text_from_the_model_file_that_is_not_utf8_is_replaced(tmp_path):
+    # found by fuzzing: metadata with bytes that are not UTF-8 raised UnicodeDecodeError
+    from fuzz.make_seeds import tiny_llama
+
+    data = tiny_llama(tmp_path / "m.gguf", chat_template="{{ 'caf\u00e9' }}{{ messages[0].content }}")
+    path = tmp_path / "broken.gguf"
+    path.write_bytes(data.replace("caf\u00e9".encode(), b"caf\xff\xfe"))
+    with _native.Model(str(path)) as model:
+        template = "{{ 'caf\ufffd\ufffd' }}{{ messages[0].content }}"
+        assert model.metadata["tokenizer.chat_template"] == template
+        assert model.chat_template() == template and model.chat_templates == {"default": template}
+        params = _native.ChatTemplates(model).apply('[{"role": "user", "content": "!"}]')
+        assert params.prompt == "caf\ufffd\ufffd!"
