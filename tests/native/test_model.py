@@ -274,6 +274,16 @@ def test_text_and_token_arguments_name_what_is_wrong(smollm2):
 
 
 VOCAB = Path(__file__).resolve().parents[2] / "vendor" / "llama.cpp" / "models" / "ggml-vocab-llama-spm.gguf"
+FUZZ_DIR = Path(__file__).resolve().parents[1] / "fuzz"
+
+
+def tiny_llama(path, **options) -> bytes:
+    """The tiny llama model of the fuzz seeds (tests/fuzz/make_seeds.py), written to path."""
+    if str(FUZZ_DIR) not in sys.path:
+        sys.path.append(str(FUZZ_DIR))
+    import make_seeds
+
+    return make_seeds.tiny_llama(path, **options)
 
 
 def test_paths_are_file_names_as_os_fsencode_gives_them(tmp_path):
@@ -291,8 +301,7 @@ def test_paths_are_file_names_as_os_fsencode_gives_them(tmp_path):
 
 
 def test_a_vocabulary_without_its_byte_tokens_raises_model_load_error(tmp_path):
-    from fuzz.make_seeds import tiny_llama  # found by fuzzing: llama.cpp threw std::out_of_range
-
+    # found by fuzzing: llama.cpp threw std::out_of_range
     tiny_llama(tmp_path / "full.gguf")
     with _native.Model(str(tmp_path / "full.gguf")) as model:
         assert model.detokenize(model.tokenize("hello, world", add_special=False)) == b"hello, world"
@@ -304,8 +313,6 @@ def test_a_vocabulary_without_its_byte_tokens_raises_model_load_error(tmp_path):
 
 def test_text_from_the_model_file_that_is_not_utf8_is_replaced(tmp_path):
     # found by fuzzing: metadata with bytes that are not UTF-8 raised UnicodeDecodeError
-    from fuzz.make_seeds import tiny_llama
-
     data = tiny_llama(tmp_path / "m.gguf", chat_template="{{ 'caf\u00e9' }}{{ messages[0].content }}")
     path = tmp_path / "broken.gguf"
     path.write_bytes(data.replace("caf\u00e9".encode(), b"caf\xff\xfe"))

@@ -111,3 +111,10 @@ def test_home_of_an_unknown_user_is_not_found(models):
     with pytest.raises(ModelNotFoundError):
         FileModelResolver(models).resolve(name)
     assert FileModelResolver(models).candidates(name)[0] == models / name
+
+
+def test_a_name_too_long_for_the_file_system_is_not_found(models):
+    # found by fuzzing: Path.is_file raised OSError (ENAMETOOLONG) out of resolve
+    with pytest.raises(ModelNotFoundError) as caught:
+        FileModelResolver(models).resolve("m" * 300)
+    assert "too long" in caught.value.reasons[0].lower()

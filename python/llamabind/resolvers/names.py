@@ -85,6 +85,17 @@ def user_path(name: str) -> Path:
     return Path(os.path.expanduser(name))
 
 
+def path_problem(path: Path) -> str | None:
+    """Why ``path`` is not a file to open: ``"no such file"``, ``"not a file"``, or the operating
+    system's reason (such as a name longer than the file system allows); None for a file."""
+    try:
+        if path.is_file():
+            return None
+        return "not a file" if path.exists() else "no such file"
+    except OSError as exc:
+        return exc.strerror or str(exc)
+
+
 def file_uri_path(uri: str) -> Path:
     """The local path a ``file://`` URI names (``file:///abs/m.gguf`` or ``file://localhost/``).
 
