@@ -49,6 +49,13 @@ static nb::list delta_list(const std::vector<ChatDelta> & deltas) {
     return out;
 }
 
+using OptText = std::optional<nb::str>;
+
+static std::optional<std::string> opt_utf8(const OptText & text, const char * where, const char * name) {
+    if (!text) return std::nullopt;
+    return utf8(*text, where, name);
+}
+
 static const llama_vocab * model_vocab(const Model & model, const char * operation) {
     return model.vocab(operation);
 }
@@ -140,10 +147,13 @@ the format's grammar and parser. Templates in model files are untrusted: llama.c
 no Python, and llamabind bounds what could exhaust the stack (macro recursion, nesting depth).)")
         .def(
             "__init__",
-            [](ChatTemplates * self, const Model * model, std::optional<std::string> template_text,
-               std::optional<std::string> bos_token, std::optional<std::string> eos_token) {
+            [](ChatTemplates * self, const Model * model, OptText template_text, OptText bos_token, OptText eos_token) {
+                const char * op = "ChatTemplates";
+                std::optional<std::string> source = opt_utf8(template_text, op, "template");
+                std::optional<std::string> bos = opt_utf8(bos_token, op, "bos_token");
+                std::optional<std::string> eos = opt_utf8(eos_token, op, "eos_token");
                 native_call guard;
-                new (self) ChatTemplates(model, template_text, bos_token, eos_token);
+                new (self) ChatTemplates(model, source, bos, eos);
             },
             nb::arg("model").none() = nb::none(), nb::kw_only(), nb::arg("template").none() = nb::none(),
             nb::arg("bos_token").none() = nb::none(), nb::arg("eos_token").none() = nb::none(),
@@ -176,21 +186,21 @@ Raises:
 supports_system_role, supports_parallel_tool_calls, ...).)")
         .def(
             "apply",
-            [](const ChatTemplates & self, std::string messages_json, std::optional<std::string> tools_json,
-               std::string tool_choice, bool parallel_tool_calls, bool add_generation_prompt, bool enable_thinking,
-               std::string reasoning_format, std::optional<std::string> json_schema, std::optional<std::string> grammar,
-               std::optional<std::string> chat_template_kwargs_json) {
+            [](const ChatTemplates & self, nb::str messages_json, OptText tools_json, nb::str tool_choice,
+               bool parallel_tool_calls, bool add_generation_prompt, bool enable_thinking, nb::str reasoning_format,
+               OptText json_schema, OptText grammar, OptText chat_template_kwargs_json) {
+                const char * op = "ChatTemplates.apply";
                 ChatApplyOptions o;
-                o.messages_json = std::move(messages_json);
-                o.tools_json = std::move(tools_json);
-                o.tool_choice = std::move(tool_choice);
+                o.messages_json = utf8(messages_json, op, "messages_json");
+                o.tools_json = opt_utf8(tools_json, op, "tools_json");
+                o.tool_choice = utf8(tool_choice, op, "tool_choice");
                 o.parallel_tool_calls = parallel_tool_calls;
                 o.add_generation_prompt = add_generation_prompt;
                 o.enable_thinking = enable_thinking;
-                o.reasoning_format = std::move(reasoning_format);
-                o.json_schema = std::move(json_schema);
-                o.grammar = std::move(grammar);
-                o.chat_template_kwargs_json = std::move(chat_template_kwargs_json);
+                o.reasoning_format = utf8(reasoning_format, op, "reasoning_format");
+                o.json_schema = opt_utf8(json_schema, op, "json_schema");
+                o.grammar = opt_utf8(grammar, op, "grammar");
+                o.chat_template_kwargs_json = opt_utf8(chat_template_kwargs_json, op, "chat_template_kwargs_json");
                 return without_gil([&] { return self.apply(o); });
             },
             nb::arg("messages_json"), nb::kw_only(), nb::arg("tools_json").none() = nb::none(),
@@ -225,7 +235,8 @@ Raises:
         tool_choice / reasoning_format, grammar combined with tools or json_schema.
     GrammarError: json_schema cannot be converted to a grammar.
     TemplateError: The template failed to render (raise_exception, runaway recursion, a shape
-        it cannot render) or llama.cpp could not build a parser for it.)");
+        it cannot render) or llama.cpp could not build a parser for it.
+    InvalidTextError: A text argument holds lone surrogates.)");
 
     nb::class_<ChatParser>(m, "ChatParser", R"(Splits generated text into content, reasoning and tool calls: llama.cpp's parser for the format.
 
@@ -243,8 +254,9 @@ tool_call_index, tool_call_id, tool_call_name, tool_call_arguments_delta.)")
              R"(A parser for replies to the prompt in params (its format, parser and generation prompt).)")
         .def(
             "parse",
-            [](const ChatParser & self, const std::string & text, bool is_partial) {
-                ChatMessage m = without_gil([&] { return self.parse(text, is_partial); });
+            [](const ChatParser & self, nb::str text, bool is_partial) {
+                const std::string bytes = utf8(text, "ChatParser.parse", "text");
+                ChatMessage m = without_gil([&] { return self.parse(bytes, is_partial); });
                 return message_dict(m);
             },
             nb::arg("text"), nb::arg("is_partial") = false,
@@ -260,7 +272,8 @@ Returns:
     arguments as JSON text.
 
 Raises:
-    ValueError: The text does not match the format.)")
+    ValueError: The text does not match the format.
+    InvalidTextError: The text holds lone surrogates.)")
         .def(
             "feed",
             [](ChatParser & self, nb::handle piece) {
@@ -269,7 +282,7 @@ Raises:
                     nb::bytes b = nb::borrow<nb::bytes>(piece);
                     bytes.assign(b.c_str(), b.size());
                 } else if (nb::isinstance<nb::str>(piece)) {
-                    bytes = nb::cast<std::string>(piece);
+                    bytes = utf8(piece, "ChatParser.feed", "piece");
                 } else {
                     throw nb::type_error("ChatParser.feed takes str or bytes");
                 }

@@ -2,6 +2,8 @@
 
 #include <limits>
 
+#include "errors.h"
+
 namespace llamabind {
 
 void raise_bad_argument(nb::handle value, const char * where, const char * name) {
@@ -70,16 +72,40 @@ int32_t token_id(int64_t value, const char * where) {
     return static_cast<int32_t>(value);
 }
 
+static std::string text_error(const char * where, const char * name, const char * what) {
+    nb::python_error error;  // the UnicodeEncodeError, e.g. "surrogates not allowed"
+    return std::string("[") + where + "] " + name + " is not valid Unicode text (" + error.what() + "); " + what;
+}
+
 std::string utf8(nb::handle text, const char * where, const char * name) {
     Py_ssize_t size = 0;
     const char * data = PyUnicode_AsUTF8AndSize(text.ptr(), &size);
     if (data == nullptr) {
-        nb::python_error error;  // the UnicodeEncodeError, e.g. "surrogates not allowed"
-        throw nb::value_error((std::string("[") + where + "] " + name + " is not valid Unicode text (" +
-                               error.what() + "); remove or replace the lone surrogates")
-                                  .c_str());
+        throw Error(ErrorKind::Text, text_error(where, name, "remove or replace the lone surrogates")).with("field", name);
     }
     return std::string(data, static_cast<size_t>(size));
+}
+
+std::vector<std::string> utf8_list(const std::optional<std::vector<nb::str>> & texts, const char * where, const char * name) {
+    std::vector<std::string> out;
+    if (texts) {
+        for (const nb::str & text : *texts) out.push_back(utf8(text, where, name));
+    }
+    return out;
+}
+
+std::string fs_path(nb::handle path, const char * where, const char * name) {
+    // As os.fsencode: a name decoded with surrogateescape (bytes that are not UTF-8) is its bytes again.
+    nb::object encoded = nb::steal(PyUnicode_EncodeFSDefault(path.ptr()));
+    if (!encoded.is_valid()) {
+        throw Error(ErrorKind::Text, text_error(where, name, "a file name cannot hold lone surrogates")).with("field", name);
+    }
+    std::string out(PyBytes_AS_STRING(encoded.ptr()), static_cast<size_t>(PyBytes_GET_SIZE(encoded.ptr())));
+    return out;
+}
+
+nb::str fs_text(const std::string & path) {
+    return nb::steal<nb::str>(PyUnicode_DecodeFSDefaultAndSize(path.data(), static_cast<Py_ssize_t>(path.size())));
 }
 
 }  // namespace llamabind

@@ -88,8 +88,14 @@ struct KvOverridesArg {
 // One token id from a Python int: ValueError outside int32 (the vocabulary check follows in C++).
 int32_t token_id(int64_t value, const char * where);
 
-// The UTF-8 bytes of a str; ValueError naming the field for a str with lone surrogates.
+// The UTF-8 bytes of a str; InvalidTextError naming the field for a str with lone surrogates.
 std::string utf8(nb::handle text, const char * where, const char * name);
+std::vector<std::string> utf8_list(const std::optional<std::vector<nb::str>> & texts, const char * where, const char * name);
+
+// A file name as os.fsencode gives it (undecodable bytes kept); InvalidTextError for lone surrogates.
+std::string fs_path(nb::handle path, const char * where, const char * name);
+// A file name back as os.fsdecode gives it.
+nb::str fs_text(const std::string & path);
 
 void bind_errors(nb::module_ & m);
 void bind_backend(nb::module_ & m);

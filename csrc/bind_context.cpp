@@ -37,11 +37,12 @@ static LogitsMode logits_mode(const std::string & name) {
 void bind_context(nb::module_ & m) {
     nb::class_<LoraAdapter>(m, "LoraAdapter", R"(A LoRA adapter (GGUF) for a model, applied to contexts with Context.set_lora.)")
         .def("__init__",
-             [](LoraAdapter * self, const Model & model, const std::string & path) {
+             [](LoraAdapter * self, const Model & model, nb::str path_text) {
+                 const std::string path = fs_path(path_text, "LoraAdapter", "path");
                  without_gil([&] { new (self) LoraAdapter(model, path); });
              },
              nb::arg("model"), nb::arg("path"))
-        .def_prop_ro("path", &LoraAdapter::path)
+        .def_prop_ro("path", [](const LoraAdapter & self) { return fs_text(self.path()); })
         .def_prop_ro("metadata", &LoraAdapter::metadata)
         .def("close", &LoraAdapter::close,
              R"(Makes this handle unusable; the weights are freed once no context uses them.)")
@@ -137,8 +138,8 @@ Raises:
         .def("set_n_threads", &Context::set_n_threads, nb::arg("n_threads"), nb::arg("n_threads_batch"),
              nb::call_guard<native_call>())
         .def("decode",
-             [](Context & self, TokenSequence tokens, int32_t seq_id, const std::string & logits) {
-                 LogitsMode mode = logits_mode(logits);
+             [](Context & self, TokenSequence tokens, int32_t seq_id, nb::str logits) {
+                 LogitsMode mode = logits_mode(utf8(logits, "Context.decode", "logits"));
                  std::vector<int32_t> ids = tokens.ids("Context.decode");
                  without_gil([&] { self.decode(ids, seq_id, mode, check_signals); });
              },
@@ -191,10 +192,20 @@ Raises:
                  without_gil([&] { self.load_state_bytes(buf, seq_id); });
              },
              nb::arg("data"), nb::arg("seq_id") = nb::none())
-        .def("save_state_file", &Context::save_state_file, nb::arg("path"), nb::arg("seq_id") = nb::none(),
-             nb::call_guard<native_call>(), R"(Writes the state (and the known tokens) to a file.)")
-        .def("load_state_file", &Context::load_state_file, nb::arg("path"), nb::arg("seq_id") = nb::none(),
-             nb::call_guard<native_call>())
+        .def("save_state_file",
+             [](Context & self, nb::str path, std::optional<int32_t> seq_id) {
+                 const std::string bytes = fs_path(path, "Context.save_state_file", "path");
+                 native_call guard;
+                 self.save_state_file(bytes, seq_id);
+             },
+             nb::arg("path"), nb::arg("seq_id") = nb::none(), R"(Writes the state (and the known tokens) to a file.)")
+        .def("load_state_file",
+             [](Context & self, nb::str path, std::optional<int32_t> seq_id) {
+                 const std::string bytes = fs_path(path, "Context.load_state_file", "path");
+                 native_call guard;
+                 self.load_state_file(bytes, seq_id);
+             },
+             nb::arg("path"), nb::arg("seq_id") = nb::none())
         .def("perf",
              [](const Context & self) {
                  PerfData d = without_gil([&] { return self.perf(); });

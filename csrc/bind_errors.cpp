@@ -17,6 +17,7 @@ static const char * python_class_name(ErrorKind kind) {
         case ErrorKind::HandleClosed: return "HandleClosedError";
         case ErrorKind::State: return "StateError";
         case ErrorKind::Template: return "TemplateError";
+        case ErrorKind::Text: return "InvalidTextError";
         case ErrorKind::Value: return nullptr;
     }
     return nullptr;

@@ -48,10 +48,11 @@ Loading releases the GIL. A model is read-only afterwards and may be shared by m
 and contexts; contexts keep the weights alive, so ``close()`` frees them once no context uses
 them. Using a closed model raises ``HandleClosedError``.)")
         .def("__init__",
-             [](Model * self, const std::string & path, std::optional<nb::typed<nb::callable, std::optional<bool>(float)>> progress,
+             [](Model * self, nb::str path_text, std::optional<nb::typed<nb::callable, std::optional<bool>(float)>> progress,
                 std::optional<nb::int_> n_gpu_layers, std::optional<nb::int_> split_mode, std::optional<nb::int_> main_gpu,
                 std::optional<std::vector<float>> tensor_split, bool use_mmap, bool use_mlock, bool vocab_only,
                 bool check_tensors, std::optional<KvOverridesArg> overrides) {
+                 const std::string path = fs_path(path_text, "Model", "path");
                  ModelOptions options;
                  options.n_gpu_layers = int_arg<int32_t>(n_gpu_layers, "Model", "n_gpu_layers");
                  options.split_mode = int_arg<int32_t>(split_mode, "Model", "split_mode");
@@ -106,12 +107,13 @@ Args:
 Raises:
     ModelLoadError: missing file, a directory, an empty, non-GGUF, truncated or corrupt file,
         hyperparameters past llama.cpp's limits.
-    ValueError: a NUL byte in the path, non-finite floats, ints out of range.)")
+    ValueError: a NUL byte in the path, non-finite floats, ints out of range.
+    InvalidTextError: lone surrogates in the path that are not the escapes of os.fsdecode.)")
         .def("close", &Model::close, R"(Drops this handle's reference to the weights now.)")
         .def_prop_ro("is_closed", &Model::is_closed)
         .def("__enter__", [](nb::object self) { return self; })
         .def("__exit__", [](Model & self, nb::args) { self.close(); }, nb::sig("def __exit__(self, *args: object) -> None"))
-        .def_prop_ro("path", &Model::path)
+        .def_prop_ro("path", [](const Model & self) { return fs_text(self.path()); })
         .def_prop_ro("metadata", &Model::metadata, R"(All GGUF key/value metadata as strings (arrays are not expanded).)")
         .def_prop_ro("description", &Model::description)
         .def_prop_ro("architecture", &Model::architecture)
@@ -163,8 +165,8 @@ and a GPU present. Context.generate then samples inside the compute graph by def
              },
              nb::arg("token"), nb::arg("special") = false, R"(One token's bytes.)")
         .def("__repr__", [](const Model & self) {
-            if (self.is_closed()) return std::string("Model(closed)");
-            return "Model('" + self.path() + "', " + self.description() + ")";
+            if (self.is_closed()) return nb::str("Model(closed)");
+            return nb::str("Model({!r}, {})").format(fs_text(self.path()), self.description());
         });
 }
 

@@ -17,7 +17,7 @@ namespace llamabind {
 using Int = std::optional<nb::int_>;
 using Float = std::optional<float>;
 using Text = std::optional<nb::str>;
-using Texts = std::optional<std::vector<std::string>>;
+using Texts = std::optional<std::vector<nb::str>>;
 
 template <class T, class Arg>
 void set(T & field, const Arg & value) {
@@ -64,7 +64,7 @@ void bind_sampler(nb::module_ & m) {
                  set(p.dry_base, dry_base);
                  set(p.dry_allowed_length, int_arg<int32_t>(dry_allowed_length, op, "dry_allowed_length"));
                  set(p.dry_penalty_last_n, int_arg<int32_t>(dry_penalty_last_n, op, "dry_penalty_last_n"));
-                 set(p.dry_sequence_breakers, dry_sequence_breakers);
+                 if (dry_sequence_breakers) p.dry_sequence_breakers = utf8_list(dry_sequence_breakers, op, "dry_sequence_breakers");
                  set(p.mirostat, int_arg<int32_t>(mirostat, op, "mirostat"));
                  set(p.mirostat_tau, mirostat_tau);
                  set(p.mirostat_eta, mirostat_eta);
@@ -73,9 +73,9 @@ void bind_sampler(nb::module_ & m) {
                  if (grammar) p.grammar = utf8(*grammar, op, "grammar");
                  if (grammar_root) p.grammar_root = utf8(*grammar_root, op, "grammar_root");
                  set(p.grammar_lazy, grammar_lazy);
-                 set(p.trigger_words, trigger_words);
-                 set(p.trigger_patterns, trigger_patterns);
-                 set(p.trigger_patterns_full, trigger_patterns_full);
+                 if (trigger_words) p.trigger_words = utf8_list(trigger_words, op, "trigger_words");
+                 if (trigger_patterns) p.trigger_patterns = utf8_list(trigger_patterns, op, "trigger_patterns");
+                 if (trigger_patterns_full) p.trigger_patterns_full = utf8_list(trigger_patterns_full, op, "trigger_patterns_full");
                  if (trigger_tokens) p.trigger_tokens = token_ids(trigger_tokens->object, op, "trigger_tokens");
                  if (grammar_prefill) p.grammar_prefill = utf8(*grammar_prefill, op, "grammar_prefill");
                  set(p.min_keep, int_arg<size_t>(min_keep, op, "min_keep"));
@@ -121,14 +121,16 @@ trigger_patterns (regexes found anywhere in the generated text), trigger_pattern
 (regexes that must match the whole text generated so far), trigger_tokens, grammar_prefill
 (text a non-lazy grammar accepts before the first token: a chat format's generation prompt,
 see ChatParams.sampler_kwargs), min_keep. Floats must be finite. Trigger patterns (at most
-1024 bytes) may not repeat a group that itself repeats, like (a+)+: std::regex backtracks.
+1024 bytes, no NUL) may not repeat a group that itself repeats, like (a+)+, nor repeat a part that
+can match one text in several ways, like (a|a)* or (a|ab)*: std::regex backtracks.
 
 A lazy grammar constrains nothing until a trigger appears, then applies from the trigger on.
 
 Raises:
     GrammarError: the grammar does not parse (llama.cpp's message), is past the limits, or a
         trigger pattern is invalid or may backtrack exponentially.
-    ValueError: out-of-range or non-finite parameters.)")
+    ValueError: out-of-range or non-finite parameters.
+    InvalidTextError: a text argument holds lone surrogates.)")
         .def("sample",
              [](Sampler & self, Context & context, int32_t i) {
                  return without_gil([&] {
@@ -172,7 +174,7 @@ levels, 512 properties per object, and a grammar of at most 4 MiB.
 
 Raises:
     GrammarError: the text is not JSON, the schema is past the limits or cannot be converted.
-    ValueError: the text holds lone surrogates.)");
+    InvalidTextError: the text holds lone surrogates.)");
 }
 
 }  // namespace llamabind

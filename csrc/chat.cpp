@@ -12,6 +12,7 @@
 #include "jinja/lexer.h"
 #include "jinja/parser.h"
 #include "grammar.h"
+#include "utf8.h"
 #include "json-schema-to-grammar.h"
 #include "json.h"
 #include "log.h"
@@ -256,10 +257,11 @@ const char * trigger_type_name(common_grammar_trigger_type type) {
 
 ChatParams to_chat_params(const common_chat_params & r, const ChatApplyOptions & o) {
     ChatParams p;
-    p.prompt = r.prompt;
+    // Text made from a model's template and tokens (untrusted bytes) goes to Python as str.
+    p.prompt = valid_utf8(r.prompt);
     p.format = common_chat_format_name(r.format);
     p.format_id = static_cast<int32_t>(r.format);
-    p.grammar = r.grammar;
+    p.grammar = valid_utf8(r.grammar);
     p.grammar_lazy = r.grammar_lazy;
     p.grammar_needs_prefill = !r.grammar.empty() && !r.grammar_lazy;
     if (r.grammar.empty()) {
@@ -271,14 +273,14 @@ ChatParams to_chat_params(const common_chat_params & r, const ChatApplyOptions &
         }
     }
     for (const auto & t : r.grammar_triggers) {
-        p.grammar_triggers.push_back({trigger_type_name(t.type), t.value, t.token});
+        p.grammar_triggers.push_back({trigger_type_name(t.type), valid_utf8(t.value), t.token});
     }
-    p.preserved_tokens = r.preserved_tokens;
-    p.additional_stops = r.additional_stops;
-    p.generation_prompt = r.generation_prompt;
+    for (const std::string & token : r.preserved_tokens) p.preserved_tokens.push_back(valid_utf8(token));
+    for (const std::string & stop : r.additional_stops) p.additional_stops.push_back(valid_utf8(stop));
+    p.generation_prompt = valid_utf8(r.generation_prompt);
     p.supports_thinking = r.supports_thinking;
-    p.thinking_start_tag = r.thinking_start_tag;
-    p.thinking_end_tags = r.thinking_end_tags;
+    p.thinking_start_tag = valid_utf8(r.thinking_start_tag);
+    for (const std::string & tag : r.thinking_end_tags) p.thinking_end_tags.push_back(valid_utf8(tag));
     p.reasoning_format = o.reasoning_format;
     p.parser = r.parser;
     return p;
@@ -287,7 +289,7 @@ ChatParams to_chat_params(const common_chat_params & r, const ChatApplyOptions &
 std::optional<std::string> model_template(const llama_model * model, const char * name) {
     const char * text = llama_model_chat_template(model, name);
     if (text == nullptr) return std::nullopt;
-    return std::string(text);
+    return valid_utf8(text);
 }
 
 }  // namespace
@@ -389,7 +391,7 @@ ChatSamplerGrammar chat_sampler_grammar(const ChatParams & p, const llama_vocab 
     g.grammar_lazy = p.grammar_lazy;
     for (const auto & t : p.grammar_triggers) {
         if (t.type == "word") {
-            std::vector<llama_token> ids = common_tokenize(vocab, t.value, false, true);
+            std::vector<llama_token> ids = tokenize_text(vocab, t.value, false, true, "ChatParams.sampler_kwargs");
             if (ids.size() == 1) {
                 g.trigger_tokens.push_back(ids[0]);
             } else {
@@ -410,7 +412,7 @@ ChatSamplerGrammar chat_sampler_grammar(const ChatParams & p, const llama_vocab 
 std::vector<int32_t> chat_preserved_token_ids(const ChatParams & p, const llama_vocab * vocab) {
     std::vector<int32_t> out;
     for (const auto & text : p.preserved_tokens) {
-        std::vector<llama_token> ids = common_tokenize(vocab, text, false, true);
+        std::vector<llama_token> ids = tokenize_text(vocab, text, false, true, "ChatParams.preserved_token_ids");
         if (ids.size() == 1) out.push_back(ids[0]);
     }
     std::sort(out.begin(), out.end());

@@ -17,6 +17,7 @@ enum class ErrorKind {
     HandleClosed,
     State,
     Template,  // a chat template failed to parse or render
+    Text,  // text with lone surrogates, which has no UTF-8 form: InvalidTextError
     Value,  // a bad argument value: ValueError
 };
 

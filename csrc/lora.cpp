@@ -4,6 +4,7 @@
 #include <vector>
 
 #include "errors.h"
+#include "utf8.h"
 #include "logging.h"
 
 namespace llamabind {
@@ -63,7 +64,7 @@ std::map<std::string, std::string> LoraAdapter::metadata() const {
             val.resize(static_cast<size_t>(len) + 1);
             llama_adapter_meta_val_str_by_index(a, i, val.data(), val.size());
         }
-        result[key.data()] = val.data();
+        result[valid_utf8(key.data())] = valid_utf8(val.data());
     }
     return result;
 }

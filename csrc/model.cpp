@@ -4,11 +4,13 @@
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <stdexcept>
 
 #include "backend.h"
 #include "errors.h"
 #include "logging.h"
 #include "model_limits.h"
+#include "utf8.h"
 
 namespace llamabind {
 namespace {
@@ -200,7 +202,8 @@ std::map<std::string, std::string> Model::metadata() const {
     int32_t n = llama_model_meta_count(m.get());
     for (int32_t i = 0; i < n; ++i) {
         std::string key = read_string([&](char * b, size_t s) { return llama_model_meta_key_by_index(m.get(), i, b, s); });
-        result[key] = read_string([&](char * b, size_t s) { return llama_model_meta_val_str_by_index(m.get(), i, b, s); });
+        std::string value = read_string([&](char * b, size_t s) { return llama_model_meta_val_str_by_index(m.get(), i, b, s); });
+        result[valid_utf8(key)] = valid_utf8(value);
     }
     return result;
 }
@@ -270,7 +273,7 @@ int32_t Model::token_attr(int32_t token) const {
 std::string Model::token_text(int32_t token) const {
     check_token(token, "Model.token_text");
     const char * text = llama_vocab_get_text(vocab("Model.token_text"), token);
-    return text ? text : "";
+    return text ? valid_utf8(text) : "";
 }
 
 float Model::token_score(int32_t token) const {
@@ -284,7 +287,7 @@ std::optional<std::string> Model::chat_template(const std::optional<std::string>
     if (tmpl == nullptr) {
         return std::nullopt;
     }
-    return std::string(tmpl);
+    return valid_utf8(tmpl);
 }
 
 std::map<std::string, std::string> Model::chat_templates() const {
@@ -300,26 +303,37 @@ std::map<std::string, std::string> Model::chat_templates() const {
     return result;
 }
 
-std::vector<int32_t> Model::tokenize(const std::string & text, bool add_special, bool parse_special) const {
-    auto m = handle("Model.tokenize");
-    const llama_vocab * v = llama_model_get_vocab(m.get());
+std::vector<int32_t> tokenize_text(const llama_vocab * vocab, const std::string & text, bool add_special,
+                                   bool parse_special, const char * operation) {
     if (text.size() > static_cast<size_t>(INT32_MAX)) {
-        throw_value("[Model.tokenize] text of " + std::to_string(text.size()) + " bytes is too long");
+        throw_value(std::string("[") + operation + "] text of " + std::to_string(text.size()) + " bytes is too long");
     }
     const auto text_len = static_cast<int32_t>(text.size());
     std::vector<int32_t> tokens(text.size() + 2);
-    int32_t n = llama_tokenize(v, text.data(), text_len, tokens.data(), static_cast<int32_t>(tokens.size()),
+    try {
+        int32_t n = llama_tokenize(vocab, text.data(), text_len, tokens.data(), static_cast<int32_t>(tokens.size()),
+                                   add_special, parse_special);
+        if (n < 0) {
+            if (n == INT32_MIN) {
+                throw_value(std::string("[") + operation + "] the text yields more than 2^31 tokens");
+            }
+            tokens.resize(static_cast<size_t>(-n));
+            n = llama_tokenize(vocab, text.data(), text_len, tokens.data(), static_cast<int32_t>(tokens.size()),
                                add_special, parse_special);
-    if (n < 0) {
-        if (n == INT32_MIN) {
-            throw_value("[Model.tokenize] the text yields more than 2^31 tokens");
         }
-        tokens.resize(static_cast<size_t>(-n));
-        n = llama_tokenize(v, text.data(), text_len, tokens.data(), static_cast<int32_t>(tokens.size()),
-                           add_special, parse_special);
+        tokens.resize(static_cast<size_t>(std::max(n, 0)));
+    } catch (const std::out_of_range & e) {
+        // llama.cpp looks byte tokens up with unordered_map::at: a vocabulary without them throws.
+        throw Error(ErrorKind::ModelLoad, std::string("[") + operation +
+                                              "] the model's vocabulary has no token for a byte of this text (" +
+                                              e.what() + "): its tokenizer data is incomplete");
     }
-    tokens.resize(static_cast<size_t>(std::max(n, 0)));
     return tokens;
+}
+
+std::vector<int32_t> Model::tokenize(const std::string & text, bool add_special, bool parse_special) const {
+    auto m = handle("Model.tokenize");
+    return tokenize_text(llama_model_get_vocab(m.get()), text, add_special, parse_special, "Model.tokenize");
 }
 
 std::string Model::detokenize(const std::vector<int32_t> & tokens, bool remove_special, bool unparse_special) const {

@@ -92,4 +92,9 @@ class Model {
     bool output_on_gpu_ = false;
 };
 
+// llama_tokenize with its failures as llamabind errors (ModelLoadError for a vocabulary that
+// lacks the byte tokens its tokenizer falls back to).
+std::vector<int32_t> tokenize_text(const llama_vocab * vocab, const std::string & text, bool add_special,
+                                   bool parse_special, const char * operation);
+
 }  // namespace llamabind

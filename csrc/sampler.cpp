@@ -10,67 +10,13 @@
 #include "errors.h"
 #include "grammar.h"
 #include "logging.h"
+#include "trigger_pattern.h"
 
 namespace llamabind {
 namespace {
 
 void check_finite(float value, const char * name) {
     if (!std::isfinite(value)) throw_value(std::string("[Sampler] ") + name + " must be a finite number, not " + std::to_string(value));
-}
-
-// Trigger patterns run through std::regex (a backtracking engine) on the text generated so far,
-// at every token: a repeated group that itself repeats, as in (a+)+ or (x*y)*, can take time
-// exponential in that text. Such patterns are refused, and patterns are kept short. Overlapping
-// alternatives under a repeat, as in (a|a)*, are not detected.
-void check_trigger_pattern(const std::string & pattern) {
-    constexpr size_t max_pattern_bytes = 1024;
-    if (pattern.size() > max_pattern_bytes) {
-        throw Error(ErrorKind::Grammar, "[Sampler] a trigger pattern has " + std::to_string(pattern.size()) +
-                                            " bytes; the limit is " + std::to_string(max_pattern_bytes));
-    }
-    std::vector<bool> group_repeats = {false};  // per open group: holds a repeated item
-    bool after_repeating_group = false;         // the item just closed is a group that holds one
-    for (size_t i = 0; i < pattern.size(); ++i) {
-        const char c = pattern[i];
-        bool repeat = false;
-        if (c == '\\') {
-            ++i;
-        } else if (c == '[') {
-            size_t j = i + 1;
-            if (j < pattern.size() && pattern[j] == '^') ++j;
-            if (j < pattern.size() && pattern[j] == ']') ++j;
-            for (; j < pattern.size() && pattern[j] != ']'; ++j) {
-                if (pattern[j] == '\\') ++j;
-            }
-            i = j;
-        } else if (c == '(') {
-            group_repeats.push_back(false);
-        } else if (c == ')' && group_repeats.size() > 1) {
-            const bool inner = group_repeats.back();
-            group_repeats.pop_back();
-            group_repeats.back() = group_repeats.back() || inner;
-            after_repeating_group = inner;
-            continue;
-        } else if (c == '*' || c == '+') {
-            repeat = true;
-        } else if (c == '{') {
-            const size_t close = pattern.find('}', i);
-            const std::string body = close == std::string::npos ? "" : pattern.substr(i + 1, close - i - 1);
-            const size_t comma = body.find(',');
-            repeat = comma != std::string::npos ? (comma + 1 == body.size() || std::atoi(body.c_str() + comma + 1) > 1)
-                                                : std::atoi(body.c_str()) > 1;
-        }
-        if (repeat) {
-            if (after_repeating_group) {
-                throw Error(ErrorKind::Grammar, "[Sampler] trigger pattern '" + pattern +
-                                                    "' repeats a group that itself repeats (like (a+)+), which "
-                                                    "can take exponential time on every token; rewrite it without "
-                                                    "the nested repetition");
-            }
-            group_repeats.back() = true;
-        }
-        after_repeating_group = false;
-    }
 }
 
 void check_params(const SamplerParams & p, int32_t n_vocab) {
@@ -115,6 +61,16 @@ void check_params(const SamplerParams & p, int32_t n_vocab) {
         throw_value("[Sampler] a lazy grammar needs trigger_words, trigger_patterns, trigger_patterns_full or trigger_tokens");
     }
     if (!p.grammar.empty()) check_grammar(p.grammar, "Sampler");
+    // llama.cpp takes these as C strings: a NUL byte would cut them short.
+    auto check_nul = [](const std::string & text, const char * field) {
+        if (text.find('\0') != std::string::npos) {
+            throw Error(ErrorKind::Grammar, std::string("[Sampler] ") + field + " contains a NUL byte");
+        }
+    };
+    check_nul(p.grammar_root, "grammar_root");
+    for (const std::string & word : p.trigger_words) check_nul(word, "a trigger word");
+    for (const std::string & pattern : p.trigger_patterns) check_nul(pattern, "a trigger pattern");
+    for (const std::string & pattern : p.trigger_patterns_full) check_nul(pattern, "a trigger pattern");
     for (const std::string & pattern : p.trigger_patterns) check_trigger_pattern(pattern);
     for (const std::string & pattern : p.trigger_patterns_full) check_trigger_pattern(pattern);
     if (!p.grammar_prefill.empty() && (p.grammar.empty() || p.grammar_lazy)) {
@@ -132,7 +88,7 @@ std::string anchor_pattern(const std::string & pattern) {
 // parsed, a leading space token the tokenizer adds before a special token dropped.
 std::vector<int32_t> prefill_tokens(const llama_vocab * vocab, const std::string & text) {
     if (text.empty()) return {};
-    std::vector<llama_token> tokens = common_tokenize(vocab, text, false, true);
+    std::vector<llama_token> tokens = tokenize_text(vocab, text, false, true, "Sampler");
     if (!tokens.empty()) {
         const std::string first = common_token_to_piece(vocab, tokens[0], true);
         if (!first.empty() && std::isspace(static_cast<unsigned char>(first[0])) &&
@@ -169,9 +125,13 @@ llama_sampler * make_grammar(const llama_vocab * vocab, const SamplerParams & p)
         }
         std::vector<const char *> c_patterns;
         for (const std::string & pattern : patterns) c_patterns.push_back(pattern.c_str());
-        s = llama_sampler_init_grammar_lazy_patterns(vocab, p.grammar.c_str(), p.grammar_root.c_str(),
-                                                     c_patterns.data(), c_patterns.size(),
-                                                     p.trigger_tokens.data(), p.trigger_tokens.size());
+        try {
+            s = llama_sampler_init_grammar_lazy_patterns(vocab, p.grammar.c_str(), p.grammar_root.c_str(),
+                                                         c_patterns.data(), c_patterns.size(),
+                                                         p.trigger_tokens.data(), p.trigger_tokens.size());
+        } catch (const std::exception & e) {  // llama.cpp compiles the patterns with std::regex
+            throw Error(ErrorKind::Grammar, std::string("[Sampler] invalid trigger pattern: ") + e.what());
+        }
     }
     if (s == nullptr) {
         std::string why = capture.errors();

@@ -12,6 +12,7 @@ import pytest
 from llamabind import (
     ContextOverflowError,
     GenerationParams,
+    InvalidTextError,
     LlamaEngine,
     ModelLoadError,
     ModelParams,
@@ -349,3 +350,19 @@ def test_generation_parallel_on_two_engines(smollm2_path):
         t.join(60)
     assert time.perf_counter() - start < 60
     assert results[0] == results[1] and "Paris" in results[0]
+
+
+def test_text_with_lone_surrogates_raises_invalid_text(engine):
+    text = "The capital \ud800 of France"
+    with pytest.raises(InvalidTextError, match="surrogates") as caught:
+        engine.tokenize(text)
+    assert caught.value.field == "text"
+    with pytest.raises(InvalidTextError):
+        engine.get_token_count(text)
+    with pytest.raises(InvalidTextError):
+        list(engine.generate(text, GREEDY))
+    with pytest.raises(InvalidTextError):
+        engine.embed(text)
+    with pytest.raises(InvalidTextError, match="grammar"):
+        list(engine.generate("x", GenerationParams(max_tokens=2, grammar='root ::= "\udcff"')))
+    assert engine.get_token_count("fine") > 0  # and the engine goes on

@@ -10,6 +10,7 @@ import pytest
 
 from llamabind import (
     GenerationParams,
+    InvalidTextError,
     LlamaChatMessage,
     LlamaEngine,
     ModelParams,
@@ -228,3 +229,30 @@ def test_native_format_auto_keeps_a_lazy_grammar(hermes_engine):
     assert rendered.grammar_lazy and any(t.value.startswith("<tool_call>") for t in rendered.grammar_triggers)
     assert "<tool_call>" in rendered.preserved_tokens
     assert "get_weather" in rendered.prompt  # the template itself lists the tools
+
+
+@pytest.mark.parametrize(
+    ("request_kwargs", "field"),
+    [
+        ({"messages": [{"role": "user", "content": "hi \ud800"}]}, "messages[0].content"),
+        ({"messages": [{"role": "system", "content": "ok"},
+                       {"role": "user", "content": [{"type": "text", "text": "\udcff"}]}]},
+         "messages[1].content"),  # text parts are joined before the check
+        ({"tools": [{**WEATHER_TOOL, "function": {**WEATHER_TOOL["function"], "description": "\ud800"}}]},
+         "tools[0].function.description"),
+        ({"response_format": {"type": "json_schema", "json_schema": {
+            "name": "x", "schema": {"enum": ["\udcff"]}}}}, "response_format.json_schema.schema.enum[0]"),
+        ({"chat_template_kwargs": {"note": "\ud800"}}, "chat_template_kwargs.note"),
+    ],
+)
+def test_lone_surrogates_anywhere_in_a_request_raise_invalid_text(engine, request_kwargs, field):
+    kwargs = {"messages": QUESTION, **request_kwargs}
+    messages = kwargs.pop("messages")
+    for call in (lambda: list(engine.create(messages, GREEDY, **kwargs)),
+                 lambda: engine.complete(messages, GREEDY, **kwargs)):
+        with pytest.raises(InvalidTextError, match="surrogates") as caught:
+            call()
+        assert caught.value.field == field
+    with pytest.raises(InvalidTextError, match="surrogates"):
+        engine.chat_template(messages, **kwargs)
+    assert engine.complete(QUESTION, GenerationParams(max_tokens=2)).text  # the engine goes on

@@ -114,6 +114,7 @@ class Model:
             ModelLoadError: missing file, a directory, an empty, non-GGUF, truncated or corrupt file,
                 hyperparameters past llama.cpp's limits.
             ValueError: a NUL byte in the path, non-finite floats, ints out of range.
+            InvalidTextError: lone surrogates in the path that are not the escapes of os.fsdecode.
         """
 
     def close(self) -> None:
@@ -251,7 +252,8 @@ class Sampler:
         (regexes that must match the whole text generated so far), trigger_tokens, grammar_prefill
         (text a non-lazy grammar accepts before the first token: a chat format's generation prompt,
         see ChatParams.sampler_kwargs), min_keep. Floats must be finite. Trigger patterns (at most
-        1024 bytes) may not repeat a group that itself repeats, like (a+)+: std::regex backtracks.
+        1024 bytes, no NUL) may not repeat a group that itself repeats, like (a+)+, nor repeat a part that
+        can match one text in several ways, like (a|a)* or (a|ab)*: std::regex backtracks.
 
         A lazy grammar constrains nothing until a trigger appears, then applies from the trigger on.
 
@@ -259,6 +261,7 @@ class Sampler:
             GrammarError: the grammar does not parse (llama.cpp's message), is past the limits, or a
                 trigger pattern is invalid or may backtrack exponentially.
             ValueError: out-of-range or non-finite parameters.
+            InvalidTextError: a text argument holds lone surrogates.
         """
 
     def sample(self, context: Context, i: int = -1) -> int:
@@ -312,7 +315,7 @@ def json_schema_to_grammar(schema_json: str) -> str:
 
     Raises:
         GrammarError: the text is not JSON, the schema is past the limits or cannot be converted.
-        ValueError: the text holds lone surrogates.
+        InvalidTextError: the text holds lone surrogates.
     """
 
 class LoraAdapter:
@@ -804,6 +807,7 @@ class ChatTemplates:
             GrammarError: json_schema cannot be converted to a grammar.
             TemplateError: The template failed to render (raise_exception, runaway recursion, a shape
                 it cannot render) or llama.cpp could not build a parser for it.
+            InvalidTextError: A text argument holds lone surrogates.
         """
 
 class ChatParser:
@@ -841,6 +845,7 @@ class ChatParser:
 
         Raises:
             ValueError: The text does not match the format.
+            InvalidTextError: The text holds lone surrogates.
         """
 
     def feed(self, piece: str | bytes) -> list[dict[str, Any]]:

@@ -8,6 +8,7 @@ or ``TypeError`` as usual. This module imports nothing compiled.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 
@@ -193,6 +194,62 @@ class GrammarError(LlamaError, ValueError):
     """A GBNF grammar or JSON schema could not be parsed or compiled."""
 
 
+class InvalidTextError(LlamaError, ValueError):
+    """Text that is not valid Unicode: it holds lone surrogates (such as ``"\\ud800"``).
+
+    Such a ``str`` has no UTF-8 form, so llama.cpp cannot be given it. It comes from decoding
+    bytes with ``errors="surrogateescape"`` or from JSON escapes like ``"\\ud800"``; remove or
+    replace the surrogates (``text.encode("utf-8", "replace").decode()``). Also a ``ValueError``.
+
+    Attributes:
+        field: What held the text (an argument, a message field), where known.
+    """
+
+    field: str | None
+
+    def __init__(self, message: str, *, field: str | None = None, **details: Any) -> None:
+        super().__init__(message, field=field, **details)
+        self.field = field
+
+
+def check_text(value: Any, field: str) -> None:
+    """Raises InvalidTextError if ``value`` holds a ``str`` with lone surrogates.
+
+    Args:
+        value: A ``str``, or JSON-like data (dicts, lists, tuples) whose keys and strings are
+            checked, however deep.
+        field: What ``value`` is (``"messages"``); the error names the place, as
+            ``messages[1].content``.
+
+    Raises:
+        InvalidTextError: The first such string found.
+    """
+    stack: list[tuple[Any, str]] = [(value, field)]
+    seen: set[int] = set()  # a container that holds itself is walked once
+    while stack:
+        item, where = stack.pop()
+        if isinstance(item, (Mapping, list, tuple)):
+            if id(item) in seen:
+                continue
+            seen.add(id(item))
+        if isinstance(item, str):
+            try:
+                item.encode("utf-8")
+            except UnicodeEncodeError as exc:
+                raise InvalidTextError(
+                    f"{where} is not valid Unicode text ({exc}); remove or replace the lone "
+                    "surrogates",
+                    field=where,
+                ) from None
+        elif isinstance(item, Mapping):
+            for key, child in item.items():
+                stack.append((key, f"{where} key"))
+                name = f".{key}" if isinstance(key, str) and key.isidentifier() else f"[{key!a}]"
+                stack.append((child, where + name))
+        elif isinstance(item, (list, tuple)):
+            stack.extend((child, f"{where}[{i}]") for i, child in enumerate(item))
+
+
 class TemplateError(LlamaError):
     """A chat template failed to render or tried something the sandbox forbids.
 
@@ -342,6 +399,7 @@ __all__ = [
     "DecodeError",
     "GrammarError",
     "HandleClosedError",
+    "InvalidTextError",
     "LlamaError",
     "ModelDownloadError",
     "ModelLoadError",

@@ -17,7 +17,13 @@ from pathlib import Path
 
 import pytest
 from llamabind import _native
-from llamabind.errors import GrammarError, HandleClosedError, StateError, TemplateError
+from llamabind.errors import (
+    GrammarError,
+    HandleClosedError,
+    InvalidTextError,
+    StateError,
+    TemplateError,
+)
 
 TEMPLATES = Path(__file__).resolve().parents[2] / "vendor" / "llama.cpp" / "models" / "templates"
 
@@ -969,3 +975,26 @@ def test_error_excerpt_cut_inside_a_character_still_raises_template_error():
     # A syntax error names the parser's reason (llama.cpp's init would only say "std::exception").
     with pytest.raises(TemplateError, match="Unexpected token"):
         _native.ChatTemplates(template="{{ foo( }}")
+
+
+def test_text_with_lone_surrogates_is_invalid_text():
+    source = (TEMPLATES / "Qwen-Qwen2.5-7B-Instruct.jinja").read_text(encoding="utf-8")
+    with pytest.raises(InvalidTextError, match=r"\[ChatTemplates\] template is not valid Unicode"):
+        _native.ChatTemplates(template=source + "\ud800")
+    with pytest.raises(InvalidTextError, match=r"\[ChatTemplates\] eos_token"):
+        _native.ChatTemplates(template=source, eos_token="\udcff")
+    templates = _native.ChatTemplates(template=source)
+    with pytest.raises(InvalidTextError, match=r"\[ChatTemplates.apply\] messages_json"):
+        templates.apply('[{"role": "user", "content": "\ud800"}]')
+    hello = json.dumps([{"role": "user", "content": "hi"}])
+    for name in ["tools_json", "json_schema", "grammar", "chat_template_kwargs_json"]:
+        with pytest.raises(InvalidTextError, match=rf"\[ChatTemplates.apply\] {name}"):
+            templates.apply(hello, **{name: '"\udcff"'})
+    parser = _native.ChatParser(templates.apply(hello))
+    with pytest.raises(InvalidTextError, match=r"\[ChatParser.parse\] text"):
+        parser.parse("a\ud800")
+    with pytest.raises(InvalidTextError, match=r"\[ChatParser.feed\] piece"):
+        parser.feed("a\udcff")
+    parser.feed(b"ok \xff")  # bytes are taken as they are
+    parser.finish()
+    assert parser.message["content"] == "ok \ufffd"

@@ -4,7 +4,13 @@ import numpy as np
 import pytest
 from isolated import run_cases
 from llamabind import _native
-from llamabind.errors import ContextOverflowError, HandleClosedError, ModelLoadError, StateError
+from llamabind.errors import (
+    ContextOverflowError,
+    HandleClosedError,
+    InvalidTextError,
+    ModelLoadError,
+    StateError,
+)
 
 
 @pytest.fixture
@@ -346,3 +352,13 @@ def test_token_ids_are_checked_at_the_boundary(ctx):
         ctx.decode([1.0])
     ctx.decode(np.array([1, 2, 3], dtype=np.int64))  # NumPy ids are ids
     assert ctx.memory_pos_max(0) == 2
+
+
+def test_text_and_paths_with_lone_surrogates_are_invalid_text(ctx, smollm2):
+    with pytest.raises(InvalidTextError, match=r"\[Context.decode\] logits"):
+        ctx.decode(prompt(smollm2), logits="\ud800")
+    for method in (ctx.save_state_file, ctx.load_state_file):
+        with pytest.raises(InvalidTextError, match=r"state_file\] path"):
+            method("state\ud800.bin")
+    with pytest.raises(InvalidTextError, match=r"\[LoraAdapter\] path"):
+        _native.LoraAdapter(smollm2, "lora\udfff.gguf")

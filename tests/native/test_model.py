@@ -1,12 +1,15 @@
+import os
+import shutil
 import subprocess
 import sys
 import textwrap
+from pathlib import Path
 
 import numpy as np
 import pytest
 from isolated import run_cases
 from llamabind import _native
-from llamabind.errors import HandleClosedError, LlamaError, ModelLoadError
+from llamabind.errors import HandleClosedError, InvalidTextError, LlamaError, ModelLoadError
 
 
 def test_metadata_and_facts(smollm2):
@@ -253,8 +256,9 @@ def test_non_finite_load_parameters_raise(smollm2_path):
 
 
 def test_text_and_token_arguments_name_what_is_wrong(smollm2):
-    with pytest.raises(ValueError, match=r"\[Model.tokenize\] text is not valid Unicode text .*surrogates"):
+    with pytest.raises(InvalidTextError, match=r"\[Model.tokenize\] text is not valid Unicode text .*surrogates") as caught:
         smollm2.tokenize("a\ud800b")
+    assert caught.value.field == "text"
     with pytest.raises(TypeError, match="must be token ids"):
         smollm2.detokenize(bytearray(b"abc"))
     with pytest.raises(ValueError, match=r"tokens\[0\] = 2147483648 is out of range"):
@@ -267,3 +271,54 @@ def test_text_and_token_arguments_name_what_is_wrong(smollm2):
         _native.Model("unused.gguf", kv_overrides={"a.b": 2**65})
     with pytest.raises(ValueError, match=r"\[Model\] n_gpu_layers = 2147483648 is out of range"):
         _native.Model("unused.gguf", n_gpu_layers=2**31)
+
+
+VOCAB = Path(__file__).resolve().parents[2] / "vendor" / "llama.cpp" / "models" / "ggml-vocab-llama-spm.gguf"
+FUZZ_DIR = Path(__file__).resolve().parents[1] / "fuzz"
+
+
+def tiny_llama(path, **options) -> bytes:
+    """The tiny llama model of the fuzz seeds (tests/fuzz/make_seeds.py), written to path."""
+    if str(FUZZ_DIR) not in sys.path:
+        sys.path.append(str(FUZZ_DIR))
+    import make_seeds
+
+    return make_seeds.tiny_llama(path, **options)
+
+
+def test_paths_are_file_names_as_os_fsencode_gives_them(tmp_path):
+    with pytest.raises(InvalidTextError, match=r"\[Model\] path is not valid Unicode"):
+        _native.Model(str(tmp_path / "model\ud800.gguf"))
+    # a file name that is not UTF-8 arrives as a str with surrogate escapes (os.fsdecode)
+    path = tmp_path / os.fsdecode(b"vocab-\xff.gguf")
+    try:
+        shutil.copyfile(VOCAB, path)
+    except OSError:
+        pytest.skip("this file system takes only UTF-8 file names")
+    with _native.Model(str(path), vocab_only=True) as model:
+        assert model.path == str(path)
+        assert repr(str(path)) in repr(model)
+
+
+def test_a_vocabulary_without_its_byte_tokens_raises_model_load_error(tmp_path):
+    # found by fuzzing: llama.cpp threw std::out_of_range
+    tiny_llama(tmp_path / "full.gguf")
+    with _native.Model(str(tmp_path / "full.gguf")) as model:
+        assert model.detokenize(model.tokenize("hello, world", add_special=False)) == b"hello, world"
+    tiny_llama(tmp_path / "no-bytes.gguf", byte_tokens=False)
+    with _native.Model(str(tmp_path / "no-bytes.gguf")) as model:
+        with pytest.raises(ModelLoadError, match=r"\[Model.tokenize\] the model's vocabulary has no token for a byte"):
+            model.tokenize("hello, world")
+
+
+def test_text_from_the_model_file_that_is_not_utf8_is_replaced(tmp_path):
+    # found by fuzzing: metadata with bytes that are not UTF-8 raised UnicodeDecodeError
+    data = tiny_llama(tmp_path / "m.gguf", chat_template="{{ 'caf\u00e9' }}{{ messages[0].content }}")
+    path = tmp_path / "broken.gguf"
+    path.write_bytes(data.replace("caf\u00e9".encode(), b"caf\xff\xfe"))
+    with _native.Model(str(path)) as model:
+        template = "{{ 'caf\ufffd\ufffd' }}{{ messages[0].content }}"
+        assert model.metadata["tokenizer.chat_template"] == template
+        assert model.chat_template() == template and model.chat_templates == {"default": template}
+        params = _native.ChatTemplates(model).apply('[{"role": "user", "content": "!"}]')
+        assert params.prompt == "caf\ufffd\ufffd!"

@@ -3,7 +3,7 @@ import json
 import pytest
 from isolated import run_cases
 from llamabind import _native
-from llamabind.errors import GrammarError, HandleClosedError
+from llamabind.errors import GrammarError, HandleClosedError, InvalidTextError, TemplateError
 
 
 def generate(model, sampler, text="Write a number:", n=16):
@@ -240,9 +240,15 @@ def test_non_finite_and_out_of_range_values(smollm2):
         _native.Sampler(smollm2, logit_bias={t: float("-inf") for t in range(smollm2.n_vocab)})
     with pytest.raises(ValueError, match="out of range for a token id"):
         _native.Sampler(smollm2).accept(2**31)
-    with pytest.raises(ValueError, match="grammar is not valid Unicode"):
+    with pytest.raises(InvalidTextError, match="grammar is not valid Unicode"):
         _native.Sampler(smollm2, grammar='root ::= "\ud800"')
-    with pytest.raises(ValueError, match="schema_json is not valid Unicode"):
+    lazy = {"grammar": 'root ::= "x"', "grammar_lazy": True}
+    for name in ["trigger_words", "trigger_patterns", "trigger_patterns_full"]:
+        with pytest.raises(InvalidTextError, match=rf"\[Sampler\] {name} is not valid Unicode"):
+            _native.Sampler(smollm2, **{name: ["a", "\udcff"]}, **lazy)
+    with pytest.raises(InvalidTextError, match="dry_sequence_breakers"):
+        _native.Sampler(smollm2, dry_sequence_breakers=["\ud800"])
+    with pytest.raises(InvalidTextError, match="schema_json is not valid Unicode"):
         _native.json_schema_to_grammar('{"type": "string", "description": "\udcff"}')
     with pytest.raises(GrammarError, match="NUL"):
         _native.Sampler(smollm2, grammar='root ::= "a"\0 | "b"')
@@ -279,15 +285,57 @@ def test_minus_one_windows_mean_the_whole_context(smollm2):
 
 def test_trigger_patterns_with_nested_repetition_are_refused(smollm2):
     lazy = {"grammar": 'root ::= "x"', "grammar_lazy": True}
-    for pattern in ["(a+)+b", "(x*y)*", "((ab)*c)+", "(?:\\s*\\w+){2,}"]:
+    # a** is (a*)* to std::regex (found by fuzzing: "`" and 48 "*" stalled a lazy grammar)
+    for pattern in ["(a+)+b", "(x*y)*", "((ab)*c)+", "(?:\\s*\\w+){2,}", "a**", "`" + "*" * 48, "a+{2,}"]:
         with pytest.raises(GrammarError, match="repeats a group that itself repeats"):
             _native.Sampler(smollm2, trigger_patterns=[pattern], **lazy)
     with pytest.raises(GrammarError, match="repeats a group"):
         _native.Sampler(smollm2, trigger_patterns_full=["(a|b+)*"], **lazy)
     with pytest.raises(GrammarError, match="the limit is 1024"):
         _native.Sampler(smollm2, trigger_patterns=["a" * 2000], **lazy)
+    # found by fuzzing: llama.cpp takes them as C strings, a NUL cut them short (std::regex_error)
+    for name in ["trigger_words", "trigger_patterns", "trigger_patterns_full"]:
+        with pytest.raises(GrammarError, match="NUL byte"):
+            _native.Sampler(smollm2, **{name: ["a\0("]}, **lazy)
+    with pytest.raises(GrammarError, match="grammar_root contains a NUL byte"):
+        _native.Sampler(smollm2, grammar='root ::= "x"', grammar_root="root\0x")
     # what llama.cpp's chat formats use stays accepted: repeated groups of plain items, optional groups
     fine = ["[\\s\\S]*?(<tool_call>)[\\s\\S]*", "^<\\|channel\\|>(?:commentary|analysis)\\s+to=functions$",
             "(?:^|<\\|start\\|>assistant)( to=(?!self<\\|message\\|>)[^<]*?<\\|message\\|>)",
             "(?:<think>[\\s\\S]*?</think>\\s*)?(<tool>)", "(ab)+", "([+*])+", "(a{1})*"]
     assert _native.Sampler(smollm2, trigger_patterns=fine, **lazy).has_grammar
+
+
+def test_trigger_patterns_that_match_one_text_in_many_ways_are_refused(smollm2):
+    lazy = {"grammar": 'root ::= "x"', "grammar_lazy": True}
+    repeated = ["(a|a)*b", "(a|ab)*c", "((a|a)b)*", "(a?a)*", "(ab?|b)*", "([ab]|a)+", "(.|a)*",
+                "(\\s|\\n)*x", "(\\w|\\d){2,}", "(?:x|xy)+z"]
+    for pattern in repeated:
+        with pytest.raises(GrammarError, match="can match the same text in more than one way"):
+            _native.Sampler(smollm2, trigger_patterns=[pattern], **lazy)
+    for pattern in ["(a|a)" * 12 + "c", "a?" * 20 + "a" * 20]:
+        with pytest.raises(GrammarError, match="ways to split a text multiply"):
+            _native.Sampler(smollm2, trigger_patterns_full=[pattern], **lazy)
+    # alternatives that start differently, or whose literal prefixes differ, stay accepted
+    fine = ["(x|y)*z", "(?:<tool_call>|<function=)+", "(ab|cd)*e", "(\\[|\\])*", "(ab|a)c",
+            "(a|a)" * 4 + "c", "(?:^|<\\|start\\|>assistant)"]
+    assert _native.Sampler(smollm2, trigger_patterns=fine, **lazy).has_grammar
+
+
+def test_trigger_patterns_of_the_vendored_chat_formats_are_accepted(smollm2):
+    from pathlib import Path
+
+    tool = {"type": "function", "function": {"name": "f", "parameters": {"type": "object"}}}
+    messages = json.dumps([{"role": "user", "content": "hi"}])
+    templates = Path(__file__).resolve().parents[2] / "vendor" / "llama.cpp" / "models" / "templates"
+    n_patterns = 0
+    for source in sorted(templates.glob("*.jinja")):
+        try:
+            chat = _native.ChatTemplates(template=source.read_text(encoding="utf-8"))
+            params = chat.apply(messages, tools_json=json.dumps([tool]))
+        except (TemplateError, ValueError):
+            continue  # templates that cannot render this request have their own tests
+        kwargs = params.sampler_kwargs(smollm2)
+        n_patterns += len(kwargs.get("trigger_patterns", [])) + len(kwargs.get("trigger_patterns_full", []))
+        _native.Sampler(smollm2, **kwargs).close()
+    assert n_patterns > 0

@@ -159,3 +159,14 @@ def test_list_models_once_per_file(two_dirs, monkeypatch):
     monkeypatch.chdir(first)
     listed = [info for info in FallbackResolver().list_models() if info.name == "a"]
     assert len(listed) == 1 and listed[0].architecture == "llama"
+
+
+def test_home_of_an_unknown_user_is_not_found(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(ModelNotFoundError):
+        FallbackResolver().resolve("~no-such-user-of-llamabind/model.gguf")
+
+
+def test_a_path_too_long_for_the_file_system_is_not_found(tmp_path):
+    with pytest.raises(ModelNotFoundError, match="too long"):
+        FallbackResolver().resolve(str(tmp_path / ("m" * 300 + ".gguf")))

@@ -103,3 +103,18 @@ def test_list_models(models):
     flat = [info.name for info in FileModelResolver(models, recursive=False).list_models()]
     assert "qwen/small.Q8_0" not in flat
     assert list(FileModelResolver(models / "absent").list_models()) == []
+
+
+def test_home_of_an_unknown_user_is_not_found(models):
+    # found by fuzzing: Path.expanduser raised RuntimeError for "~nosuchuser/..."
+    name = "~no-such-user-of-llamabind/model.gguf"
+    with pytest.raises(ModelNotFoundError):
+        FileModelResolver(models).resolve(name)
+    assert FileModelResolver(models).candidates(name)[0] == models / name
+
+
+def test_a_name_too_long_for_the_file_system_is_not_found(models):
+    # found by fuzzing: Path.is_file raised OSError (ENAMETOOLONG) out of resolve
+    with pytest.raises(ModelNotFoundError) as caught:
+        FileModelResolver(models).resolve("m" * 300)
+    assert "too long" in caught.value.reasons[0].lower()

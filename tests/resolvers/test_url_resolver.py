@@ -6,7 +6,7 @@ import hashlib
 from pathlib import Path
 
 import pytest
-from llamabind.errors import ModelNotFoundError
+from llamabind.errors import InvalidTextError, ModelNotFoundError
 from llamabind.resolvers import (
     DownloadOptions,
     ModelDownloadError,
@@ -114,3 +114,14 @@ def test_list_models_shows_source_url(server, gguf_bytes, tmp_path):
 def test_bad_base_url():
     with pytest.raises(ValueError, match="base_url"):
         UrlModelResolver("file:///tmp")
+
+
+def test_urls_with_lone_surrogates_are_invalid_text(tmp_path):
+    # found by fuzzing: quote() and str.encode() raised UnicodeEncodeError
+    resolver = UrlModelResolver(base_url="https://example.org/models/", cache_dir=tmp_path)
+    with pytest.raises(InvalidTextError, match="surrogates"):
+        resolver.url_for("model-\udcff")
+    with pytest.raises(InvalidTextError, match="surrogates"):
+        UrlModelResolver(cache_dir=tmp_path).url_for("https://example.org/\ud800.gguf")
+    with pytest.raises(InvalidTextError, match="surrogates"):
+        cache_path_for("https://example.org/m.gguf?q=\udcff", tmp_path)

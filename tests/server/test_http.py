@@ -96,6 +96,18 @@ def test_context_overflow_is_400(server, http):
     assert_error(http.post(CHAT, json=body), 400, "messages", "context_length_exceeded")
 
 
+def test_lone_surrogate_in_content_is_400(server, http):
+    # a JSON escape of half a surrogate pair decodes to a str that has no UTF-8 form
+    body = json.dumps(chat_body(server, messages=[{"role": "user", "content": "hi \ud800"}]))
+    response = http.post(CHAT, content=body.encode(), headers={"content-type": "application/json"})
+    error = assert_error(response, 400)
+    assert "surrogate" in error["message"], error
+    body = json.dumps({"model": server.model_id, "prompt": "a \udcff b", "max_tokens": 2})
+    response = http.post("/v1/completions", content=body.encode(),
+                         headers={"content-type": "application/json"})
+    assert "surrogate" in assert_error(response, 400)["message"]
+
+
 def test_image_content_is_400(server, http):
     content = [{"type": "image_url", "image_url": {"url": "data:image/png;base64,AAAA"}}]
     body = chat_body(server, messages=[{"role": "user", "content": content}])

@@ -28,7 +28,7 @@ from llamabind.chat import generic
 from llamabind.chat.marking import unmark
 from llamabind.chat.template import ChatTemplate
 from llamabind.chat.tokens import ControlTexts, prompt_token_ids
-from llamabind.errors import GrammarError
+from llamabind.errors import GrammarError, check_text
 from llamabind.options import ChatOptions
 from llamabind.params import GrammarTrigger
 from llamabind.results import LlamaChatTemplateResult
@@ -177,9 +177,15 @@ def build_chat_request(
     Raises:
         TemplateError: the template fails to render or breaks the sandbox.
         GrammarError: the response schema cannot be turned into a grammar.
+        InvalidTextError: text anywhere in the request holds lone surrogates.
         ValueError: bad tools, tool_choice or response_format.
     """
     options = options if options is not None else ChatOptions()
+    # llama.cpp takes UTF-8: text with lone surrogates is refused here, naming where it is.
+    check_text(messages, "messages")
+    check_text(template_override, "template")
+    check_text(options.response_format, "response_format")
+    check_text(options.chat_template_kwargs, "chat_template_kwargs")
     mode, active_tools = tool_choice_mode(options.tool_choice, options.tools)
     schema = response_schema(options.response_format)
     if schema is not None and mode == "required":
@@ -187,6 +193,7 @@ def build_chat_request(
     template = chat_template(model, cache, template_override)
     # Tools stay visible to the template with tool_choice "none", as in llama-server.
     tools_json = [tool.to_openai() for tool in active_tools]
+    check_text(tools_json, "tools")
     # With tools but no tool syntax in the template, our generic JSON format carries them (also
     # for tool_choice "none", so the conversation renders the same way every turn).
     use_generic = bool(tools_json) and not template.caps.supports_tool_calls

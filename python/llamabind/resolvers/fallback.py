@@ -24,7 +24,7 @@ from llamabind.resolvers.base import (
 from llamabind.resolvers.cache import CachedModelResolver
 from llamabind.resolvers.file import FileModelResolver
 from llamabind.resolvers.hf import HFModelResolver, looks_like_hf_reference
-from llamabind.resolvers.names import NameForm, file_uri_path, name_form
+from llamabind.resolvers.names import NameForm, file_uri_path, name_form, path_problem, user_path
 from llamabind.resolvers.package import shared_package_resolver
 from llamabind.resolvers.url import UrlModelResolver
 
@@ -90,20 +90,22 @@ def _resolve_directly(name: str, form: NameForm) -> Path | None:
     """
     if form == "file":
         path = file_uri_path(name)
-        if path.is_file():
+        problem = path_problem(path)
+        if problem is None:
             return path
-        raise not_found(name, [(str(path), "no such file")], "check the path in the file:// URI")
+        raise not_found(name, [(str(path), problem)], "check the path in the file:// URI")
     if form == "http":
         return UrlModelResolver().resolve(name)
     if form == "hf":
         return HFModelResolver().resolve(name)
     if form == "package":
         return shared_package_resolver().resolve(name)
-    path = Path(name).expanduser()
-    if path.is_file():
+    path = user_path(name)
+    problem = path_problem(path)
+    if problem is None:
         return path.absolute()
     if form == "path":
-        raise not_found(name, [(str(path.absolute()), "no such file")], HINT)
+        raise not_found(name, [(str(path.absolute()), problem)], HINT)
     return None
 
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from llamabind.resolvers.base import ModelInfo, check_name, not_found, with_gguf_suffix
 from llamabind.resolvers.gguf_info import is_later_split_part
-from llamabind.resolvers.names import file_uri_path, name_form
+from llamabind.resolvers.names import file_uri_path, name_form, path_problem, user_path
 
 
 class FileModelResolver:
@@ -74,7 +74,7 @@ class FileModelResolver:
                 f"{name!r} is refused (configure a UrlModelResolver, HFModelResolver or "
                 "PackageModelResolver to allow such names)"
             )
-        raw = file_uri_path(name) if form == "file" else Path(name).expanduser()
+        raw = file_uri_path(name) if form == "file" else user_path(name)
         if raw.is_absolute() or raw.drive or raw.root:
             if not (self.allow_absolute or self._inside(raw)):
                 raise ValueError(
@@ -105,9 +105,10 @@ class FileModelResolver:
         """
         tried = []
         form = name_form(check_name(name))
-        is_absolute = form == "file" or Path(name).expanduser().is_absolute()
+        is_absolute = form == "file" or user_path(name).is_absolute()
         for path in self.candidates(name):
-            if path.is_file():
+            problem = path_problem(path)
+            if problem is None:
                 confined = not (self.allow_absolute and is_absolute)
                 if confined and not self.allow_links_out and not self._inside(path):
                     raise ValueError(
@@ -115,7 +116,7 @@ class FileModelResolver:
                         f"outside {self.base_dir} (pass allow_links_out=True to follow such links)"
                     )
                 return path
-            tried.append((str(path), "no such file" if not path.exists() else "not a file"))
+            tried.append((str(path), problem))
         where = self.label or str(self.base_dir)
         raise not_found(name, tried, f"put the .gguf file in {where} or pass its full path")
 

@@ -29,6 +29,7 @@ from llamabind.resolvers.file import FileModelResolver
 from llamabind.resolvers.gguf_info import split_parts
 from llamabind.resolvers.hf import HFModelResolver, parse_hf_reference, select_model_files
 from llamabind.resolvers.lock import FileLock
+from llamabind.resolvers.names import path_problem, user_path
 from llamabind.resolvers.package import PackageModelResolver, shared_package_resolver
 from llamabind.resolvers.url import UrlModelResolver, cache_path_for, split_checksum
 
@@ -190,8 +191,9 @@ def _targets(name: str, ours: Path, theirs: Path) -> list[Path]:
             except ModelNotFoundError:
                 return []
         return [e.path for e in entries if e.filename in wanted]
-    path = Path(name).expanduser()
-    if path.exists() or path.is_symlink():
+    path = user_path(name)
+    problem = path_problem(path)  # a dangling symbolic link is "no such file"
+    if problem in (None, "not a file") or (problem == "no such file" and path.is_symlink()):
         return [path]
     names = {name, name + GGUF_SUFFIX}
     return [

@@ -76,6 +76,26 @@ def name_form(name: str) -> NameForm:
     return "name"
 
 
+def user_path(name: str) -> Path:
+    """``name`` as a path with a leading ``~`` or ``~user`` expanded.
+
+    A ``~user`` with no known home directory stays as written, as ``os.path.expanduser`` leaves
+    it (``Path.expanduser`` would raise RuntimeError): such a name is then simply not found.
+    """
+    return Path(os.path.expanduser(name))
+
+
+def path_problem(path: Path) -> str | None:
+    """Why ``path`` is not a file to open: ``"no such file"``, ``"not a file"``, or the operating
+    system's reason (such as a name longer than the file system allows); None for a file."""
+    try:
+        if path.is_file():
+            return None
+        return "not a file" if path.exists() else "no such file"
+    except OSError as exc:
+        return exc.strerror or str(exc)
+
+
 def file_uri_path(uri: str) -> Path:
     """The local path a ``file://`` URI names (``file:///abs/m.gguf`` or ``file://localhost/``).
 

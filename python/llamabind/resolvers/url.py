@@ -9,6 +9,7 @@ from collections.abc import Iterator, Mapping
 from pathlib import Path
 from urllib.parse import quote, unquote, urlsplit, urlunsplit
 
+from llamabind.errors import check_text
 from llamabind.resolvers.base import ModelInfo, check_name, not_found
 from llamabind.resolvers.cache import default_cache_dir, url_cache_models
 from llamabind.resolvers.download import DownloadOptions, download_file
@@ -45,7 +46,9 @@ def cache_path_for(url: str, cache_dir: Path) -> Path:
 
     Raises:
         ValueError: The URL has no host or no file name.
+        InvalidTextError: The URL holds lone surrogates.
     """
+    check_text(url, "the model URL")
     parts = urlsplit(url)
     if not parts.hostname:
         raise ValueError(f"URL {url!r} has no host")
@@ -132,8 +135,10 @@ class UrlModelResolver:
             ModelNotFoundError: ``name`` is not a URL and there is no ``base_url``.
             ValueError: ``name`` tries to leave ``base_url`` (``..``, an absolute path, another
                 scheme, a full URL elsewhere).
+            InvalidTextError: ``name`` holds lone surrogates.
         """
         name = check_name(name)
+        check_text(name, "the model URL")  # a URL is UTF-8 text: no surrogate-escaped bytes
         if urlsplit(name).scheme in ("http", "https"):
             url = split_checksum(name)[0]
             if self.base_url is not None and not _is_under(url, self.base_url):

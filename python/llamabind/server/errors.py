@@ -14,6 +14,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from llamabind.errors import (
     ContextOverflowError,
     GrammarError,
+    InvalidTextError,
     LlamaError,
     QueueFullError,
     StateError,
@@ -93,7 +94,7 @@ def from_engine(exc: BaseException, retry_after_s: int, param: str | None = None
         return bad_request(str(exc), param, "context_length_exceeded")
     if isinstance(exc, GrammarError):
         return bad_request(str(exc), "response_format", "invalid_schema")
-    if isinstance(exc, (TemplateError, UnsupportedError, StructuredOutputError)):
+    if isinstance(exc, (TemplateError, UnsupportedError, StructuredOutputError, InvalidTextError)):
         return bad_request(str(exc), param)
     if isinstance(exc, (ValueError, TypeError)) and not isinstance(exc, LlamaError):
         return bad_request(str(exc), param)
