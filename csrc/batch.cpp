@@ -315,6 +315,11 @@ int32_t BatchLoop::sample(llama_context * ctx, BatchSequence & sequence, int32_t
 
 void BatchLoop::step(std::vector<std::shared_ptr<BatchSequence>> & current) {
     std::vector<BatchSequence *> ended;
+    // Whoever waits for the context (a generation starting, a cache query) goes first, for up
+    // to ~5 ms: otherwise this loop takes the lock back at once, step after step.
+    for (int i = 0; i < 200 && context_->lock_waiters() > 0; ++i) {
+        std::this_thread::sleep_for(std::chrono::microseconds(25));
+    }
     std::unique_lock<std::mutex> guard;
     llama_context * ctx = nullptr;
     try {

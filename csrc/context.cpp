@@ -200,7 +200,17 @@ bool Context::is_closed() const {
 }
 
 std::unique_lock<std::mutex> Context::lock(const char * operation) const {
-    std::unique_lock<std::mutex> guard(mutex_);
+    std::unique_lock<std::mutex> guard(mutex_, std::try_to_lock);
+    if (!guard.owns_lock()) {
+        lock_waiters_.fetch_add(1);
+        try {
+            guard.lock();
+        } catch (...) {
+            lock_waiters_.fetch_sub(1);
+            throw;
+        }
+        lock_waiters_.fetch_sub(1);
+    }
     if (ctx_ == nullptr) {
         throw_closed(operation);
     }

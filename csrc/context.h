@@ -100,6 +100,10 @@ class Context {
 
     // For the Generator (and the backend-sampling path): the lock and the raw context.
     std::unique_lock<std::mutex> lock(const char * operation) const;
+    // Threads blocked in lock() now. The batch loop lets them in between its steps: a mutex is
+    // not fair, and a loop that takes the lock back at once starves them (a new generation
+    // could not start until the running ones ended).
+    int lock_waiters() const { return lock_waiters_.load(); }
     llama_context * raw(const char * operation) const;
     // Cancellation of one decode: a decode runs under an owner id (a generator's or a batch
     // step's, from next_owner_id()); request_abort(owner) stops it only while that owner's
@@ -145,6 +149,7 @@ class Context {
     std::shared_ptr<llama_model> model_;
     llama_context * ctx_ = nullptr;
     mutable std::mutex mutex_;
+    mutable std::atomic<int> lock_waiters_{0};
     std::atomic<bool> abort_{false};
     std::atomic<uint64_t> decode_owner_{0};
     std::atomic<uint64_t> abort_owner_{0};
