@@ -179,6 +179,14 @@ Raises:
         .def_prop_ro("memory_can_shift", &Context::memory_can_shift, nb::call_guard<native_call>())
         .def("cached_tokens", &Context::cached_tokens, nb::arg("seq_id") = 0, nb::call_guard<native_call>(),
              R"(The token ids this context knows the sequence holds (-1 where unknown); used for prompt reuse.)")
+        .def("prefix_lengths",
+             [](const Context & self, TokenSequence tokens) {
+                 std::vector<int32_t> ids = tokens.ids("Context.prefix_lengths");
+                 return without_gil([&] { return self.prefix_lengths(ids); });
+             },
+             nb::arg("tokens"),
+             R"(For each sequence id: how many of ``tokens`` its cache holds as a prefix (one hold of
+the lock, where cached_tokens takes one per sequence).)")
         .def("state_bytes",
              [](Context & self, std::optional<int32_t> seq_id) {
                  std::vector<uint8_t> data = without_gil([&] { return self.state_bytes(seq_id); });

@@ -489,6 +489,18 @@ std::vector<int32_t> Context::cached_tokens(int32_t seq_id) const {
     return it == tokens_.end() ? std::vector<int32_t>{} : it->second;
 }
 
+std::vector<int32_t> Context::prefix_lengths(const std::vector<int32_t> & tokens) const {
+    auto g = lock("Context.prefix_lengths");
+    std::vector<int32_t> out(llama_n_seq_max(ctx_), 0);
+    for (const auto & [seq, held] : tokens_) {
+        if (seq < 0 || static_cast<size_t>(seq) >= out.size()) continue;
+        size_t n = 0;
+        while (n < held.size() && n < tokens.size() && held[n] == tokens[n]) ++n;
+        out[seq] = static_cast<int32_t>(n);
+    }
+    return out;
+}
+
 std::vector<uint8_t> Context::state_bytes(std::optional<int32_t> seq_id) {
     auto g = lock("Context.state_bytes");
     if (seq_id) check_seq_locked(*seq_id, "Context.state_bytes");

@@ -85,6 +85,9 @@ class Context {
     bool memory_can_shift() const;
     // The tokens this context knows sequence seq_id holds (used to reuse prompt prefixes).
     std::vector<int32_t> cached_tokens(int32_t seq_id) const;
+    // For each sequence id (0..n_seq_max-1): how many of `tokens` its cache holds as a prefix,
+    // in one hold of the lock (a slot choice waits for one decode step, not one per sequence).
+    std::vector<int32_t> prefix_lengths(const std::vector<int32_t> & tokens) const;
 
     // State.
     std::vector<uint8_t> state_bytes(std::optional<int32_t> seq_id);

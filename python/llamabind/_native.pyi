@@ -469,6 +469,12 @@ class Context:
         The token ids this context knows the sequence holds (-1 where unknown); used for prompt reuse.
         """
 
+    def prefix_lengths(self, tokens: Sequence[int]) -> list[int]:
+        """
+        For each sequence id: how many of ``tokens`` its cache holds as a prefix (one hold of
+        the lock, where cached_tokens takes one per sequence).
+        """
+
     def state_bytes(self, seq_id: int | None = None) -> bytes:
         """The whole state (or one sequence's) as bytes."""
 

@@ -203,7 +203,7 @@ class EngineLifecycle:
         loaded = None
         try:
             context = _native.Context(model, **params.context_kwargs(model.n_ctx_train))
-            slots = SequenceSlots(params.n_parallel, params.n_queue, context.cached_tokens)
+            slots = SequenceSlots(params.n_parallel, params.n_queue, context.prefix_lengths)
             loaded = LoadedModel(os.fspath(name_or_uri), path, params, model, context, slots)
             for lora in params.loras:
                 adapter = _native.LoraAdapter(model, lora.path)

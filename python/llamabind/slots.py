@@ -76,16 +76,20 @@ class SequenceSlots:
     Args:
         n_parallel: Slots (sequences that generate at once).
         n_queue: Requests that may wait for a slot.
-        cached_tokens: The tokens a sequence's cache holds (to pick the slot with the longest
-            common prefix).
+        prefix_lengths: For a prompt, how many of its first tokens each sequence's cache holds
+            (indexed by sequence id; ``Context.prefix_lengths``), to pick the slot with the
+            longest common prefix.
     """
 
     def __init__(
-        self, n_parallel: int, n_queue: int, cached_tokens: Callable[[int], Sequence[int]]
+        self,
+        n_parallel: int,
+        n_queue: int,
+        prefix_lengths: Callable[[Sequence[int]], Sequence[int]],
     ) -> None:
         self.n_parallel = n_parallel
         self.n_queue = n_queue
-        self._cached_tokens = cached_tokens
+        self._prefix_lengths = prefix_lengths
         self._cond = threading.Condition()
         self._free: list[int] = list(range(n_parallel))  # least recently used first
         self._waiting: deque[SlotLease] = deque()
@@ -185,16 +189,11 @@ class SequenceSlots:
         """The free slot whose cache shares the longest prefix with the prompt, else the LRU one."""
         if len(self._free) == 1:
             return self._free[0]
+        lengths = self._prefix_lengths(prompt_tokens)
         best, best_len = self._free[0], 0
         for seq in self._free:
-            held = self._cached_tokens(seq)
-            n = 0
-            for a, b in zip(held, prompt_tokens):
-                if a != b:
-                    break
-                n += 1
-            if n > best_len:
-                best, best_len = seq, n
+            if lengths[seq] > best_len:
+                best, best_len = seq, lengths[seq]
         return best
 
 

@@ -224,3 +224,18 @@ def test_a_consumer_that_stops_reading_pauses_only_its_own_sequence(smollm2, exp
         n_ahead = len(ctx.cached_tokens(1)) - len(idle_prompt)
         assert 1 <= n_ahead <= 1 + 8 + 1
         assert [t for t, _ in idle][:15] == expected[1][1:16]
+
+
+def test_prefix_lengths_of_every_sequence_in_one_call(smollm2):
+    with _native.Context(smollm2, n_ctx=1024, n_seq_max=3, n_threads=2) as ctx:
+        a = smollm2.tokenize("The capital of France is", add_special=True)
+        b = smollm2.tokenize("The capital of Spain is", add_special=True)
+        ctx.decode(a, 0)
+        ctx.decode(b, 2)
+        assert ctx.prefix_lengths(a) == [len(a), 0, 3]  # "The capital of"
+        assert ctx.prefix_lengths(a) == [
+            next((i for i, (x, y) in enumerate(zip(ctx.cached_tokens(s), a)) if x != y),
+                 min(len(ctx.cached_tokens(s)), len(a)))
+            for s in range(3)
+        ]
+        assert ctx.prefix_lengths([]) == [0, 0, 0]
