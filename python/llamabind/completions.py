@@ -89,16 +89,9 @@ def stream_chunks(
     role: str | None = "assistant"
     has_tool_calls = False
 
-    logprobs: list[Any] | None = getattr(run, "logprobs", None)
-    n_attached = 0  # entries of run.logprobs already on a chunk
-
     def make(delta: LlamaChunkDelta, finish: Any = None, usage: Any = None) -> LlamaCompletionChunk:
-        nonlocal n_attached
-        entries = None
-        if logprobs is not None:  # the tokens since the last chunk go on this one
-            entries = tuple(logprobs[n_attached:])
-            n_attached = len(logprobs)
-        choice = LlamaChunkChoice(0, delta, finish, entries)
+        # the log-probabilities of the tokens since the last chunk go on this one
+        choice = LlamaChunkChoice(0, delta, finish, run.take_logprobs())
         return LlamaCompletionChunk(chunk_id, created, model_name, (choice,), usage)
 
     for text in run:

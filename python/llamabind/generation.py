@@ -95,8 +95,18 @@ class GenerationRun:
         self.token_ids: list[int] = []
         # One entry per generated token when params.logprobs is set (grows while iterating).
         self.logprobs: list[LlamaGeneratedLogprob] | None = None if params.logprobs is None else []
+        self._n_logprobs_taken = 0
         self.sampling_backend: str | None = None
         self.started = time.perf_counter()
+
+    def take_logprobs(self) -> tuple[LlamaGeneratedLogprob, ...] | None:
+        """The log-probability entries added since the last call (for the tokens behind the
+        text handed out since); None when the run was not asked for them."""
+        if self.logprobs is None:
+            return None
+        entries = tuple(self.logprobs[self._n_logprobs_taken :])
+        self._n_logprobs_taken = len(self.logprobs)
+        return entries
 
     def cancel(self) -> None:
         """Stops this run from any thread (waiting or generating); it ends "cancelled"."""

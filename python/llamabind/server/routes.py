@@ -270,25 +270,14 @@ class _RunPieces:
 
     def _pieces(self) -> Generator[tuple[str, Any, Any], None, None]:
         iterator = iter(self.run)
-        logprobs = getattr(self.run, "logprobs", None)
-        n_taken = 0
-
-        def new_entries() -> tuple[Any, ...] | None:
-            nonlocal n_taken
-            if logprobs is None:
-                return None
-            entries = tuple(logprobs[n_taken:])
-            n_taken = len(logprobs)
-            return entries
-
         try:
             for piece in iterator:
-                yield piece, None, new_entries()
+                yield piece, None, self.run.take_logprobs()
         finally:
             close = getattr(iterator, "close", None)
             if close is not None:
                 close()
-        yield "", self.run, new_entries()
+        yield "", self.run, self.run.take_logprobs()
 
     def __iter__(self) -> _RunPieces:
         return self
