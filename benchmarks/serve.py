@@ -63,6 +63,8 @@ def server_command(name: str, model: Path, port: int, args: Any) -> list[str] | 
                    "--n-gpu-layers", str(args.n_gpu_layers), "--log-level", "warning"]
         if has_request_queue():
             command += ["--parallel", str(args.clients), "--queue", str(args.requests)]
+        if args.kv_unified:
+            command.append("--kv-unified")
         return command
     if name == "llama-server":
         binary = args.llama_server or harness.build_llama_bench.tool_path("llama-server")
@@ -73,7 +75,8 @@ def server_command(name: str, model: Path, port: int, args: Any) -> list[str] | 
             return None
         return [str(binary), "-m", str(model), "--host", "127.0.0.1", "--port", str(port),
                 "-np", str(args.clients), "-c", str(n_ctx), "-t", threads, "-tb", threads,
-                "-ngl", str(args.n_gpu_layers), "-fa", args.flash_attn, "-a", "bench", "--metrics"]
+                "-ngl", str(args.n_gpu_layers), "-fa", args.flash_attn, "-a", "bench", "--metrics",
+                "-kvu" if args.kv_unified else "-no-kvu"]
     if not harness.peer_available():
         print(harness.PEER_INSTALL_HINT, file=sys.stderr)
         return None
@@ -109,38 +112,65 @@ class Load:
     ttft_s: list[float] = field(default_factory=list)
     n_tokens: int = 0
     n_failed: int = 0
+    n_retried: int = 0
     errors: list[str] = field(default_factory=list)
     lock: threading.Lock = field(default_factory=threading.Lock)
 
 
 def one_request(client: Any, url: str, index: int, max_tokens: int, load: Load) -> None:
+    import httpx
+
     body = {"model": "bench", "stream": True, "max_tokens": max_tokens, "temperature": 0.0,
             "ignore_eos": True, "stream_options": {"include_usage": True},
             "messages": [{"role": "user",
                           "content": f"Write a long story about {TOPICS[index % len(TOPICS)]}."}]}
     started = time.perf_counter()
+    for attempt in range(2):
+        try:
+            with client.stream("POST", url + "/v1/chat/completions", json=body) as response:
+                read_stream(response, started, load)
+                return
+        except httpx.RemoteProtocolError as exc:
+            # a kept-alive connection the server had just closed: nothing was sent, retry once
+            # on a new one (llama-server closes idle ones); any other failure counts
+            if attempt == 0 and "without sending a response" in str(exc):
+                with load.lock:
+                    load.n_retried += 1
+                continue
+            fail(load, exc)
+            return
+        except Exception as exc:  # noqa: BLE001 - every failure is counted and reported
+            fail(load, exc)
+            return
+
+
+def fail(load: Load, exc: BaseException) -> None:
+    with load.lock:
+        load.n_failed += 1
+        load.errors.append(f"{type(exc).__name__}: {exc}")
+
+
+def read_stream(response: Any, started: float, load: Load) -> None:
+    """Reads one streamed reply; counts its tokens and time to first token."""
     first = None
     n_chunks = 0
     usage_tokens = None
     try:
-        with client.stream("POST", url + "/v1/chat/completions", json=body) as response:
-            if response.status_code != 200:
-                raise RuntimeError(f"HTTP {response.status_code}: {response.read()[:200]!r}")
-            for line in response.iter_lines():
-                if not line.startswith("data: ") or line == "data: [DONE]":
-                    continue
-                chunk = json.loads(line[6:])
-                if chunk.get("usage"):
-                    usage_tokens = chunk["usage"].get("completion_tokens")
-                for choice in chunk.get("choices") or ():
-                    if (choice.get("delta") or {}).get("content"):
-                        n_chunks += 1
-                        if first is None:
-                            first = time.perf_counter() - started
+        if response.status_code != 200:
+            raise RuntimeError(f"HTTP {response.status_code}: {response.read()[:200]!r}")
+        for line in response.iter_lines():
+            if not line.startswith("data: ") or line == "data: [DONE]":
+                continue
+            chunk = json.loads(line[6:])
+            if chunk.get("usage"):
+                usage_tokens = chunk["usage"].get("completion_tokens")
+            for choice in chunk.get("choices") or ():
+                if (choice.get("delta") or {}).get("content"):
+                    n_chunks += 1
+                    if first is None:
+                        first = time.perf_counter() - started
     except Exception as exc:  # noqa: BLE001 - every failure is counted and reported
-        with load.lock:
-            load.n_failed += 1
-            load.errors.append(f"{type(exc).__name__}: {exc}")
+        fail(load, exc)
         return
     with load.lock:
         load.n_tokens += usage_tokens if usage_tokens is not None else n_chunks
@@ -148,8 +178,21 @@ def one_request(client: Any, url: str, index: int, max_tokens: int, load: Load) 
             load.ttft_s.append(first)
 
 
-def drive(url: str, args: Any) -> dict[str, Any]:
-    """Sends the requests, ``args.clients`` at a time; returns the aggregate numbers."""
+def cpu_seconds(pid: int) -> float | None:
+    """CPU time (user + system, every thread) the process used so far; None off Linux."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+    except OSError:
+        return None
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def drive(url: str, args: Any, pid: int | None = None) -> dict[str, Any]:
+    """Sends the requests, ``args.clients`` at a time; returns the aggregate numbers.
+
+    With the server's ``pid``, also its CPU time per generated token: on a machine with as many
+    cores as ggml threads, what a server spends beside its decode steps slows the steps down.
+    """
     import httpx
 
     load = Load()
@@ -166,18 +209,24 @@ def drive(url: str, args: Any) -> dict[str, Any]:
                 one_request(client, url, index, args.max_tokens, load)
 
     threads = [threading.Thread(target=client_loop) for _ in range(args.clients)]
+    cpu_before = cpu_seconds(pid) if pid is not None else None
     started = time.perf_counter()
     for thread in threads:
         thread.start()
     for thread in threads:
         thread.join()
     wall_s = time.perf_counter() - started
+    cpu_after = cpu_seconds(pid) if pid is not None else None
+    cpu_ms_per_token = None
+    if cpu_before is not None and cpu_after is not None and load.n_tokens:
+        cpu_ms_per_token = (cpu_after - cpu_before) * 1000 / load.n_tokens
     ttft = sorted(load.ttft_s)
     return {
         "wall_s": wall_s, "n_tokens": load.n_tokens, "tokens_per_s": load.n_tokens / wall_s,
         "ttft_p50_ms": statistics.median(ttft) * 1000 if ttft else None,
         "ttft_p99_ms": ttft[min(len(ttft) - 1, int(0.99 * len(ttft)))] * 1000 if ttft else None,
-        "n_failed": load.n_failed, "errors": load.errors[:5],
+        "n_failed": load.n_failed, "n_retried": load.n_retried, "errors": load.errors[:5],
+        "server_cpu_ms_per_token": cpu_ms_per_token,
     }
 
 
@@ -225,7 +274,7 @@ def measure(name: str, model: Path, args: Any) -> dict[str, Any] | None:
                 return None
             print(f"{name}: ready on {url}; {args.requests} requests, {args.clients} at a time",
                   file=sys.stderr, flush=True)
-            result = drive(url, args)
+            result = drive(url, args, process.pid)
             result["sequences_per_step"] = batch_fill(name, url)
         finally:
             process.terminate()
@@ -245,6 +294,9 @@ def main() -> None:
     parser.add_argument("--n-ctx-per-client", type=int, default=1024,
                         help="context tokens per parallel sequence (default 1024)")
     parser.add_argument("--llama-server", type=Path, default=None, help="llama-server binary")
+    parser.add_argument("--kv-unified", action="store_true",
+                        help="one KV cache buffer for all sequences, in both llama.cpp-based "
+                        "servers (default: one per sequence, llama-server's default with -np)")
     parser.add_argument("--contender", action="append", choices=CONTENDERS, default=None,
                         help="measure only these (repeatable; default: all)")
     args = parser.parse_args()
@@ -259,10 +311,13 @@ def main() -> None:
         print(f"\n{entry['model']}: {args.clients} clients, {args.requests} requests, "
               f"{args.max_tokens} tokens each")
         harness.print_table(
-            ["server", "tokens/s", "TTFT p50 ms", "TTFT p99 ms", "failed", "seqs/step"],
+            ["server", "tokens/s", "TTFT p50 ms", "TTFT p99 ms", "failed", "seqs/step",
+             "server CPU ms/token"],
             [[r["contender"], f"{r['tokens_per_s']:.1f}", harness.ms(r["ttft_p50_ms"]),
               harness.ms(r["ttft_p99_ms"]), r["n_failed"],
-              "-" if r.get("sequences_per_step") is None else f"{r['sequences_per_step']:.2f}"]
+              "-" if r.get("sequences_per_step") is None else f"{r['sequences_per_step']:.2f}",
+              "-" if r.get("server_cpu_ms_per_token") is None
+              else f"{r['server_cpu_ms_per_token']:.1f}"]
              for r in entry["results"]])
     harness.write_json(args, "serve", {"machine": info, "load": quiet, "clients": args.clients,
                                        "requests": args.requests, "max_tokens": args.max_tokens,

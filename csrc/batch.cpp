@@ -199,7 +199,6 @@ bool BatchLoop::has_work_locked() {
 
 void BatchLoop::run() noexcept {
     for (;;) {
-        std::vector<std::shared_ptr<BatchSequence>> current;
         {
             std::unique_lock<std::mutex> lk(mutex_);
             if (!stopping_ && !has_work_locked() &&
@@ -210,9 +209,8 @@ void BatchLoop::run() noexcept {
                 work_.wait(lk, [&] { return stopping_ || has_work_locked(); });
             }
             if (stopping_) return;
-            current = sequences_;
         }
-        step(current);
+        step();
     }
 }
 
@@ -313,7 +311,7 @@ int32_t BatchLoop::sample(llama_context * ctx, BatchSequence & sequence, int32_t
     return sequence.sampler_->sample(ctx, index);
 }
 
-void BatchLoop::step(std::vector<std::shared_ptr<BatchSequence>> & current) {
+void BatchLoop::step() {
     std::vector<BatchSequence *> ended;
     // Whoever waits for the context (a generation starting, a cache query) goes first, for up
     // to ~5 ms: otherwise this loop takes the lock back at once, step after step.
@@ -328,8 +326,16 @@ void BatchLoop::step(std::vector<std::shared_ptr<BatchSequence>> & current) {
     } catch (...) {  // closed: stop() finishes everything
         return;
     }
+    // The sequences as they are now, with the lock held: a generation that started while this
+    // loop waited for the lock joins this step, not the next one.
+    std::vector<std::shared_ptr<BatchSequence>> current;
+    {
+        std::lock_guard<std::mutex> lk(mutex_);
+        if (stopping_) return;
+        current = sequences_;
+    }
     const size_t n_batch = llama_n_batch(ctx);
-    const int64_t n_ctx_seq = llama_n_ctx_seq(ctx);
+    const int64_t n_ctx_seq = context_->n_ctx_seq();
     llama_memory_t mem = llama_get_memory(ctx);
     std::vector<Output> outputs;
     std::vector<std::pair<BatchSequence *, size_t>> chunks;  // prompt tokens added per sequence
@@ -348,32 +354,56 @@ void BatchLoop::step(std::vector<std::shared_ptr<BatchSequence>> & current) {
         ended.push_back(&sequence);
     };
 
-    // The next token of every generating sequence first, then prompt chunks in arrival order.
+    // What goes into this step: the next token of every generating sequence first, then prompt
+    // chunks in arrival order, within n_batch.
+    struct Entry {
+        BatchSequence * sequence;
+        size_t n_prompt;  // 0: the pending token of a generating sequence
+    };
+    std::vector<Entry> plan;
+    size_t n_planned = 0;
     for (auto & s : current) {
         if (s->is_cancelled()) {
             end(*s, finished("cancelled"));
-        } else if (static_cast<size_t>(batch_.n_tokens) < n_batch && s->started_ && s->n_evaluated_ >= s->prompt_.size() && s->pending_ && s->wants_step()) {
-            const llama_pos pos = llama_memory_seq_pos_max(mem, s->options_.seq_id) + 1;
-            if (pos + 1 > n_ctx_seq) {
+        } else if (n_planned < n_batch && s->started_ && s->n_evaluated_ >= s->prompt_.size() && s->pending_ && s->wants_step()) {
+            if (llama_memory_seq_pos_max(mem, s->options_.seq_id) + 2 > n_ctx_seq) {
                 end(*s, finished("context"));
                 continue;
             }
-            outputs.push_back({s.get(), add(*s->pending_, pos, s->options_.seq_id, true), false});
+            plan.push_back({s.get(), 0});
+            ++n_planned;
         }
     }
     for (auto & s : current) {
         if (s->is_cancelled() || (s->started_ && s->n_evaluated_ >= s->prompt_.size())) continue;
-        if (static_cast<size_t>(batch_.n_tokens) >= n_batch) break;
+        if (n_planned >= n_batch) break;
         if (!s->started_) begin_sequence(ctx, *s);
-        const size_t n = std::min(s->prompt_.size() - s->n_evaluated_, n_batch - batch_.n_tokens);
-        const bool completes = s->n_evaluated_ + n == s->prompt_.size();
-        int32_t last = -1;
-        for (size_t k = 0; k < n; ++k) {
-            const size_t i = s->n_evaluated_ + k;
-            last = add(s->prompt_[i], static_cast<llama_pos>(i), s->options_.seq_id, completes && k + 1 == n);
+        const size_t n = std::min(s->prompt_.size() - s->n_evaluated_, n_batch - n_planned);
+        plan.push_back({s.get(), n});
+        n_planned += n;
+    }
+    // Into the batch in increasing sequence ids: where each sequence has a cache stream of its
+    // own (kv_unified off), llama.cpp splits a batch into micro-batches of consecutive sequence
+    // ids, so sequences in arrival order (2, 0, 3, 1) would cost two graph runs instead of one.
+    std::stable_sort(plan.begin(), plan.end(), [](const Entry & a, const Entry & b) {
+        return a.sequence->options_.seq_id < b.sequence->options_.seq_id;
+    });
+    for (const Entry & e : plan) {
+        BatchSequence & s = *e.sequence;
+        const int32_t seq = s.options_.seq_id;
+        if (e.n_prompt == 0) {
+            const llama_pos pos = llama_memory_seq_pos_max(mem, seq) + 1;
+            outputs.push_back({&s, add(*s.pending_, pos, seq, true), false});
+            continue;
         }
-        chunks.emplace_back(s.get(), n);
-        if (completes) outputs.push_back({s.get(), last, true});
+        const bool completes = s.n_evaluated_ + e.n_prompt == s.prompt_.size();
+        int32_t last = -1;
+        for (size_t k = 0; k < e.n_prompt; ++k) {
+            const size_t i = s.n_evaluated_ + k;
+            last = add(s.prompt_[i], static_cast<llama_pos>(i), seq, completes && k + 1 == e.n_prompt);
+        }
+        chunks.emplace_back(&s, e.n_prompt);
+        if (completes) outputs.push_back({&s, last, true});
     }
 
     if (batch_.n_tokens > 0) {

@@ -113,7 +113,7 @@ class BatchLoop : public std::enable_shared_from_this<BatchLoop> {
 
     void run() noexcept;
     bool has_work_locked();
-    void step(std::vector<std::shared_ptr<BatchSequence>> & sequences);
+    void step();
     void begin_sequence(llama_context * ctx, BatchSequence & sequence);
     size_t reuse_prefix(llama_context * ctx, BatchSequence & sequence);
     void end_sequence(BatchSequence & sequence, Step last);

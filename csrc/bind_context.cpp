@@ -133,6 +133,8 @@ Raises:
         .def_prop_ro("n_seq_max", &Context::n_seq_max, nb::call_guard<native_call>())
         .def_prop_ro("n_threads", &Context::n_threads, nb::call_guard<native_call>())
         .def_prop_ro("n_vocab", &Context::n_vocab)
+        .def_prop_ro("n_ctx_seq", &Context::n_ctx_seq,
+                     "Tokens one sequence may hold: n_ctx / n_seq_max (with kv_unified too: each sequence gets its share).")
         .def_prop_ro("n_embd", &Context::n_embd)
         .def_prop_ro("pooling_type", &Context::pooling_type, nb::call_guard<native_call>())
         .def("set_n_threads", &Context::set_n_threads, nb::arg("n_threads"), nb::arg("n_threads_batch"),

@@ -138,6 +138,8 @@ Context::Context(const Model & model, const ContextOptions & o)
     batch_ = llama_batch_init(static_cast<int32_t>(llama_n_batch(ctx_)), 0, 1);
     register_context(this);
     n_vocab_ = llama_vocab_n_tokens(llama_model_get_vocab(model_.get()));
+    n_ctx_seq_ = kv_unified_ && llama_n_seq_max(ctx_) > 1 ? llama_n_ctx(ctx_) / llama_n_seq_max(ctx_)
+                                                         : llama_n_ctx_seq(ctx_);
     n_embd_ = llama_model_n_embd_out(model_.get());
 }
 
@@ -252,7 +254,7 @@ void Context::check_seq_locked(int32_t seq_id, const char * operation, bool all_
 
 void Context::check_fits_locked(size_t n_new, int32_t seq_id, const char * operation) const {
     check_seq_locked(seq_id, operation);
-    const int64_t n_ctx = llama_n_ctx_seq(ctx_);
+    const int64_t n_ctx = n_ctx_seq_;
     const int64_t n_past = llama_memory_seq_pos_max(llama_get_memory(ctx_), seq_id) + 1;
     if (n_past + static_cast<int64_t>(n_new) > n_ctx) {
         throw Error(ErrorKind::ContextOverflow,

@@ -63,6 +63,10 @@ class Context {
     uint32_t n_seq_max() const;
     int32_t n_threads() const;
     int32_t n_vocab() const { return n_vocab_; }
+    // Tokens one sequence may hold: n_ctx / n_seq_max. With kv_unified the sequences share one
+    // cache that llama.cpp would let any of them fill; each still gets only its share here, so
+    // that one long generation can never take the room its neighbours were promised.
+    int64_t n_ctx_seq() const { return n_ctx_seq_; }
     int32_t n_embd() const { return n_embd_; }
     int32_t pooling_type() const;
     void set_n_threads(int32_t n_threads, int32_t n_threads_batch);
@@ -162,6 +166,7 @@ class Context {
     bool kv_unified_ = false;
     llama_batch batch_{};
     int32_t n_vocab_ = 0;
+    int64_t n_ctx_seq_ = 0;
     int32_t n_embd_ = 0;
     std::map<int32_t, std::vector<int32_t>> tokens_;
     std::map<int32_t, llama_sampler *> graph_samplers_;  // not owned: the generators hold them

@@ -31,8 +31,8 @@ Generator::Generator(std::shared_ptr<Context> context, std::shared_ptr<Sampler> 
     }
     auto guard = context_->lock("Context.generate");
     context_->check_fits_locked(0, options_.seq_id, "Context.generate");
-    if (static_cast<int64_t>(prompt_.size()) > llama_n_ctx_seq(context_->raw("Context.generate"))) {
-        const int64_t n_ctx = llama_n_ctx_seq(context_->raw("Context.generate"));
+    if (static_cast<int64_t>(prompt_.size()) > context_->n_ctx_seq()) {
+        const int64_t n_ctx = context_->n_ctx_seq();
         throw Error(ErrorKind::ContextOverflow, "[Context.generate] the prompt has " + std::to_string(prompt_.size()) +
                                                     " tokens, the context holds " + std::to_string(n_ctx))
             .with("n_tokens", static_cast<int64_t>(prompt_.size()))
@@ -208,7 +208,7 @@ void Generator::advance_locked(llama_context * ctx, const int32_t * tokens, size
         return;
     }
     const int64_t n_past = llama_memory_seq_pos_max(llama_get_memory(ctx), seq) + 1;
-    if (!prompt && n_past + static_cast<int64_t>(n) > static_cast<int64_t>(llama_n_ctx_seq(ctx))) {
+    if (!prompt && n_past + static_cast<int64_t>(n) > context_->n_ctx_seq()) {
         step.finish = "context";
         return;
     }

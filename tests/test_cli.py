@@ -303,3 +303,15 @@ def test_import_llamabind_stays_light_and_a_missing_extra_is_named():
         timeout=120,
     )
     assert_one_line_error(result, 'pip install "llamabind[server]"')
+
+
+def test_serve_flags_set_the_parallel_requests_and_the_unified_cache():
+    from llamabind.cli import parse
+    from llamabind.cli.options import model_params
+
+    args = parse(["serve", "m.gguf", "--parallel", "4", "--queue", "9", "--kv-unified"])
+    params = model_params(args, n_parallel=args.parallel, n_queue=args.queue,
+                          kv_unified=args.kv_unified)  # fmt: skip
+    assert (params.n_parallel, params.n_queue, params.kv_unified) == (4, 9, True)
+    plain = parse(["serve", "m.gguf"])
+    assert model_params(plain, kv_unified=plain.kv_unified).kv_unified is False

@@ -241,3 +241,28 @@ def test_cancelling_one_async_task_leaves_the_others(smollm2_path, alone):
     result, after, info = asyncio.run(main())
     assert result == alone[0] and after == alone[3]
     assert info.n_active == 0 and info.n_waiting == 0
+
+
+def test_a_unified_cache_serves_concurrent_requests_and_shares_a_prefix(smollm2_path):
+    """kv_unified=True: one cache buffer for every sequence (one graph run per step whatever
+    sequences take part); each request still gets n_ctx tokens, and a common system prompt is
+    shared between sequences rather than copied."""
+    params = ModelParams(n_ctx=512, n_threads=2, n_parallel=4, kv_unified=True)
+    with LlamaEngine(smollm2_path, params) as engine:
+        assert engine.context.n_ctx_seq == 512
+        system = "You answer in one short sentence about geography and nothing else. " * 4
+        many = GREEDY.replace(max_tokens=24, ignore_eos=True)
+        first = engine.complete([{"role": "system", "content": system}, *chat("Capital of Peru?")],
+                                GREEDY)
+        replies = in_threads(
+            lambda q: engine.complete([{"role": "system", "content": system}, *chat(q)], many),
+            QUESTIONS,
+        )
+        assert [r.usage.completion_tokens for r in replies] == [24] * 4
+        n_system = engine.get_token_count(system)
+        assert all(r.usage.cached_prompt_tokens >= n_system for r in replies)
+        assert first.usage.cached_prompt_tokens < n_system
+        # a request that fills its share ends with "length", the others are untouched
+        long = engine.complete(chat("Count upwards."), GREEDY.replace(max_tokens=None, ignore_eos=True))
+        assert long.finish_reason == "length"
+        assert long.usage.prompt_tokens + long.usage.completion_tokens <= 513

@@ -129,3 +129,10 @@ def test_an_unrelated_name_lists_the_fields_without_a_guess():
     # replace() goes through the same check.
     with pytest.raises(TypeError, match="did you mean top_k"):
         GenerationParams().replace(topK=3)
+
+
+def test_kv_unified_is_off_by_default_and_must_be_a_bool():
+    assert ModelParams(n_parallel=4).context_kwargs(8192)["kv_unified"] is False
+    assert ModelParams(n_parallel=4, kv_unified=True).context_kwargs(8192)["kv_unified"] is True
+    with pytest.raises(ValueError, match="kv_unified"):
+        ModelParams(kv_unified="yes")  # type: ignore[arg-type]

@@ -402,6 +402,12 @@ class Context:
     def n_vocab(self) -> int: ...
 
     @property
+    def n_ctx_seq(self) -> int:
+        """
+        Tokens one sequence may hold: n_ctx / n_seq_max (with kv_unified too: each sequence gets its share).
+        """
+
+    @property
     def n_embd(self) -> int: ...
 
     @property

@@ -175,6 +175,12 @@ class ModelParams:
         n_parallel: Requests the engine generates at once, batched into one decode per step;
             each gets its own sequence of ``n_ctx`` tokens (the KV cache grows with it).
         n_queue: Requests that may wait for a sequence; more raise ``QueueFullError``.
+        kv_unified: One KV cache buffer shared by the sequences (each still holds at most
+            ``n_ctx`` tokens) instead of one per sequence. Shared, a decode step is one graph
+            run whichever sequences take part (separate buffers need a second run when a
+            prompt joins the running generations), and a common prompt prefix is shared
+            instead of copied; but a sequence's cells then lie among its neighbours', and a
+            greedy reply can differ from the same request run alone.
         flash_attn: "auto", "on" or "off".
         type_k: KV cache type of keys; quantized types need flash attention.
         type_v: KV cache type of values; quantized types need flash attention.
@@ -198,6 +204,7 @@ class ModelParams:
     n_seq_max: int = 1
     n_parallel: int = 1
     n_queue: int = 64
+    kv_unified: bool = False
     flash_attn: FlashAttention = "auto"
     type_k: KvCacheType = "f16"
     type_v: KvCacheType = "f16"
@@ -227,7 +234,7 @@ class ModelParams:
         _check_choice(c, "flash_attn", self.flash_attn, _FLASH_ATTN)
         _check_choice(c, "type_k", self.type_k, KV_CACHE_GGML_TYPES)
         _check_choice(c, "type_v", self.type_v, KV_CACHE_GGML_TYPES)
-        for name in ("use_mmap", "use_mlock"):
+        for name in ("use_mmap", "use_mlock", "kv_unified"):
             if not isinstance(getattr(self, name), bool):
                 raise _fail(c, name, "must be a bool", getattr(self, name))
         _check_int(c, "seed", self.seed, 0, allow_none=True)
@@ -282,6 +289,7 @@ class ModelParams:
             "n_batch": n_batch,
             "n_ubatch": n_ubatch,
             "n_seq_max": n_seq,
+            "kv_unified": self.kv_unified,
             "n_threads": self.n_threads,
             "n_threads_batch": self.n_threads_batch,
             "flash_attn": _FLASH_ATTN[self.flash_attn],
@@ -447,27 +455,8 @@ class GenerationParams:
 
     def sampler_kwargs(self, default_seed: int | None = None) -> dict[str, Any]:
         """Keyword arguments of ``_native.Sampler`` (grammar included)."""
-        kwargs: dict[str, Any] = {
-            "temperature": float(self.temperature),
-            "top_k": self.top_k,
-            "top_p": float(self.top_p),
-            "min_p": float(self.min_p),
-            "typical_p": float(self.typical_p),
-            "top_n_sigma": float(self.top_n_sigma),
-            "repeat_penalty": float(self.repeat_penalty),
-            "penalty_last_n": self.penalty_last_n,
-            "presence_penalty": float(self.presence_penalty),
-            "frequency_penalty": float(self.frequency_penalty),
-            "dry_multiplier": float(self.dry_multiplier),
-            "dry_base": float(self.dry_base),
-            "dry_allowed_length": self.dry_allowed_length,
-            "dry_penalty_last_n": self.dry_penalty_last_n,
-            "xtc_probability": float(self.xtc_probability),
-            "xtc_threshold": float(self.xtc_threshold),
-            "mirostat": self.mirostat,
-            "mirostat_tau": float(self.mirostat_tau),
-            "mirostat_eta": float(self.mirostat_eta),
-        }
+        kwargs: dict[str, Any] = {name: float(getattr(self, name)) for name in _SAMPLER_FLOATS}
+        kwargs.update({name: getattr(self, name) for name in _SAMPLER_INTS})
         seed = self.seed if self.seed is not None else default_seed
         if seed is not None:
             kwargs["seed"] = seed
@@ -479,6 +468,14 @@ class GenerationParams:
             if self.grammar_lazy:
                 kwargs.update(grammar_trigger_kwargs(self.grammar_triggers))
         return kwargs
+
+
+_SAMPLER_FLOATS = (
+    "temperature", "top_p", "min_p", "typical_p", "top_n_sigma", "repeat_penalty",
+    "presence_penalty", "frequency_penalty", "dry_multiplier", "dry_base", "xtc_probability",
+    "xtc_threshold", "mirostat_tau", "mirostat_eta",
+)  # fmt: skip
+_SAMPLER_INTS = ("top_k", "penalty_last_n", "dry_allowed_length", "dry_penalty_last_n", "mirostat")
 
 
 def grammar_trigger_kwargs(triggers: Sequence[GrammarTrigger]) -> dict[str, Any]:

@@ -6,7 +6,7 @@ import threading
 import pytest
 
 from llamabind import _native
-from llamabind.errors import HandleClosedError
+from llamabind.errors import ContextOverflowError, HandleClosedError
 
 PROMPTS = ["The capital of France is", "Once upon a time", "def fibonacci(n):", "List three colors:"]
 SCHEMA_GRAMMAR = 'root ::= "{" [a-z]+ "}"'
@@ -146,6 +146,41 @@ def test_a_sequence_that_fills_its_share_stops_with_context(smollm2):
         assert long.finish_reason == "context"
         assert len(out[0]) + len(smollm2.tokenize(PROMPTS[1], add_special=True)) >= per_seq - 1
         assert short.finish_reason == "length" and len(out[1]) == 8
+
+
+def test_with_kv_unified_a_sequence_still_gets_only_its_share(smollm2):
+    """One shared cache: llama.cpp would let a sequence fill all of it, and its neighbours'
+    next decode would fail; each sequence stops at n_ctx / n_seq_max instead."""
+    with _native.Context(smollm2, n_ctx=512, n_seq_max=2, n_threads=2, kv_unified=True) as ctx:
+        assert ctx.n_ctx_seq == 256
+        prompt = smollm2.tokenize(PROMPTS[1], add_special=True)
+        long = ctx.generate(prompt, greedy(smollm2), max_tokens=-1, ignore_eog=True, seq_id=0)
+        short = ctx.generate(smollm2.tokenize(PROMPTS[0], add_special=True), greedy(smollm2), max_tokens=8,
+                             seq_id=1)
+        out = consume_all([long, short])
+        assert long.finish_reason == "context"
+        assert 255 <= len(prompt) + len(out[0]) - 1 <= 256  # the last token is sampled, never decoded
+        assert len(ctx.cached_tokens(0)) <= 256
+        assert short.finish_reason == "length" and len(out[1]) == 8
+        with pytest.raises(ContextOverflowError, match="holds 256"):
+            ctx.generate(list(range(300)), greedy(smollm2), seq_id=1)
+
+
+def test_n_ctx_seq_is_the_share_of_each_sequence(smollm2):
+    with _native.Context(smollm2, n_ctx=1024, n_seq_max=4, n_threads=2) as ctx:
+        assert ctx.n_ctx_seq == 256
+    with _native.Context(smollm2, n_ctx=1024, n_threads=2) as ctx:
+        assert ctx.n_ctx_seq == 1024
+
+
+def test_sequences_arriving_out_of_order_match_each_alone(smollm2, expected):
+    """The loop puts each step's tokens in sequence-id order (llama.cpp splits a batch of
+    separate cache streams at every break in the ids); the outputs still go to their owners."""
+    with _native.Context(smollm2, n_ctx=2048, n_seq_max=4, n_threads=2) as ctx:
+        order = [3, 1, 2, 0]
+        gens = [ctx.generate(smollm2.tokenize(PROMPTS[i], add_special=True), greedy(smollm2), max_tokens=16,
+                             seq_id=seq) for i, seq in enumerate(order)]
+        assert consume_all(gens) == expected
 
 
 def test_closing_the_context_ends_every_generation(smollm2):

@@ -10,6 +10,7 @@ import sys
 from llamabind.cli.options import CommandError, model_params, resolve
 
 
+# size: one flag after the other, each with its help text
 def add_serve_flags(parser: argparse.ArgumentParser) -> None:
     """Adds the models, address, key, queue and limit flags of ``serve``."""
     parser.add_argument(
@@ -48,6 +49,9 @@ def add_serve_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--queue", type=int, default=None, help="requests that may wait per model; more get 429"
     )
+    unified = "one KV cache for all parallel requests: a quicker first token, but a greedy reply "
+    unified += "may differ from the same request served alone"
+    parser.add_argument("--kv-unified", action="store_true", default=None, help=unified)
     parser.add_argument(
         "--max-body-bytes",
         type=int,
@@ -91,7 +95,9 @@ def serve(args: argparse.Namespace) -> int:
     refs = list(args.models) + list(args.more_models)
     if len(args.alias) > max(len(refs), 1):
         raise CommandError(f"{len(args.alias)} aliases for {max(len(refs), 1)} models")
-    params = model_params(args, n_parallel=args.parallel, n_queue=args.queue)
+    params = model_params(
+        args, n_parallel=args.parallel, n_queue=args.queue, kv_unified=args.kv_unified
+    )
     paths = [str(resolve(ref)) for ref in refs] or [str(resolve(None))]
     specs = tuple(
         ModelSpec(path, args.alias[i] if i < len(args.alias) else None, params)
