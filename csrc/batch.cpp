@@ -241,7 +241,19 @@ size_t BatchLoop::reuse_prefix(llama_context * ctx, BatchSequence & sequence) {
             }
         }
     }
-    if (donor >= 0 && n_donor >= n_keep + min_borrowed_tokens) {
+    // Earlier prompts kept in host memory (can_borrow: a restored state must be the whole cache).
+    PromptCache & cache = context_->prompt_cache_locked();
+    const size_t n_cached = can_borrow && cache.enabled() ? cache.longest_prefix(prompt) : 0;
+    const bool from_donor = donor >= 0 && n_donor >= n_keep + min_borrowed_tokens;
+    const bool from_cache = n_cached >= std::max(n_keep, from_donor ? n_donor : 0) + min_borrowed_tokens;
+    // What this sequence holds past the part it keeps is about to go: keep it in host memory.
+    if (can_borrow && own.size() >= (from_donor || from_cache ? 0 : n_keep) + PromptCache::min_tokens) {
+        cache.save(ctx, seq, own);
+    }
+    if (from_cache) {
+        own = cache.restore(ctx, seq, prompt);
+        n_keep = common_prefix(own, prompt);
+    } else if (from_donor) {
         llama_memory_seq_rm(mem, seq, -1, -1);
         bool ok = true;
         if (context_->kv_unified()) {

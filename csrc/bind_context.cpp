@@ -60,7 +60,7 @@ model's weights alive. ``close()`` frees it at once; later use raises HandleClos
                 Bool offload_kqv, Bool op_offload, Bool swa_full, Bool kv_unified, bool embeddings, bool no_perf,
                 Int pooling_type, Int attention_type, Int rope_scaling_type, Float rope_freq_base, Float rope_freq_scale,
                 Float yarn_ext_factor, Float yarn_attn_factor, Float yarn_beta_fast, Float yarn_beta_slow,
-                Int yarn_orig_ctx) {
+                Int yarn_orig_ctx, Int prompt_cache_mib) {
                  const char * op = "Context";
                  ContextOptions o;
                  o.n_ctx = int_arg<int64_t>(n_ctx, op, "n_ctx");
@@ -91,6 +91,12 @@ model's weights alive. ``close()`` frees it at once; later use raises HandleClos
                  o.yarn_beta_fast = yarn_beta_fast;
                  o.yarn_beta_slow = yarn_beta_slow;
                  o.yarn_orig_ctx = int_arg<int64_t>(yarn_orig_ctx, op, "yarn_orig_ctx");
+                 if (auto mib = int_arg<int64_t>(prompt_cache_mib, op, "prompt_cache_mib")) {
+                     if (*mib < 0 || *mib > (int64_t{1} << 30)) {
+                         throw_value("[Context] prompt_cache_mib must be in 0..2**30, got " + std::to_string(*mib));
+                     }
+                     o.prompt_cache_bytes = *mib * 1024 * 1024;
+                 }
                  without_gil([&] { new (self) Context(model, o); });
              },
              nb::arg("model"), nb::kw_only(), nb::arg("n_ctx").none() = nb::none(), nb::arg("n_batch").none() = nb::none(),
@@ -105,6 +111,7 @@ model's weights alive. ``close()`` frees it at once; later use raises HandleClos
              nb::arg("rope_freq_scale").none() = nb::none(), nb::arg("yarn_ext_factor").none() = nb::none(),
              nb::arg("yarn_attn_factor").none() = nb::none(), nb::arg("yarn_beta_fast").none() = nb::none(),
              nb::arg("yarn_beta_slow").none() = nb::none(), nb::arg("yarn_orig_ctx").none() = nb::none(),
+             nb::arg("prompt_cache_mib").none() = nb::none(),
              R"(Creates a context.
 
 Args:
@@ -118,6 +125,9 @@ Args:
         attention_type (-1, 0 causal, 1 non-causal), rope_scaling_type, rope_freq_base,
         rope_freq_scale, yarn_ext_factor, yarn_attn_factor, yarn_beta_fast, yarn_beta_slow
         (finite), yarn_orig_ctx.
+    prompt_cache_mib: Host memory (MiB) for the batch loop's prompt cache (n_seq_max > 1):
+        a sequence's cache that a new prompt would overwrite is kept there, and a later prompt
+        that shares more with it than with any sequence restores it. None or 0: no cache.
 
 Raises:
     ValueError: n_ctx < 0 or absurd, n_batch > n_ctx, n_ubatch > n_batch, bad enums, thread
@@ -232,17 +242,18 @@ the lock, where cached_tokens takes one per sequence).)")
              R"(llama.cpp's performance counters of this context.)")
         .def("batch_stats",
              [](Context & self) {
-                 const std::array<int64_t, 3> s = without_gil([&] { return self.batch_stats(); });
+                 const std::array<int64_t, 7> s = without_gil([&] { return self.batch_stats(); });
                  nb::dict out;
-                 out["n_steps"] = s[0];
-                 out["n_tokens"] = s[1];
-                 out["n_sampled"] = s[2];
+                 const char * names[] = {"n_steps", "n_tokens", "n_sampled", "prompt_cache_entries",
+                                         "prompt_cache_bytes", "prompt_cache_saved", "prompt_cache_restored"};
+                 for (size_t i = 0; i < s.size(); ++i) out[names[i]] = s[i];
                  return out;
              },
              nb::sig("def batch_stats(self) -> dict[str, int]"),
              R"(The batch loop's counters (contexts with n_seq_max > 1): decode steps, tokens decoded,
-and tokens sampled by generating sequences; n_sampled / n_steps is the mean batch of
-generations per step.)")
+and tokens sampled by generating sequences (n_sampled / n_steps is the mean batch of
+generations per step); then its prompt cache: entries and bytes held, states saved and
+restored.)")
         .def("perf_reset", &Context::perf_reset, nb::call_guard<native_call>())
         .def("set_lora", &Context::set_lora, nb::arg("adapters"), nb::call_guard<native_call>(),
              R"(Sets the LoRA adapters as (adapter, scale) pairs; an empty list removes them all.)")

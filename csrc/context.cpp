@@ -127,6 +127,8 @@ Context::Context(const Model & model, const ContextOptions & o)
     p.abort_callback = abort_callback;
     p.abort_callback_data = this;
     kv_unified_ = p.kv_unified;
+    if (o.prompt_cache_bytes < 0) throw_value("[Context] prompt_cache_mib must be >= 0");
+    prompt_cache_.set_limit(static_cast<size_t>(o.prompt_cache_bytes));
 
     LogCapture capture;
     ctx_ = llama_init_from_model(model_.get(), p);
@@ -171,11 +173,11 @@ std::shared_ptr<BatchLoop> Context::batch_loop() {
     return loop_;
 }
 
-std::array<int64_t, 3> Context::batch_stats() {
+std::array<int64_t, 7> Context::batch_stats() {
+    const PromptCache::Stats c = prompt_cache_.stats();
     std::lock_guard<std::mutex> guard(loop_mutex_);
-    if (!loop_) return {0, 0, 0};
-    const BatchLoop::Stats s = loop_->stats();
-    return {s.n_steps, s.n_tokens, s.n_sampled};
+    const BatchLoop::Stats s = loop_ ? loop_->stats() : BatchLoop::Stats{};
+    return {s.n_steps, s.n_tokens, s.n_sampled, c.n_entries, c.n_bytes, c.n_saved, c.n_restored};
 }
 
 void Context::close() {
@@ -600,6 +602,7 @@ void Context::set_lora(const std::vector<std::pair<std::shared_ptr<LoraAdapter>,
         throw Error(ErrorKind::State, "[Context.set_lora] llama.cpp rejected the adapters: " + capture.errors());
     }
     adapters_ = std::move(keep);
+    prompt_cache_.clear();  // computed with the adapters before
 }
 
 void Context::set_control_vector(const std::vector<float> & data, int32_t n_embd, int32_t il_start, int32_t il_end) {
@@ -608,6 +611,7 @@ void Context::set_control_vector(const std::vector<float> & data, int32_t n_embd
     if (llama_set_adapter_cvec(ctx_, data.empty() ? nullptr : data.data(), data.size(), n_embd, il_start, il_end) != 0) {
         throw_value("[Context.set_control_vector] llama.cpp rejected the control vector: " + capture.errors());
     }
+    prompt_cache_.clear();  // computed without this vector
 }
 
 }  // namespace llamabind

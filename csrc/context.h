@@ -14,6 +14,7 @@
 #include "llama.h"
 #include "lora.h"
 #include "model.h"
+#include "prompt_cache.h"
 
 namespace llamabind {
 
@@ -30,6 +31,7 @@ struct ContextOptions {
     std::optional<float> rope_freq_base, rope_freq_scale;
     std::optional<float> yarn_ext_factor, yarn_attn_factor, yarn_beta_fast, yarn_beta_slow;
     std::optional<int64_t> yarn_orig_ctx;
+    int64_t prompt_cache_bytes = 0;  // host memory for the batch loop's prompt cache (0: none)
 };
 
 enum class LogitsMode { None, Last, All };
@@ -125,8 +127,11 @@ class Context {
     // The loop that batches the generations of a context with n_seq_max > 1 (made on first use;
     // call with the lock held).
     std::shared_ptr<BatchLoop> batch_loop();
-    // The batch loop's counters {steps, tokens, sampled}; zeros before it ran.
-    std::array<int64_t, 3> batch_stats();
+    // The batch loop's counters {steps, tokens, sampled} (zeros before it ran), then the prompt
+    // cache's {entries, bytes, saved, restored}.
+    std::array<int64_t, 7> batch_stats();
+    // Caches of sequences' earlier prompts (the batch loop's; use with the lock held).
+    PromptCache & prompt_cache_locked() { return prompt_cache_; }
     bool kv_unified() const { return kv_unified_; }
     const std::shared_ptr<llama_model> & model() const { return model_; }
     bool output_on_gpu() const { return output_on_gpu_; }
@@ -173,6 +178,7 @@ class Context {
     std::map<int32_t, uint64_t> claims_;
     bool output_on_gpu_ = false;
     std::vector<std::shared_ptr<LoraAdapter>> adapters_;
+    PromptCache prompt_cache_;
 };
 
 }  // namespace llamabind

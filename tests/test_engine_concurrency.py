@@ -266,3 +266,27 @@ def test_a_unified_cache_serves_concurrent_requests_and_shares_a_prefix(smollm2_
         long = engine.complete(chat("Count upwards."), GREEDY.replace(max_tokens=None, ignore_eos=True))
         assert long.finish_reason == "length"
         assert long.usage.prompt_tokens + long.usage.completion_tokens <= 513
+
+
+@pytest.mark.parametrize("prompt_cache_mib", [64, 0])
+def test_the_prompt_cache_keeps_a_conversation_other_requests_pushed_out(smollm2_path,
+                                                                         prompt_cache_mib):
+    """Two sequences, three users: the first user's prompt leaves the sequences, and comes
+    back from host memory instead of being evaluated again (unless the cache is off)."""
+    params = ModelParams(n_ctx=1024, n_threads=2, n_parallel=2, prompt_cache_mib=prompt_cache_mib)
+    with LlamaEngine(smollm2_path, params) as engine:
+        users = [chat("Tell me a short story about a lighthouse keeper and his old dog."),
+                 chat("What is the boiling point of water at sea level, in Celsius?"),
+                 chat("List some fruits that are red and sweet, and say why.")]  # fmt: skip
+        first = engine.complete(users[0], GREEDY)
+        for messages in users[1:]:
+            engine.complete(messages, GREEDY)
+        again = engine.complete(users[0], GREEDY)
+        assert again.text == first.text
+        restored = engine.context.batch_stats()["prompt_cache_restored"]
+        if prompt_cache_mib:
+            assert again.usage.cached_prompt_tokens == again.usage.prompt_tokens - 1
+            assert restored == 1
+        else:
+            assert again.usage.cached_prompt_tokens < again.usage.prompt_tokens - 10
+            assert restored == 0

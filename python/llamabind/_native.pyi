@@ -351,7 +351,7 @@ class Context:
     model's weights alive. ``close()`` frees it at once; later use raises HandleClosedError.
     """
 
-    def __init__(self, model: Model, *, n_ctx: int | None = None, n_batch: int | None = None, n_ubatch: int | None = None, n_seq_max: int | None = None, n_threads: int | None = None, n_threads_batch: int | None = None, flash_attn: bool | int | None = None, type_k: int | None = None, type_v: int | None = None, offload_kqv: bool | None = None, op_offload: bool | None = None, swa_full: bool | None = None, kv_unified: bool | None = None, embeddings: bool = False, no_perf: bool = False, pooling_type: int | None = None, attention_type: int | None = None, rope_scaling_type: int | None = None, rope_freq_base: float | None = None, rope_freq_scale: float | None = None, yarn_ext_factor: float | None = None, yarn_attn_factor: float | None = None, yarn_beta_fast: float | None = None, yarn_beta_slow: float | None = None, yarn_orig_ctx: int | None = None) -> None:
+    def __init__(self, model: Model, *, n_ctx: int | None = None, n_batch: int | None = None, n_ubatch: int | None = None, n_seq_max: int | None = None, n_threads: int | None = None, n_threads_batch: int | None = None, flash_attn: bool | int | None = None, type_k: int | None = None, type_v: int | None = None, offload_kqv: bool | None = None, op_offload: bool | None = None, swa_full: bool | None = None, kv_unified: bool | None = None, embeddings: bool = False, no_perf: bool = False, pooling_type: int | None = None, attention_type: int | None = None, rope_scaling_type: int | None = None, rope_freq_base: float | None = None, rope_freq_scale: float | None = None, yarn_ext_factor: float | None = None, yarn_attn_factor: float | None = None, yarn_beta_fast: float | None = None, yarn_beta_slow: float | None = None, yarn_orig_ctx: int | None = None, prompt_cache_mib: int | None = None) -> None:
         """
         Creates a context.
 
@@ -366,6 +366,9 @@ class Context:
                 attention_type (-1, 0 causal, 1 non-causal), rope_scaling_type, rope_freq_base,
                 rope_freq_scale, yarn_ext_factor, yarn_attn_factor, yarn_beta_fast, yarn_beta_slow
                 (finite), yarn_orig_ctx.
+            prompt_cache_mib: Host memory (MiB) for the batch loop's prompt cache (n_seq_max > 1):
+                a sequence's cache that a new prompt would overwrite is kept there, and a later prompt
+                that shares more with it than with any sequence restores it. None or 0: no cache.
 
         Raises:
             ValueError: n_ctx < 0 or absurd, n_batch > n_ctx, n_ubatch > n_batch, bad enums, thread
@@ -497,8 +500,9 @@ class Context:
     def batch_stats(self) -> dict[str, int]:
         """
         The batch loop's counters (contexts with n_seq_max > 1): decode steps, tokens decoded,
-        and tokens sampled by generating sequences; n_sampled / n_steps is the mean batch of
-        generations per step.
+        and tokens sampled by generating sequences (n_sampled / n_steps is the mean batch of
+        generations per step); then its prompt cache: entries and bytes held, states saved and
+        restored.
         """
 
     def perf_reset(self) -> None: ...

@@ -25,16 +25,8 @@ TriggerType = Literal["word", "pattern", "pattern_full", "token"]
 
 # ggml_type values of the KV cache types llama.cpp accepts (ggml.h).
 KV_CACHE_GGML_TYPES: dict[str, int] = {
-    "f32": 0,
-    "f16": 1,
-    "q4_0": 2,
-    "q4_1": 3,
-    "q5_0": 6,
-    "q5_1": 7,
-    "q8_0": 8,
-    "iq4_nl": 20,
-    "bf16": 30,
-}
+    "f32": 0, "f16": 1, "q4_0": 2, "q4_1": 3, "q5_0": 6, "q5_1": 7, "q8_0": 8, "iq4_nl": 20, "bf16": 30,
+}  # fmt: skip
 _FLASH_ATTN = {"auto": -1, "off": 0, "on": 1}
 _SPLIT_MODES = {"none": 0, "layer": 1, "row": 2}
 
@@ -175,12 +167,13 @@ class ModelParams:
         n_parallel: Requests the engine generates at once, batched into one decode per step;
             each gets its own sequence of ``n_ctx`` tokens (the KV cache grows with it).
         n_queue: Requests that may wait for a sequence; more raise ``QueueFullError``.
-        kv_unified: One KV cache buffer shared by the sequences (each still holds at most
-            ``n_ctx`` tokens) instead of one per sequence. Shared, a decode step is one graph
-            run whichever sequences take part (separate buffers need a second run when a
-            prompt joins the running generations), and a common prompt prefix is shared
-            instead of copied; but a sequence's cells then lie among its neighbours', and a
-            greedy reply can differ from the same request run alone.
+        kv_unified: One KV cache buffer for all sequences (each still holds ``n_ctx`` tokens at
+            most): a step is one graph run even when a prompt joins (separate buffers need two),
+            a common prefix is shared, not copied; but a greedy reply can differ from the same
+            request run alone (a sequence's cells lie among its neighbours').
+        prompt_cache_mib: Host memory for KV caches of earlier prompts (``n_parallel`` > 1): a
+            sequence's cache that another request overwrites is kept, for a later prompt that
+            shares more with it than with any sequence; 0 turns it off.
         flash_attn: "auto", "on" or "off".
         type_k: KV cache type of keys; quantized types need flash attention.
         type_v: KV cache type of values; quantized types need flash attention.
@@ -205,6 +198,7 @@ class ModelParams:
     n_parallel: int = 1
     n_queue: int = 64
     kv_unified: bool = False
+    prompt_cache_mib: int = 256
     flash_attn: FlashAttention = "auto"
     type_k: KvCacheType = "f16"
     type_v: KvCacheType = "f16"
@@ -231,6 +225,7 @@ class ModelParams:
         if self.n_parallel > 256:
             raise _fail(c, "n_parallel", "must be <= 256", self.n_parallel)
         _check_int(c, "n_queue", self.n_queue, 0)
+        _check_int(c, "prompt_cache_mib", self.prompt_cache_mib, 0)
         _check_choice(c, "flash_attn", self.flash_attn, _FLASH_ATTN)
         _check_choice(c, "type_k", self.type_k, KV_CACHE_GGML_TYPES)
         _check_choice(c, "type_v", self.type_v, KV_CACHE_GGML_TYPES)
@@ -290,6 +285,7 @@ class ModelParams:
             "n_ubatch": n_ubatch,
             "n_seq_max": n_seq,
             "kv_unified": self.kv_unified,
+            "prompt_cache_mib": self.prompt_cache_mib,
             "n_threads": self.n_threads,
             "n_threads_batch": self.n_threads_batch,
             "flash_attn": _FLASH_ATTN[self.flash_attn],

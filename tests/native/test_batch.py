@@ -59,7 +59,7 @@ def test_four_concurrent_greedy_generations_match_each_alone(smollm2, expected):
 
 def test_batch_stats_count_the_steps_and_their_fill(smollm2, expected):
     with _native.Context(smollm2, n_ctx=2048, n_seq_max=4, n_threads=2) as ctx:
-        assert ctx.batch_stats() == {"n_steps": 0, "n_tokens": 0, "n_sampled": 0}
+        assert set(ctx.batch_stats().values()) == {0}
         gens = [ctx.generate(smollm2.tokenize(p, add_special=True), greedy(smollm2), max_tokens=16, seq_id=i)
                 for i, p in enumerate(PROMPTS)]
         assert consume_all(gens) == expected
@@ -181,6 +181,42 @@ def test_sequences_arriving_out_of_order_match_each_alone(smollm2, expected):
         gens = [ctx.generate(smollm2.tokenize(PROMPTS[i], add_special=True), greedy(smollm2), max_tokens=16,
                              seq_id=seq) for i, seq in enumerate(order)]
         assert consume_all(gens) == expected
+
+
+LONG_PROMPTS = [
+    "Write a short story about a lighthouse keeper who finds a message in a bottle on the shore.",
+    "Explain in simple words why the sky looks blue during the day and red in the evening.",
+]
+
+
+def test_the_prompt_cache_brings_back_a_prompt_another_request_overwrote(smollm2):
+    with _native.Context(smollm2, n_ctx=1024, n_seq_max=2, n_threads=2, prompt_cache_mib=64) as ctx:
+        first, other = (smollm2.tokenize(p, add_special=True) for p in LONG_PROMPTS)
+        before = [t for t, _ in ctx.generate(first, greedy(smollm2), max_tokens=8, seq_id=0)]
+        list(ctx.generate(other, greedy(smollm2), max_tokens=8, seq_id=0))  # overwrites sequence 0
+        stats = ctx.batch_stats()
+        assert stats["prompt_cache_entries"] == 1 and stats["prompt_cache_saved"] == 1
+        assert stats["prompt_cache_bytes"] > 0
+        again = ctx.generate(first, greedy(smollm2), max_tokens=8, seq_id=1)  # an empty sequence
+        assert [t for t, _ in again] == before
+        assert again.n_reused_tokens == len(first) - 1  # the last prompt token is evaluated again
+        assert ctx.batch_stats()["prompt_cache_restored"] == 1
+        assert ctx.cached_tokens(1)[: len(first)] == first
+        ctx.set_control_vector(None)  # the kept caches were computed without it: dropped
+        assert ctx.batch_stats()["prompt_cache_entries"] == 0
+
+
+def test_without_a_prompt_cache_an_overwritten_prompt_is_evaluated_again(smollm2):
+    with _native.Context(smollm2, n_ctx=1024, n_seq_max=2, n_threads=2) as ctx:
+        first, other = (smollm2.tokenize(p, add_special=True) for p in LONG_PROMPTS)
+        list(ctx.generate(first, greedy(smollm2), max_tokens=8, seq_id=0))
+        list(ctx.generate(other, greedy(smollm2), max_tokens=8, seq_id=0))
+        again = ctx.generate(first, greedy(smollm2), max_tokens=8, seq_id=1)
+        list(again)
+        assert again.n_reused_tokens < 8
+        assert ctx.batch_stats()["prompt_cache_saved"] == 0
+    with pytest.raises(ValueError, match="prompt_cache_mib"):
+        _native.Context(smollm2, n_ctx=256, n_seq_max=2, prompt_cache_mib=-1)
 
 
 def test_closing_the_context_ends_every_generation(smollm2):

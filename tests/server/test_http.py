@@ -200,6 +200,8 @@ def test_metrics_count_requests_and_tokens(server, http):
     assert 'llamabind_active_sequences{model="smollm2"}' in text
     assert "llamabind_queue_depth" in text
     assert 'llamabind_decode_steps_total{model="smollm2"}' in text
+    assert 'llamabind_prompt_cache_bytes{model="smollm2"}' in text
+    assert "# TYPE llamabind_prompt_cache_restored_total counter" in text
     after_tokens = metric(http, "llamabind_completion_tokens_total")
     assert after_tokens - before_tokens == reply["usage"]["completion_tokens"]
     assert metric(http, "llamabind_requests_total") >= before_requests + 2

@@ -53,6 +53,12 @@ def add_serve_flags(parser: argparse.ArgumentParser) -> None:
     unified += "may differ from the same request served alone"
     parser.add_argument("--kv-unified", action="store_true", default=None, help=unified)
     parser.add_argument(
+        "--prompt-cache-mib",
+        type=int,
+        default=None,
+        help="host memory for earlier prompts' KV caches with --parallel > 1 (default 256; 0: off)",
+    )
+    parser.add_argument(
         "--max-body-bytes",
         type=int,
         default=8 * 1024 * 1024,
@@ -96,7 +102,11 @@ def serve(args: argparse.Namespace) -> int:
     if len(args.alias) > max(len(refs), 1):
         raise CommandError(f"{len(args.alias)} aliases for {max(len(refs), 1)} models")
     params = model_params(
-        args, n_parallel=args.parallel, n_queue=args.queue, kv_unified=args.kv_unified
+        args,
+        n_parallel=args.parallel,
+        n_queue=args.queue,
+        kv_unified=args.kv_unified,
+        prompt_cache_mib=args.prompt_cache_mib,
     )
     paths = [str(resolve(ref)) for ref in refs] or [str(resolve(None))]
     specs = tuple(

@@ -74,12 +74,12 @@ class ServedModel:
         return info() if info is not None else None
 
     def batch_stats(self) -> dict[str, int]:
-        """The batch loop's counters (decode steps, tokens decoded, tokens sampled); zeros when
-        the engine runs one request at a time. Never waits for a decode."""
+        """The batch loop's counters (``Context.batch_stats``: decode steps, tokens decoded and
+        sampled, the prompt cache); empty when the model is not loaded. Never waits for a decode."""
         try:
             return dict(self.engine.engine.context.batch_stats())
         except LlamaError:  # not loaded, or closed
-            return {"n_steps": 0, "n_tokens": 0, "n_sampled": 0}
+            return {}
 
     def describe(self) -> dict[str, Any]:
         """The ``model`` object of ``/v1/models``."""
