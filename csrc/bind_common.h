@@ -109,34 +109,22 @@ void bind_chat(nb::module_ & m);
 
 namespace nanobind::detail {
 
-template <>
-struct type_caster<llamabind::TokenSequence> {
-    NB_TYPE_CASTER(llamabind::TokenSequence, const_name("collections.abc.Sequence[int]"))
+// Arguments taken as the Python object they are (the binding converts and checks them, with
+// messages naming the argument), shown in the signature as the type they should be.
+#define LLAMABIND_PASSTHROUGH_CASTER(Type, signature)                          \
+    template <>                                                               \
+    struct type_caster<Type> {                                                \
+        NB_TYPE_CASTER(Type, const_name(signature))                           \
+        bool from_python(handle src, uint8_t, cleanup_list *) noexcept {      \
+            value.object = src;                                               \
+            return true;                                                      \
+        }                                                                     \
+    };
 
-    bool from_python(handle src, uint8_t, cleanup_list *) noexcept {
-        value.object = src;
-        return true;
-    }
-};
+LLAMABIND_PASSTHROUGH_CASTER(llamabind::TokenSequence, "collections.abc.Sequence[int]")
+LLAMABIND_PASSTHROUGH_CASTER(llamabind::LogitBiasArg, "collections.abc.Mapping[int, float]")
+LLAMABIND_PASSTHROUGH_CASTER(llamabind::KvOverridesArg, "collections.abc.Mapping[str, bool | int | float | str]")
 
-template <>
-struct type_caster<llamabind::LogitBiasArg> {
-    NB_TYPE_CASTER(llamabind::LogitBiasArg, const_name("collections.abc.Mapping[int, float]"))
-
-    bool from_python(handle src, uint8_t, cleanup_list *) noexcept {
-        value.object = src;
-        return true;
-    }
-};
-
-template <>
-struct type_caster<llamabind::KvOverridesArg> {
-    NB_TYPE_CASTER(llamabind::KvOverridesArg, const_name("collections.abc.Mapping[str, bool | int | float | str]"))
-
-    bool from_python(handle src, uint8_t, cleanup_list *) noexcept {
-        value.object = src;
-        return true;
-    }
-};
+#undef LLAMABIND_PASSTHROUGH_CASTER
 
 }  // namespace nanobind::detail

@@ -181,7 +181,9 @@ class Scanner {
 
     Piece repeat(const Piece & item, long min, long max) {
         const bool many = max < 0 || max > 1;
-        if (many && item.repeats) fail("repeats a group that itself repeats (like (a+)+ or a**)");
+        // A repeat inside a repeat is only exponential where the iterations can split one text in
+        // more than one way (the next check) or match the empty text: (a*)*, not (\d+,)*.
+        if (many && item.repeats && item.nullable) fail("repeats a group that itself repeats and can match nothing (like (a*)* or a**)");
         if (many && (item.ambiguous || (item.tail & item.first).any())) {
             fail("repeats a part that can match the same text in more than one way (like (a|a)*, (a|ab)* or (a?a)*)");
         }
