@@ -89,6 +89,18 @@ def child_native(spec: dict[str, Any]) -> dict[str, float]:
     return {"pp": pp, "tg": tg}
 
 
+def chat_prompt(engine: Any, i: int, n_tokens: int) -> list[dict[str, str]]:
+    """A conversation of its own for stream i whose rendered prompt has about ``n_tokens``
+    tokens, so that generation runs at the depth of llama-batched-bench's (-npp)."""
+    words = ["rivers", "lamps", "orchards", "engines", "letters", "harbours", "clocks", "birds"]
+    text = f"Story number {i}: tell me a long story about"
+    while True:
+        messages = [{"role": "user", "content": text + "."}]
+        if engine.chat_template(messages).token_count >= n_tokens:
+            return messages
+        text += f" {words[len(text) % len(words)]}"
+
+
 def child_create(spec: dict[str, Any]) -> dict[str, float]:
     from llamabind import GenerationParams, LlamaEngine, ModelParams
 
@@ -98,28 +110,40 @@ def child_create(spec: dict[str, Any]) -> dict[str, float]:
                          n_gpu_layers=spec["ngl"], flash_attn=spec["fa"])
     request = GenerationParams(max_tokens=g, temperature=0, repeat_penalty=1.0, ignore_eos=True)
     with LlamaEngine(spec["model"], params) as engine:
+        prompts = [chat_prompt(engine, i, spec["p"]) for i in range(b)]
+
         def run_once() -> float:
-            """Aggregate: every stream's tokens after its first, over the time from the last
-            first token to the last token (as for native)."""
+            """Aggregate over the time every stream is generating (from the last first token to
+            the first last token): each stream's tokens in that window, by its chunks' times.
+            (Counting every token after each stream's own first over that window overstated
+            when the streams started apart.)"""
             engine.reset_cache()
-            spans: list[tuple[float, float, int]] = [(0.0, 0.0, 0)] * b
+            streams: list[tuple[list[float], int]] = [([], 0)] * b
             start = threading.Barrier(b)
 
             def ask(i: int) -> None:
-                messages = [{"role": "user", "content": f"Story number {i}: tell me a long story."}]
+                messages = prompts[i]
+                times: list[float] = []
+                n_tokens = 0
                 start.wait()
-                t0 = time.perf_counter()
-                usage = engine.complete(messages, request).usage
-                first = t0 + (usage.time_to_first_token_ms or 0.0) / 1000
-                spans[i] = (first, t0 + usage.duration_ms / 1000, usage.completion_tokens)
+                for chunk in engine.create(messages, request):
+                    if chunk.choices and chunk.choices[0].delta.content:
+                        times.append(time.perf_counter())
+                    if chunk.usage is not None:
+                        n_tokens = chunk.usage.completion_tokens
+                streams[i] = (times, n_tokens)
 
             threads = [threading.Thread(target=ask, args=(i,)) for i in range(b)]
             for t in threads:
                 t.start()
             for t in threads:
                 t.join()
-            window = max(end for _, end, _ in spans) - max(first for first, _, _ in spans)
-            return sum(n - 1 for _, _, n in spans) / window
+            begin = max(times[0] for times, _ in streams)
+            end = min(times[-1] for times, _ in streams)
+            # a chunk is about one token: scale each stream's share of chunks to its tokens
+            tokens = sum((n - 1) * sum(begin < t <= end for t in times) / max(len(times) - 1, 1)
+                         for times, n in streams)  # fmt: skip
+            return tokens / (end - begin)
 
         run_once()
         return {"tg": run_once()}
