@@ -195,6 +195,7 @@ void Context::close() {
         tokens_.clear();
         adapters_.clear();
         graph_samplers_.clear();
+        prompt_cache_.clear();  // its host memory goes now, not when Python drops the handle
     }
 }
 

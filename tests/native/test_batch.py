@@ -204,6 +204,10 @@ def test_the_prompt_cache_brings_back_a_prompt_another_request_overwrote(smollm2
         assert ctx.cached_tokens(1)[: len(first)] == first
         ctx.set_control_vector(None)  # the kept caches were computed without it: dropped
         assert ctx.batch_stats()["prompt_cache_entries"] == 0
+        list(ctx.generate(other, greedy(smollm2), max_tokens=8, seq_id=1))  # keeps `first` again
+        assert ctx.batch_stats()["prompt_cache_entries"] == 1
+        ctx.close()  # frees the kept caches at once
+        assert ctx.batch_stats()["prompt_cache_bytes"] == 0
 
 
 def test_without_a_prompt_cache_an_overwritten_prompt_is_evaluated_again(smollm2):
