@@ -86,7 +86,7 @@ class BatchLoop : public std::enable_shared_from_this<BatchLoop> {
     BatchLoop(const BatchLoop &) = delete;
     BatchLoop & operator=(const BatchLoop &) = delete;
 
-    // Adds a generation on options.seq_id (call with the context lock held); an older one on the
+    // Adds a generation on options.seq_id (from any thread, without the context lock); an older one on the
     // same sequence is superseded (finishes "cancelled").
     std::shared_ptr<BatchSequence> start(std::shared_ptr<Sampler> sampler, std::vector<int32_t> prompt,
                                          GenerateOptions options, bool in_graph);

@@ -140,6 +140,7 @@ Context::Context(const Model & model, const ContextOptions & o)
     batch_ = llama_batch_init(static_cast<int32_t>(llama_n_batch(ctx_)), 0, 1);
     register_context(this);
     n_vocab_ = llama_vocab_n_tokens(llama_model_get_vocab(model_.get()));
+    n_seq_max_ = llama_n_seq_max(ctx_);
     n_ctx_seq_ = kv_unified_ && llama_n_seq_max(ctx_) > 1 ? llama_n_ctx(ctx_) / llama_n_seq_max(ctx_)
                                                          : llama_n_ctx_seq(ctx_);
     n_embd_ = llama_model_n_embd_out(model_.get());
@@ -245,7 +246,7 @@ void Context::set_n_threads(int32_t n_threads, int32_t n_threads_batch) {
 
 // llama.cpp asserts on a sequence id outside [0, n_seq_max): every call that takes one checks it here first.
 void Context::check_seq_locked(int32_t seq_id, const char * operation, bool all_allowed) const {
-    const uint32_t n_seq_max = llama_n_seq_max(ctx_);
+    const uint32_t n_seq_max = n_seq_max_;
     if ((seq_id >= 0 && static_cast<uint32_t>(seq_id) < n_seq_max) || (all_allowed && seq_id == -1)) return;
     throw Error(ErrorKind::Value, std::string("[") + operation + "] seq_id " + std::to_string(seq_id) +
                                       " is outside 0.." + std::to_string(n_seq_max - 1) +

@@ -69,6 +69,8 @@ class Context {
     // cache that llama.cpp would let any of them fill; each still gets only its share here, so
     // that one long generation can never take the room its neighbours were promised.
     int64_t n_ctx_seq() const { return n_ctx_seq_; }
+    // n_seq_max as made (no lock: it never changes).
+    uint32_t n_seq_max_fixed() const { return n_seq_max_; }
     int32_t n_embd() const { return n_embd_; }
     int32_t pooling_type() const;
     void set_n_threads(int32_t n_threads, int32_t n_threads_batch);
@@ -140,7 +142,8 @@ class Context {
     // Evaluates one piece (<= n_batch tokens) with the lock held. Returns llama_decode's code.
     int32_t decode_piece_locked(const int32_t * tokens, size_t n, int32_t seq_id, LogitsMode logits);
     void check_fits_locked(size_t n_new, int32_t seq_id, const char * operation) const;
-    // Raises ValueError unless 0 <= seq_id < n_seq_max (or seq_id == -1 where `all_allowed`).
+    // Raises ValueError unless 0 <= seq_id < n_seq_max (or seq_id == -1 where `all_allowed`);
+    // needs no lock, despite its name.
     void check_seq_locked(int32_t seq_id, const char * operation, bool all_allowed = false) const;
     void sync_tracked_locked(int32_t seq_id);
     // Backend sampling: runs `chain` inside the graph for seq_id's outputs (false: the context
@@ -172,6 +175,7 @@ class Context {
     llama_batch batch_{};
     int32_t n_vocab_ = 0;
     int64_t n_ctx_seq_ = 0;
+    uint32_t n_seq_max_ = 1;
     int32_t n_embd_ = 0;
     std::map<int32_t, std::vector<int32_t>> tokens_;
     std::map<int32_t, llama_sampler *> graph_samplers_;  // not owned: the generators hold them

@@ -29,8 +29,6 @@ Generator::Generator(std::shared_ptr<Context> context, std::shared_ptr<Sampler> 
                         std::to_string(n_vocab - 1) + ")");
         }
     }
-    auto guard = context_->lock("Context.generate");
-    context_->check_fits_locked(0, options_.seq_id, "Context.generate");
     if (static_cast<int64_t>(prompt_.size()) > context_->n_ctx_seq()) {
         const int64_t n_ctx = context_->n_ctx_seq();
         throw Error(ErrorKind::ContextOverflow, "[Context.generate] the prompt has " + std::to_string(prompt_.size()) +
@@ -38,11 +36,17 @@ Generator::Generator(std::shared_ptr<Context> context, std::shared_ptr<Sampler> 
             .with("n_tokens", static_cast<int64_t>(prompt_.size()))
             .with("n_ctx", n_ctx);
     }
-    if (llama_n_seq_max(context_->raw("Context.generate")) > 1) {
+    if (context_->n_seq_max_fixed() > 1) {
         // Several sequences: the context's batch loop serves this generation beside the others.
+        // Handing it over needs no context lock (the loop sets the sequence up in its next
+        // step), so a new request never waits for the step in flight; nor does a batch of
+        // requests made one after another, which all start in the same step.
+        context_->check_seq_locked(options_.seq_id, "Context.generate");
         batched_ = context_->batch_loop()->start(sampler_, prompt_, options_, wants_graph_sampling());
         return;
     }
+    auto guard = context_->lock("Context.generate");
+    context_->check_fits_locked(0, options_.seq_id, "Context.generate");
     ticket_ = context_->claim_sequence_locked(options_.seq_id);
     attach_graph_sampler();
 }

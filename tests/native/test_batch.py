@@ -183,6 +183,17 @@ def test_sequences_arriving_out_of_order_match_each_alone(smollm2, expected):
         assert consume_all(gens) == expected
 
 
+def test_generations_made_one_after_another_start_in_the_same_step(smollm2):
+    """Context.generate hands the request to the loop without waiting for the context lock, so
+    prompts made back to back are evaluated together (each call used to wait for the step in
+    flight, and eight prompts took about eight steps)."""
+    with _native.Context(smollm2, n_ctx=8 * 64, n_seq_max=8, n_threads=2) as ctx:
+        prompts = [smollm2.tokenize(f"{PROMPTS[i % 4]} (request {i})", add_special=True) for i in range(8)]
+        gens = [ctx.generate(p, greedy(smollm2), max_tokens=1, seq_id=i) for i, p in enumerate(prompts)]
+        assert all(len(t) == 1 for t in consume_all(gens))
+        assert ctx.batch_stats()["n_steps"] <= 3
+
+
 LONG_PROMPTS = [
     "Write a short story about a lighthouse keeper who finds a message in a bottle on the shore.",
     "Explain in simple words why the sky looks blue during the day and red in the evening.",
