@@ -199,17 +199,25 @@ bool BatchLoop::has_work_locked() {
 
 void BatchLoop::run() noexcept {
     for (;;) {
+        bool gather = false;
         {
             std::unique_lock<std::mutex> lk(mutex_);
-            if (!stopping_ && !has_work_locked() &&
-                !work_.wait_for(lk, std::chrono::milliseconds(5), [&] { return stopping_ || has_work_locked(); })) {
-                lk.unlock();
-                release_compute_threads();  // idle for a while: free this thread's OpenMP team
-                lk.lock();
-                work_.wait(lk, [&] { return stopping_ || has_work_locked(); });
+            if (!stopping_ && !has_work_locked()) {
+                if (!work_.wait_for(lk, std::chrono::milliseconds(5), [&] { return stopping_ || has_work_locked(); })) {
+                    lk.unlock();
+                    release_compute_threads();  // idle for a while: free this thread's OpenMP team
+                    lk.lock();
+                    work_.wait(lk, [&] { return stopping_ || has_work_locked(); });
+                }
+                // Woken by new requests only: those made right after the first (a caller starting
+                // several, or several callers at once) would otherwise miss its prompt step and
+                // each take a step of their own.
+                gather = std::none_of(sequences_.begin(), sequences_.end(),
+                                      [](const std::shared_ptr<BatchSequence> & s) { return s->started_; });
             }
             if (stopping_) return;
         }
+        if (gather) std::this_thread::sleep_for(std::chrono::microseconds(500));
         step();
     }
 }
