@@ -15,12 +15,6 @@ namespace {
 // is as cheap.
 constexpr size_t min_borrowed_tokens = 8;
 
-size_t common_prefix(const std::vector<int32_t> & held, const std::vector<int32_t> & prompt) {
-    size_t n = 0;
-    while (n < held.size() && n < prompt.size() && held[n] == prompt[n]) ++n;
-    return n;
-}
-
 Step finished(const char * reason) {
     Step step;
     step.finish = reason;

@@ -127,7 +127,6 @@ Context::Context(const Model & model, const ContextOptions & o)
     p.abort_callback = abort_callback;
     p.abort_callback_data = this;
     kv_unified_ = p.kv_unified;
-    if (o.prompt_cache_bytes < 0) throw_value("[Context] prompt_cache_mib must be >= 0");
     prompt_cache_.set_limit(static_cast<size_t>(o.prompt_cache_bytes));
 
     LogCapture capture;
@@ -141,8 +140,7 @@ Context::Context(const Model & model, const ContextOptions & o)
     register_context(this);
     n_vocab_ = llama_vocab_n_tokens(llama_model_get_vocab(model_.get()));
     n_seq_max_ = llama_n_seq_max(ctx_);
-    n_ctx_seq_ = kv_unified_ && llama_n_seq_max(ctx_) > 1 ? llama_n_ctx(ctx_) / llama_n_seq_max(ctx_)
-                                                         : llama_n_ctx_seq(ctx_);
+    n_ctx_seq_ = kv_unified_ && n_seq_max_ > 1 ? llama_n_ctx(ctx_) / n_seq_max_ : llama_n_ctx_seq(ctx_);
     n_embd_ = llama_model_n_embd_out(model_.get());
 }
 
@@ -245,7 +243,7 @@ void Context::set_n_threads(int32_t n_threads, int32_t n_threads_batch) {
 }
 
 // llama.cpp asserts on a sequence id outside [0, n_seq_max): every call that takes one checks it here first.
-void Context::check_seq_locked(int32_t seq_id, const char * operation, bool all_allowed) const {
+void Context::check_seq(int32_t seq_id, const char * operation, bool all_allowed) const {
     const uint32_t n_seq_max = n_seq_max_;
     if ((seq_id >= 0 && static_cast<uint32_t>(seq_id) < n_seq_max) || (all_allowed && seq_id == -1)) return;
     throw Error(ErrorKind::Value, std::string("[") + operation + "] seq_id " + std::to_string(seq_id) +
@@ -257,7 +255,7 @@ void Context::check_seq_locked(int32_t seq_id, const char * operation, bool all_
 }
 
 void Context::check_fits_locked(size_t n_new, int32_t seq_id, const char * operation) const {
-    check_seq_locked(seq_id, operation);
+    check_seq(seq_id, operation);
     const int64_t n_ctx = n_ctx_seq_;
     const int64_t n_past = llama_memory_seq_pos_max(llama_get_memory(ctx_), seq_id) + 1;
     if (n_past + static_cast<int64_t>(n_new) > n_ctx) {
@@ -396,7 +394,7 @@ std::vector<float> Context::embeddings(int32_t i) const {
 
 std::vector<float> Context::sequence_embeddings(int32_t seq_id) const {
     auto g = lock("Context.sequence_embeddings");
-    check_seq_locked(seq_id, "Context.sequence_embeddings");
+    check_seq(seq_id, "Context.sequence_embeddings");
     const float * data = llama_get_embeddings_seq(ctx_, seq_id);
     if (data == nullptr) {
         throw_value("[Context.sequence_embeddings] no pooled embeddings for sequence " + std::to_string(seq_id) +
@@ -414,7 +412,7 @@ void Context::memory_clear() {
 
 bool Context::memory_remove(int32_t seq_id, int32_t p0, int32_t p1) {
     auto g = lock("Context.memory_remove");
-    check_seq_locked(seq_id, "Context.memory_remove", true);
+    check_seq(seq_id, "Context.memory_remove", true);
     const bool ok = llama_memory_seq_rm(llama_get_memory(ctx_), seq_id, p0, p1);
     if (ok) {
         for (auto & [seq, tracked] : tokens_) {
@@ -428,8 +426,8 @@ bool Context::memory_remove(int32_t seq_id, int32_t p0, int32_t p1) {
 
 void Context::memory_copy(int32_t src, int32_t dst, int32_t p0, int32_t p1) {
     auto g = lock("Context.memory_copy");
-    check_seq_locked(src, "Context.memory_copy");
-    check_seq_locked(dst, "Context.memory_copy");
+    check_seq(src, "Context.memory_copy");
+    check_seq(dst, "Context.memory_copy");
     // Without a unified KV cache each sequence has its own buffer, and llama.cpp copies between
     // buffers only whole (it asserts otherwise).
     if (!kv_unified_ && llama_n_seq_max(ctx_) > 1 && src != dst && (p0 > 0 || p1 >= 0)) {
@@ -448,7 +446,7 @@ void Context::memory_copy(int32_t src, int32_t dst, int32_t p0, int32_t p1) {
 
 void Context::memory_keep(int32_t seq_id) {
     auto g = lock("Context.memory_keep");
-    check_seq_locked(seq_id, "Context.memory_keep");
+    check_seq(seq_id, "Context.memory_keep");
     llama_memory_t memory = llama_get_memory(ctx_);
     llama_memory_seq_keep(memory, seq_id);
     if (!kv_unified_) {  // each sequence has its own buffer, and seq_keep clears only seq_id's
@@ -463,7 +461,7 @@ void Context::memory_keep(int32_t seq_id) {
 
 void Context::memory_shift(int32_t seq_id, int32_t p0, int32_t p1, int32_t delta) {
     auto g = lock("Context.memory_shift");
-    check_seq_locked(seq_id, "Context.memory_shift");
+    check_seq(seq_id, "Context.memory_shift");
     if (!llama_memory_can_shift(llama_get_memory(ctx_))) {
         throw Error(ErrorKind::State, "[Context.memory_shift] this model's memory cannot be shifted");
     }
@@ -473,13 +471,13 @@ void Context::memory_shift(int32_t seq_id, int32_t p0, int32_t p1, int32_t delta
 
 int32_t Context::memory_pos_max(int32_t seq_id) const {
     auto g = lock("Context.memory_pos_max");
-    check_seq_locked(seq_id, "Context.memory_pos_max");
+    check_seq(seq_id, "Context.memory_pos_max");
     return llama_memory_seq_pos_max(llama_get_memory(ctx_), seq_id);
 }
 
 int32_t Context::memory_pos_min(int32_t seq_id) const {
     auto g = lock("Context.memory_pos_min");
-    check_seq_locked(seq_id, "Context.memory_pos_min");
+    check_seq(seq_id, "Context.memory_pos_min");
     return llama_memory_seq_pos_min(llama_get_memory(ctx_), seq_id);
 }
 
@@ -490,7 +488,7 @@ bool Context::memory_can_shift() const {
 
 std::vector<int32_t> Context::cached_tokens(int32_t seq_id) const {
     auto g = lock("Context.cached_tokens");
-    check_seq_locked(seq_id, "Context.cached_tokens");
+    check_seq(seq_id, "Context.cached_tokens");
     auto it = tokens_.find(seq_id);
     return it == tokens_.end() ? std::vector<int32_t>{} : it->second;
 }
@@ -499,17 +497,14 @@ std::vector<int32_t> Context::prefix_lengths(const std::vector<int32_t> & tokens
     auto g = lock("Context.prefix_lengths");
     std::vector<int32_t> out(llama_n_seq_max(ctx_), 0);
     for (const auto & [seq, held] : tokens_) {
-        if (seq < 0 || static_cast<size_t>(seq) >= out.size()) continue;
-        size_t n = 0;
-        while (n < held.size() && n < tokens.size() && held[n] == tokens[n]) ++n;
-        out[seq] = static_cast<int32_t>(n);
+        if (seq >= 0 && static_cast<size_t>(seq) < out.size()) out[seq] = static_cast<int32_t>(common_prefix(held, tokens));
     }
     return out;
 }
 
 std::vector<uint8_t> Context::state_bytes(std::optional<int32_t> seq_id) {
     auto g = lock("Context.state_bytes");
-    if (seq_id) check_seq_locked(*seq_id, "Context.state_bytes");
+    if (seq_id) check_seq(*seq_id, "Context.state_bytes");
     std::vector<uint8_t> out;
     if (seq_id) {
         out.resize(llama_state_seq_get_size(ctx_, *seq_id));
@@ -523,7 +518,7 @@ std::vector<uint8_t> Context::state_bytes(std::optional<int32_t> seq_id) {
 
 void Context::load_state_bytes(const std::vector<uint8_t> & data, std::optional<int32_t> seq_id) {
     auto g = lock("Context.load_state_bytes");
-    if (seq_id) check_seq_locked(*seq_id, "Context.load_state_bytes");
+    if (seq_id) check_seq(*seq_id, "Context.load_state_bytes");
     LogCapture capture;
     const size_t n = seq_id ? llama_state_seq_set_data(ctx_, data.data(), data.size(), *seq_id)
                             : llama_state_set_data(ctx_, data.data(), data.size());
@@ -535,7 +530,7 @@ void Context::load_state_bytes(const std::vector<uint8_t> & data, std::optional<
 
 void Context::save_state_file(const std::string & path, std::optional<int32_t> seq_id) {
     auto g = lock("Context.save_state_file");
-    if (seq_id) check_seq_locked(*seq_id, "Context.save_state_file");
+    if (seq_id) check_seq(*seq_id, "Context.save_state_file");
     check_path(path, "Context.save_state_file", "path");
     const int32_t seq = seq_id.value_or(0);
     std::vector<int32_t> tracked = tokens_.count(seq) ? tokens_[seq] : std::vector<int32_t>{};
@@ -549,7 +544,7 @@ void Context::save_state_file(const std::string & path, std::optional<int32_t> s
 
 void Context::load_state_file(const std::string & path, std::optional<int32_t> seq_id) {
     auto g = lock("Context.load_state_file");
-    if (seq_id) check_seq_locked(*seq_id, "Context.load_state_file");
+    if (seq_id) check_seq(*seq_id, "Context.load_state_file");
     check_path(path, "Context.load_state_file", "path");
     if (!std::ifstream(path).good()) {
         throw Error(ErrorKind::State, "[Context.load_state_file] cannot read '" + path + "'").with("path", path);

@@ -143,8 +143,8 @@ class Context {
     int32_t decode_piece_locked(const int32_t * tokens, size_t n, int32_t seq_id, LogitsMode logits);
     void check_fits_locked(size_t n_new, int32_t seq_id, const char * operation) const;
     // Raises ValueError unless 0 <= seq_id < n_seq_max (or seq_id == -1 where `all_allowed`);
-    // needs no lock, despite its name.
-    void check_seq_locked(int32_t seq_id, const char * operation, bool all_allowed = false) const;
+    // needs no lock.
+    void check_seq(int32_t seq_id, const char * operation, bool all_allowed = false) const;
     void sync_tracked_locked(int32_t seq_id);
     // Backend sampling: runs `chain` inside the graph for seq_id's outputs (false: the context
     // cannot). Detaching a chain that is no longer the one attached does nothing.

@@ -41,7 +41,7 @@ Generator::Generator(std::shared_ptr<Context> context, std::shared_ptr<Sampler> 
         // Handing it over needs no context lock (the loop sets the sequence up in its next
         // step), so a new request never waits for the step in flight; nor does a batch of
         // requests made one after another, which all start in the same step.
-        context_->check_seq_locked(options_.seq_id, "Context.generate");
+        context_->check_seq(options_.seq_id, "Context.generate");
         batched_ = context_->batch_loop()->start(sampler_, prompt_, options_, wants_graph_sampling());
         return;
     }

@@ -3,13 +3,14 @@
 #include <algorithm>
 
 namespace llamabind {
-namespace {
 
 size_t common_prefix(const std::vector<int32_t> & a, const std::vector<int32_t> & b) {
     const size_t n = std::min(a.size(), b.size());
     return static_cast<size_t>(std::mismatch(a.begin(), a.begin() + static_cast<std::ptrdiff_t>(n), b.begin()).first -
                                a.begin());
 }
+
+namespace {
 
 bool is_prefix(const std::vector<int32_t> & a, const std::vector<int32_t> & of) {
     return a.size() <= of.size() && std::equal(a.begin(), a.end(), of.begin());
@@ -52,7 +53,8 @@ void PromptCache::counted() {
     n_bytes_.store(static_cast<int64_t>(bytes_));
 }
 
-std::list<PromptCache::Entry>::iterator PromptCache::best(const std::vector<int32_t> & prompt, size_t & n_common) {
+std::list<PromptCache::Entry>::const_iterator PromptCache::best(const std::vector<int32_t> & prompt,
+                                                               size_t & n_common) const {
     auto found = entries_.end();
     n_common = 0;
     for (auto it = entries_.begin(); it != entries_.end(); ++it) {
@@ -67,7 +69,7 @@ std::list<PromptCache::Entry>::iterator PromptCache::best(const std::vector<int3
 
 size_t PromptCache::longest_prefix(const std::vector<int32_t> & prompt) const {
     size_t n_common = 0;
-    for (const Entry & entry : entries_) n_common = std::max(n_common, common_prefix(entry.tokens, prompt));
+    best(prompt, n_common);
     return n_common;
 }
 

@@ -10,6 +10,9 @@
 
 namespace llamabind {
 
+// How many leading tokens two token runs share.
+size_t common_prefix(const std::vector<int32_t> & a, const std::vector<int32_t> & b);
+
 // Sequences' KV caches kept in host memory after their sequence moved on to another prompt
 // (llama-server's prompt cache): a later request whose prompt shares a longer prefix with a
 // kept entry than with any sequence restores it and evaluates only the rest. A conversation
@@ -47,7 +50,7 @@ class PromptCache {
         std::vector<uint8_t> state;
     };
     void counted();  // publishes the entry count and size to stats()
-    std::list<Entry>::iterator best(const std::vector<int32_t> & prompt, size_t & n_common);
+    std::list<Entry>::const_iterator best(const std::vector<int32_t> & prompt, size_t & n_common) const;
 
     size_t limit_;
     size_t bytes_ = 0;
