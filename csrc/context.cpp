@@ -435,13 +435,32 @@ void Context::memory_copy(int32_t src, int32_t dst, int32_t p0, int32_t p1) {
                     std::to_string(p1) + ") into another needs kv_unified=True; without it only whole "
                     "sequences are copied (p0=-1, p1=-1)");
     }
-    llama_memory_seq_cp(llama_get_memory(ctx_), src, dst, p0, p1);
+    if (!kv_unified_ && llama_n_seq_max(ctx_) > 1 && src != dst && !llama_model_is_recurrent(model_.get())) {
+        // llama.cpp would copy the buffer only at the next decode, after whatever wrote into the
+        // source meanwhile (a state loaded into it): copy the cells now, through host memory.
+        copy_sequence_now_locked(src, dst);
+    } else {
+        llama_memory_seq_cp(llama_get_memory(ctx_), src, dst, p0, p1);
+    }
     if (p0 <= 0 && p1 < 0) {
         tokens_[dst] = tokens_[src];
     } else {
         tokens_.erase(dst);
     }
     sync_tracked_locked(dst);
+}
+
+void Context::copy_sequence_now_locked(int32_t src, int32_t dst) {
+    std::vector<uint8_t> state(llama_state_seq_get_size_ext(ctx_, src, LLAMA_STATE_SEQ_FLAGS_NONE));
+    state.resize(llama_state_seq_get_data_ext(ctx_, state.data(), state.size(), src, LLAMA_STATE_SEQ_FLAGS_NONE));
+    llama_memory_seq_rm(llama_get_memory(ctx_), dst, -1, -1);
+    LogCapture capture;
+    if (state.empty() || llama_state_seq_set_data_ext(ctx_, state.data(), state.size(), dst, LLAMA_STATE_SEQ_FLAGS_NONE) == 0) {
+        llama_memory_seq_rm(llama_get_memory(ctx_), dst, -1, -1);
+        tokens_.erase(dst);
+        throw Error(ErrorKind::State, "[Context.memory_copy] could not copy sequence " + std::to_string(src) + " into " +
+                                          std::to_string(dst) + ": " + capture.errors());
+    }
 }
 
 void Context::memory_keep(int32_t seq_id) {

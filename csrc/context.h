@@ -146,6 +146,9 @@ class Context {
     // needs no lock.
     void check_seq(int32_t seq_id, const char * operation, bool all_allowed = false) const;
     void sync_tracked_locked(int32_t seq_id);
+    // Copies all of src's cells into dst at once (llama.cpp's copy between the buffers of two
+    // sequences waits for the next decode); a State error when llama.cpp refuses it.
+    void copy_sequence_now_locked(int32_t src, int32_t dst);
     // Backend sampling: runs `chain` inside the graph for seq_id's outputs (false: the context
     // cannot). Detaching a chain that is no longer the one attached does nothing.
     bool attach_graph_sampler_locked(int32_t seq_id, llama_sampler * chain);

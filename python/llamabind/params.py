@@ -173,7 +173,7 @@ class ModelParams:
             request run alone (a sequence's cells lie among its neighbours').
         prompt_cache_mib: Host memory for KV caches of earlier prompts (``n_parallel`` > 1): a
             sequence's cache that another request overwrites is kept, for a later prompt that
-            shares more with it than with any sequence; 0 (the default) turns it off.
+            shares more with it than with any sequence; 0 turns it off.
         flash_attn: "auto", "on" or "off".
         type_k: KV cache type of keys; quantized types need flash attention.
         type_v: KV cache type of values; quantized types need flash attention.
@@ -198,7 +198,7 @@ class ModelParams:
     n_parallel: int = 1
     n_queue: int = 64
     kv_unified: bool = False
-    prompt_cache_mib: int = 0
+    prompt_cache_mib: int = 256
     flash_attn: FlashAttention = "auto"
     type_k: KvCacheType = "f16"
     type_v: KvCacheType = "f16"

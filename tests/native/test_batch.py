@@ -325,3 +325,27 @@ def test_prefix_lengths_of_every_sequence_in_one_call(smollm2):
             for s in range(3)
         ]
         assert ctx.prefix_lengths([]) == [0, 0, 0]
+
+
+def test_a_prefix_borrowed_in_the_step_its_donor_restores_another_prompt(smollm2):
+    """Sequence 0 borrows a prompt from sequence 1 while, in the same step, sequence 1 restores
+    another prompt from the prompt cache. Without a unified KV cache llama.cpp copies between
+    sequences only at the next decode; the copy must not pick up what the restore wrote."""
+    first, other = (smollm2.tokenize(p, add_special=True) for p in LONG_PROMPTS)
+    first_more = first + smollm2.tokenize(" Make it a sad one.", add_special=False)
+    other_more = other + smollm2.tokenize(" Use the words of a child.", add_special=False)
+    want = []
+    for prompt in (first_more, other_more):
+        with _native.Context(smollm2, n_ctx=512, n_threads=2) as ctx:
+            want.append([t for t, _ in ctx.generate(prompt, greedy(smollm2), max_tokens=12, ignore_eog=True)])
+    with _native.Context(smollm2, n_ctx=2048, n_seq_max=4, n_threads=2, prompt_cache_mib=64) as ctx:
+        list(ctx.generate(other, greedy(smollm2), max_tokens=8, seq_id=1))
+        list(ctx.generate(first, greedy(smollm2), max_tokens=8, seq_id=1))  # `other` goes to the cache
+        busy = ctx.generate(first[:4], greedy(smollm2), max_tokens=400, ignore_eog=True, seq_id=3)
+        next(busy)  # the loop is stepping: the next two start in one step
+        gens = [ctx.generate(first_more, greedy(smollm2), max_tokens=12, ignore_eog=True, seq_id=0),
+                ctx.generate(other_more, greedy(smollm2), max_tokens=12, ignore_eog=True, seq_id=1)]
+        out = consume_all(gens)
+        busy.cancel()
+        assert gens[0].n_reused_tokens >= len(first) - 1 and gens[1].n_reused_tokens >= len(other) - 1
+        assert out == want

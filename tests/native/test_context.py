@@ -362,3 +362,23 @@ def test_text_and_paths_with_lone_surrogates_are_invalid_text(ctx, smollm2):
             method("state\ud800.bin")
     with pytest.raises(InvalidTextError, match=r"\[LoraAdapter\] path"):
         _native.LoraAdapter(smollm2, "lora\udfff.gguf")
+
+
+def test_a_copied_sequence_keeps_what_it_was_given_when_its_source_is_loaded_over(smollm2):
+    """Without a unified KV cache llama.cpp copies one sequence's buffer into another only at the
+    next decode; loading a state into the source before then must not change the copy."""
+    tokens = prompt(smollm2)
+    other = smollm2.tokenize("Numbers are fun to count: one, two, three, four, five", add_special=True)
+    with _native.Context(smollm2, n_ctx=256, n_seq_max=2, n_threads=2) as ctx:
+        ctx.decode(other)
+        other_state = ctx.state_bytes(0)
+        ctx.memory_clear()
+        ctx.decode(tokens[:-1])
+        ctx.memory_copy(0, 1)
+        ctx.load_state_bytes(other_state, 0)  # overwrites what sequence 0 held
+        assert ctx.state_bytes(1) != other_state
+        ctx.decode(tokens[-1:], seq_id=1)
+        copied = ctx.logits()
+    with _native.Context(smollm2, n_ctx=256, n_threads=2) as ctx:
+        ctx.decode(tokens)
+        np.testing.assert_allclose(copied, ctx.logits(), atol=1e-3)

@@ -56,7 +56,7 @@ def add_serve_flags(parser: argparse.ArgumentParser) -> None:
         "--prompt-cache-mib",
         type=int,
         default=None,
-        help="host memory for earlier prompts' KV caches with --parallel > 1 (default 0: off; experimental)",
+        help="host memory for earlier prompts' KV caches with --parallel > 1 (default 256; 0: off)",
     )
     parser.add_argument(
         "--max-body-bytes",
