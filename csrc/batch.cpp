@@ -217,9 +217,8 @@ void BatchLoop::run() noexcept {
 }
 
 // Where a sequence starts: the longest prefix of its prompt that it holds, or that another
-// sequence holds (copied over), is kept; the rest is evaluated. A sequence copied from while
-// its copy is pending goes into `lent`.
-size_t BatchLoop::reuse_prefix(llama_context * ctx, BatchSequence & sequence, std::vector<int32_t> & lent) {
+// sequence holds (copied over), is kept; the rest is evaluated.
+size_t BatchLoop::reuse_prefix(llama_context * ctx, BatchSequence & sequence) {
     const int32_t seq = sequence.options_.seq_id;
     const std::vector<int32_t> & prompt = sequence.prompt_;
     llama_memory_t mem = llama_get_memory(ctx);
@@ -261,10 +260,13 @@ size_t BatchLoop::reuse_prefix(llama_context * ctx, BatchSequence & sequence, st
         bool ok = true;
         if (context_->kv_unified()) {
             llama_memory_seq_cp(mem, donor, seq, 0, static_cast<llama_pos>(n_donor));
-        } else {  // one stream per sequence: only whole copies (at the next decode), then cut
-            llama_memory_seq_cp(mem, donor, seq, -1, -1);
-            lent.push_back(donor);
-            ok = llama_memory_seq_rm(mem, seq, static_cast<llama_pos>(n_donor), -1);
+        } else {  // one buffer per sequence: whole copies only, then cut
+            try {
+                context_->copy_sequence_now_locked(donor, seq);
+                ok = llama_memory_seq_rm(mem, seq, static_cast<llama_pos>(n_donor), -1);
+            } catch (const Error &) {
+                ok = false;
+            }
         }
         if (ok) {
             own.assign(tracked[donor].begin(), tracked[donor].begin() + static_cast<std::ptrdiff_t>(n_donor));
@@ -292,10 +294,10 @@ size_t BatchLoop::reuse_prefix(llama_context * ctx, BatchSequence & sequence, st
     return std::min(n_keep, own.size());
 }
 
-void BatchLoop::begin_sequence(llama_context * ctx, BatchSequence & sequence, std::vector<int32_t> & lent) {
+void BatchLoop::begin_sequence(llama_context * ctx, BatchSequence & sequence) {
     sequence.started_ = true;
     sequence.t_start_us_ = llama_time_us();
-    const size_t n_keep = reuse_prefix(ctx, sequence, lent);
+    const size_t n_keep = reuse_prefix(ctx, sequence);
     sequence.n_evaluated_ = n_keep;
     sequence.n_reused_.store(static_cast<int32_t>(n_keep));
     const int32_t seq = sequence.options_.seq_id;
@@ -390,18 +392,10 @@ void BatchLoop::step() {
             ++n_planned;
         }
     }
-    // Sequences whose cache another one borrowed in this step. Without a unified KV cache
-    // llama.cpp copies between sequences only at the next decode: a lender that restored another
-    // prompt from the prompt cache before then would hand over that prompt's cells (a request
-    // answered another one's question). A new request on a lender starts at the next step.
-    std::vector<int32_t> lent;
     for (auto & s : current) {
         if (s->is_cancelled() || (s->started_ && s->n_evaluated_ >= s->prompt_.size())) continue;
         if (n_planned >= n_batch) break;
-        if (!s->started_) {
-            if (std::find(lent.begin(), lent.end(), s->options_.seq_id) != lent.end()) continue;
-            begin_sequence(ctx, *s, lent);
-        }
+        if (!s->started_) begin_sequence(ctx, *s);
         const size_t n = std::min(s->prompt_.size() - s->n_evaluated_, n_batch - n_planned);
         plan.push_back({s.get(), n});
         n_planned += n;

@@ -114,8 +114,8 @@ class BatchLoop : public std::enable_shared_from_this<BatchLoop> {
     void run() noexcept;
     bool has_work_locked();
     void step();
-    void begin_sequence(llama_context * ctx, BatchSequence & sequence, std::vector<int32_t> & lent);
-    size_t reuse_prefix(llama_context * ctx, BatchSequence & sequence, std::vector<int32_t> & lent);
+    void begin_sequence(llama_context * ctx, BatchSequence & sequence);
+    size_t reuse_prefix(llama_context * ctx, BatchSequence & sequence);
     void end_sequence(BatchSequence & sequence, Step last);
     int32_t sample(llama_context * ctx, BatchSequence & sequence, int32_t index, bool & in_graph);
 

@@ -146,8 +146,11 @@ class Context {
     // needs no lock.
     void check_seq(int32_t seq_id, const char * operation, bool all_allowed = false) const;
     void sync_tracked_locked(int32_t seq_id);
-    // Copies all of src's cells into dst at once (llama.cpp's copy between the buffers of two
-    // sequences waits for the next decode); a State error when llama.cpp refuses it.
+    // Copies all of src's cells into dst at once, through host memory, where each sequence has
+    // a buffer of its own; a State error when llama.cpp refuses it. llama.cpp's own copy between
+    // buffers waits for the next decode and takes whatever the source holds then: a prompt
+    // restored or a state loaded into it meanwhile went to dst under the old positions (one
+    // request answered another's question), and it copies the whole buffer, used or not.
     void copy_sequence_now_locked(int32_t src, int32_t dst);
     // Backend sampling: runs `chain` inside the graph for seq_id's outputs (false: the context
     // cannot). Detaching a chain that is no longer the one attached does nothing.
