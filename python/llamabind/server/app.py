@@ -83,7 +83,10 @@ def bind(host: str, port: int) -> socket.socket:
         OSError: the address is in use or cannot be bound; the message says which.
     """
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    sock = socket.socket(family, socket.SOCK_STREAM)
+    # IPPROTO_TCP, not 0: asyncio turns Nagle's algorithm off only on sockets that say TCP, and
+    # with it on a streamed reply's first chunk waited ~40 ms for the client's delayed ACK of
+    # the headers (every reply, streamed or not, came that much later).
+    sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     try:
         sock.bind((host, port))
