@@ -262,7 +262,9 @@ def measure(name: str, model: Path, args: Any) -> dict[str, Any] | None:
     if command is None:
         return None
     url = f"http://127.0.0.1:{port}"
-    env = {**os.environ, "OMP_WAIT_POLICY": os.environ.get("OMP_WAIT_POLICY", "PASSIVE")}
+    env = dict(os.environ)
+    if args.omp_wait_policy != "default":
+        env["OMP_WAIT_POLICY"] = args.omp_wait_policy.upper()
     with subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                           env=env) as process:
         try:
@@ -297,6 +299,11 @@ def main() -> None:
     parser.add_argument("--kv-unified", action="store_true",
                         help="one KV cache buffer for all sequences, in both llama.cpp-based "
                         "servers (default: one per sequence, llama-server's default with -np)")
+    parser.add_argument("--omp-wait-policy", choices=("passive", "active", "default"),
+                        default="default",
+                        help="OMP_WAIT_POLICY of every server (default: left as it is, what a "
+                        "user gets; passive halved every server's speed on 2 cores, active "
+                        "starves a Python server's threads)")
     parser.add_argument("--contender", action="append", choices=CONTENDERS, default=None,
                         help="measure only these (repeatable; default: all)")
     args = parser.parse_args()
