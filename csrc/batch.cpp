@@ -467,6 +467,7 @@ void BatchLoop::step() {
                 end(*s, std::move(last));
             }
         } else {
+            context_->decoded_locked();
             n_steps_.fetch_add(1);
             n_tokens_.fetch_add(batch_.n_tokens);
             n_sampled_.fetch_add(static_cast<int64_t>(std::count_if(outputs.begin(), outputs.end(), [](const Output & o) { return !o.first; })));

@@ -318,6 +318,7 @@ int32_t Context::decode_piece_locked(const int32_t * tokens, size_t n, int32_t s
     }
     const int32_t rc = llama_decode(ctx_, batch_);
     if (rc == 0) {
+        shift_pending_ = false;
         tracked.insert(tracked.end(), tokens, tokens + n);
     } else {
         sync_tracked_locked(seq_id);
@@ -407,6 +408,7 @@ std::vector<float> Context::sequence_embeddings(int32_t seq_id) const {
 void Context::memory_clear() {
     auto g = lock("Context.memory_clear");
     llama_memory_clear(llama_get_memory(ctx_), true);
+    shift_pending_ = false;
     tokens_.clear();
 }
 
@@ -435,9 +437,12 @@ void Context::memory_copy(int32_t src, int32_t dst, int32_t p0, int32_t p1) {
                     std::to_string(p1) + ") into another needs kv_unified=True; without it only whole "
                     "sequences are copied (p0=-1, p1=-1)");
     }
-    if (!kv_unified_ && llama_n_seq_max(ctx_) > 1 && src != dst && !llama_model_is_recurrent(model_.get())) {
+    if (!kv_unified_ && llama_n_seq_max(ctx_) > 1 && src != dst && !llama_model_is_recurrent(model_.get()) &&
+        !shift_pending_) {
         // llama.cpp would copy the buffer only at the next decode, after whatever wrote into the
         // source meanwhile (a state loaded into it): copy the cells now, through host memory.
+        // Not while a shift waits for that decode: its keys are not rotated yet, and only
+        // llama.cpp's own copy carries the shift along.
         copy_sequence_now_locked(src, dst);
     } else {
         llama_memory_seq_cp(llama_get_memory(ctx_), src, dst, p0, p1);
@@ -485,6 +490,7 @@ void Context::memory_shift(int32_t seq_id, int32_t p0, int32_t p1, int32_t delta
         throw Error(ErrorKind::State, "[Context.memory_shift] this model's memory cannot be shifted");
     }
     llama_memory_seq_add(llama_get_memory(ctx_), seq_id, p0, p1, delta);
+    shift_pending_ = shift_pending_ || delta != 0;
     tokens_.erase(seq_id);  // positions moved: the token list no longer matches
 }
 
@@ -521,9 +527,18 @@ std::vector<int32_t> Context::prefix_lengths(const std::vector<int32_t> & tokens
     return out;
 }
 
+void Context::check_no_pending_shift_locked(const char * operation) const {
+    if (shift_pending_) {
+        throw Error(ErrorKind::State, std::string("[") + operation +
+                                          "] a memory_shift is pending: llama.cpp turns the keys at the next decode, "
+                                          "and a state saved before it would hold them unturned; decode first");
+    }
+}
+
 std::vector<uint8_t> Context::state_bytes(std::optional<int32_t> seq_id) {
     auto g = lock("Context.state_bytes");
     if (seq_id) check_seq(*seq_id, "Context.state_bytes");
+    check_no_pending_shift_locked("Context.state_bytes");
     std::vector<uint8_t> out;
     if (seq_id) {
         out.resize(llama_state_seq_get_size(ctx_, *seq_id));
@@ -551,6 +566,7 @@ void Context::save_state_file(const std::string & path, std::optional<int32_t> s
     auto g = lock("Context.save_state_file");
     if (seq_id) check_seq(*seq_id, "Context.save_state_file");
     check_path(path, "Context.save_state_file", "path");
+    check_no_pending_shift_locked("Context.save_state_file");
     const int32_t seq = seq_id.value_or(0);
     std::vector<int32_t> tracked = tokens_.count(seq) ? tokens_[seq] : std::vector<int32_t>{};
     if (std::find(tracked.begin(), tracked.end(), -1) != tracked.end()) tracked.clear();

@@ -152,6 +152,10 @@ class Context {
     // restored or a state loaded into it meanwhile went to dst under the old positions (one
     // request answered another's question), and it copies the whole buffer, used or not.
     void copy_sequence_now_locked(int32_t src, int32_t dst);
+    // A State error while a shift waits for the next decode (a saved state would be wrong).
+    void check_no_pending_shift_locked(const char * operation) const;
+    // A decode ran: llama.cpp has applied any pending shift.
+    void decoded_locked() { shift_pending_ = false; }
     // Backend sampling: runs `chain` inside the graph for seq_id's outputs (false: the context
     // cannot). Detaching a chain that is no longer the one attached does nothing.
     bool attach_graph_sampler_locked(int32_t seq_id, llama_sampler * chain);
@@ -178,6 +182,7 @@ class Context {
     std::shared_ptr<BatchLoop> loop_;
     bool loop_stopped_ = false;
     bool kv_unified_ = false;
+    bool shift_pending_ = false;  // memory_shift moved positions; the keys turn at the next decode
     llama_batch batch_{};
     int32_t n_vocab_ = 0;
     int64_t n_ctx_seq_ = 0;

@@ -382,3 +382,41 @@ def test_a_copied_sequence_keeps_what_it_was_given_when_its_source_is_loaded_ove
     with _native.Context(smollm2, n_ctx=256, n_threads=2) as ctx:
         ctx.decode(tokens)
         np.testing.assert_allclose(copied, ctx.logits(), atol=1e-3)
+
+
+def test_a_sequence_copied_right_after_a_shift_is_shifted_too(smollm2):
+    """llama.cpp applies a shift (rotating the keys) at the next decode; a copy made before then
+    must carry the pending shift, not the keys as they were."""
+    tokens = prompt(smollm2)
+    with _native.Context(smollm2, n_ctx=256, n_seq_max=2, n_threads=2) as ctx:
+        ctx.decode(tokens[:-1])
+        ctx.memory_shift(0, 0, -1, 10)
+        ctx.memory_copy(0, 1)
+        ctx.decode(tokens[-1:], seq_id=1)
+        copied = ctx.logits()
+    with _native.Context(smollm2, n_ctx=256, n_seq_max=2, n_threads=2) as ctx:
+        ctx.decode(tokens[:-1])
+        ctx.memory_shift(0, 0, -1, 10)
+        ctx.decode(tokens[-1:])
+        np.testing.assert_allclose(copied, ctx.logits(), atol=1e-3)
+
+
+def test_saving_a_state_waits_for_the_decode_that_applies_a_shift(smollm2, tmp_path):
+    """A state saved between memory_shift and the next decode would hold the keys unturned
+    under the new positions: refused with a clear error until a decode (or a clear)."""
+    tokens = prompt(smollm2)
+    with _native.Context(smollm2, n_ctx=256, n_threads=2) as ctx:
+        ctx.decode(tokens[:-1])
+        ctx.memory_shift(0, 0, -1, 10)
+        with pytest.raises(StateError, match="decode first"):
+            ctx.state_bytes(0)
+        with pytest.raises(StateError, match="decode first"):
+            ctx.save_state_file(str(tmp_path / "state.bin"))
+        assert not (tmp_path / "state.bin").exists()
+        ctx.decode(tokens[-1:])
+        saved = ctx.state_bytes(0)
+    with _native.Context(smollm2, n_ctx=256, n_threads=2) as ctx:
+        ctx.load_state_bytes(saved, 0)
+        assert ctx.memory_pos_max(0) == len(tokens) - 1 + 10
+        ctx.memory_clear()
+        ctx.state_bytes()  # nothing pending after a clear
