@@ -262,7 +262,7 @@ size_t BatchLoop::reuse_prefix(llama_context * ctx, BatchSequence & sequence) {
             llama_memory_seq_cp(mem, donor, seq, 0, static_cast<llama_pos>(n_donor));
         } else {  // one buffer per sequence: whole copies only, then cut
             try {
-                context_->copy_sequence_now_locked(donor, seq);
+                context_->copy_sequence_locked(donor, seq);
                 ok = llama_memory_seq_rm(mem, seq, static_cast<llama_pos>(n_donor), -1);
             } catch (const Error &) {
                 ok = false;

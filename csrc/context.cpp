@@ -318,7 +318,7 @@ int32_t Context::decode_piece_locked(const int32_t * tokens, size_t n, int32_t s
     }
     const int32_t rc = llama_decode(ctx_, batch_);
     if (rc == 0) {
-        shift_pending_ = false;
+        decoded_locked();
         tracked.insert(tracked.end(), tokens, tokens + n);
     } else {
         sync_tracked_locked(seq_id);
@@ -432,36 +432,35 @@ void Context::memory_copy(int32_t src, int32_t dst, int32_t p0, int32_t p1) {
     check_seq(dst, "Context.memory_copy");
     // Without a unified KV cache each sequence has its own buffer, and llama.cpp copies between
     // buffers only whole (it asserts otherwise).
-    if (!kv_unified_ && llama_n_seq_max(ctx_) > 1 && src != dst && (p0 > 0 || p1 >= 0)) {
+    if (!kv_unified_ && n_seq_max_ > 1 && src != dst && (p0 > 0 || p1 >= 0)) {
         throw_value("[Context.memory_copy] copying part of a sequence (p0=" + std::to_string(p0) + ", p1=" +
                     std::to_string(p1) + ") into another needs kv_unified=True; without it only whole "
                     "sequences are copied (p0=-1, p1=-1)");
     }
-    if (!kv_unified_ && llama_n_seq_max(ctx_) > 1 && src != dst && !llama_model_is_recurrent(model_.get()) &&
-        !shift_pending_) {
-        // llama.cpp would copy the buffer only at the next decode, after whatever wrote into the
-        // source meanwhile (a state loaded into it): copy the cells now, through host memory.
-        // Not while a shift waits for that decode: its keys are not rotated yet, and only
-        // llama.cpp's own copy carries the shift along.
-        copy_sequence_now_locked(src, dst);
-    } else {
-        llama_memory_seq_cp(llama_get_memory(ctx_), src, dst, p0, p1);
-    }
     if (p0 <= 0 && p1 < 0) {
+        copy_sequence_locked(src, dst);
         tokens_[dst] = tokens_[src];
     } else {
+        llama_memory_seq_cp(llama_get_memory(ctx_), src, dst, p0, p1);
         tokens_.erase(dst);
     }
     sync_tracked_locked(dst);
 }
 
-void Context::copy_sequence_now_locked(int32_t src, int32_t dst) {
+void Context::copy_sequence_locked(int32_t src, int32_t dst) {
+    llama_memory_t memory = llama_get_memory(ctx_);
+    // Only llama.cpp's own copy carries a pending shift along (the keys turn at the next decode);
+    // a recurrent state is copied by reference anyway.
+    if (kv_unified_ || n_seq_max_ == 1 || src == dst || shift_pending_ || llama_model_is_recurrent(model_.get())) {
+        llama_memory_seq_cp(memory, src, dst, -1, -1);
+        return;
+    }
     std::vector<uint8_t> state(llama_state_seq_get_size_ext(ctx_, src, LLAMA_STATE_SEQ_FLAGS_NONE));
     state.resize(llama_state_seq_get_data_ext(ctx_, state.data(), state.size(), src, LLAMA_STATE_SEQ_FLAGS_NONE));
-    llama_memory_seq_rm(llama_get_memory(ctx_), dst, -1, -1);
+    llama_memory_seq_rm(memory, dst, -1, -1);
     LogCapture capture;
     if (state.empty() || llama_state_seq_set_data_ext(ctx_, state.data(), state.size(), dst, LLAMA_STATE_SEQ_FLAGS_NONE) == 0) {
-        llama_memory_seq_rm(llama_get_memory(ctx_), dst, -1, -1);
+        llama_memory_seq_rm(memory, dst, -1, -1);
         tokens_.erase(dst);
         throw Error(ErrorKind::State, "[Context.memory_copy] could not copy sequence " + std::to_string(src) + " into " +
                                           std::to_string(dst) + ": " + capture.errors());

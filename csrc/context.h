@@ -146,12 +146,13 @@ class Context {
     // needs no lock.
     void check_seq(int32_t seq_id, const char * operation, bool all_allowed = false) const;
     void sync_tracked_locked(int32_t seq_id);
-    // Copies all of src's cells into dst at once, through host memory, where each sequence has
-    // a buffer of its own; a State error when llama.cpp refuses it. llama.cpp's own copy between
-    // buffers waits for the next decode and takes whatever the source holds then: a prompt
-    // restored or a state loaded into it meanwhile went to dst under the old positions (one
-    // request answered another's question), and it copies the whole buffer, used or not.
-    void copy_sequence_now_locked(int32_t src, int32_t dst);
+    // Copies all of src's cells into dst. Where each sequence has a buffer of its own, at once,
+    // through host memory (a State error when llama.cpp refuses it): llama.cpp's own copy
+    // between buffers waits for the next decode and takes whatever the source holds then (a
+    // prompt restored or a state loaded into it meanwhile went to dst under the old positions:
+    // one request answered another's question), and it copies the whole buffer, used or not.
+    // llama.cpp's copy otherwise, and while a shift waits for the next decode.
+    void copy_sequence_locked(int32_t src, int32_t dst);
     // A State error while a shift waits for the next decode (a saved state would be wrong).
     void check_no_pending_shift_locked(const char * operation) const;
     // A decode ran: llama.cpp has applied any pending shift.
